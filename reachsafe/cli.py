@@ -1,0 +1,79 @@
+"""The ``reachsafe`` command line.
+
+Each subcommand lives in a small module under :mod:`reachsafe.commands`; this file only
+wires them up.  Heavy packages (``verification``, ``training``, matplotlib, cvxpy) are
+imported inside the subcommand that needs them, so ``reachsafe --help`` is instant.
+
+Exit codes: 0 success, 1 a negative verdict (e.g. "not invariant", violations found),
+2 bad input (one line on stderr: what is wrong and how to fix it), 3 undecided.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from . import __version__
+
+# (name, module under reachsafe.commands, one-line help) in the order --help lists them
+COMMANDS: list[tuple[str, str, str]] = [
+    ("systems", "systems", "list the built-in systems: dimensions, constraint box X, noise box W"),
+    ("info", "info", "validate a set file and print its summary (volume, facets, certificate)"),
+    ("import-zonotope", "import_zonotope", "convert a published zonotope (JSON) into a set file with its H-representation"),
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with exit code 2 and a one-line error (argparse's default prints usage first)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="reachsafe",
+        description=(
+            "Reachability-backed safety for reinforcement learning: compute and certify robust "
+            "control-invariant sets, guard policy actions with them, train, and audit."
+        ),
+        epilog="Exit codes: 0 ok, 1 negative verdict, 2 bad input, 3 undecided. "
+        "Run 'reachsafe COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"reachsafe {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, module, help_text in COMMANDS:
+        mod = importlib.import_module(f"reachsafe.commands.{module}")
+        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``reachsafe`` console script; returns the exit code."""
+    from .errors import UserError
+    from .setfile import SetFileError
+    from .systems import ModelError, UnknownSystemError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (UserError, SetFileError, ModelError, UnknownSystemError) as exc:
+        sys.stderr.write(f"reachsafe {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"reachsafe {args.command}: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""The set-file contract: a robust control-invariant set as plain JSON.
+
+A set file describes the polytope ``P = {x : A x <= b}`` for one system and is readable
+without reachsafe (MATLAB, Julia, ``json.load``).  Fields (``format_version`` 1)::
+
+    format_version   1
+    system           registry name, e.g. "pendulum"
+    model_fingerprint  sha256 of the symbolic model the set was made for
+    state_names      names of the state coordinates (order of A's columns)
+    constraints      {"lo": [...], "hi": [...]}  safety box X (doubles, nearest)
+    noise            {"lo": [...], "hi": [...]}  noise box W
+    actions          {"lo": [...], "hi": [...]}  action box U
+    A, b             H-representation, A: [k][n], b: [k]
+    zonotope         optional {"center": [n], "generators": [n][p]}
+    volume           {"value": v, "method": "exact" | "monte-carlo", "stderr": s}
+    certificate      null, or {"status": "certified", "method", "min_slack", "cells",
+                     "time_s", "tool_version", "artifact", "artifact_sha256", ...}
+    provenance       free-form dict: how the set was made (command, source, date)
+
+Loading validates everything and refuses with one line (:class:`SetFileError`) that
+names the problem and the fix.  Writing is atomic: a temporary file in the same folder
+is written, flushed, fsync'ed and renamed over the target, so a crash never leaves a
+half-written set file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SetFile", "SetFileError", "FORMAT_VERSION", "load_set", "atomic_write_text", "atomic_write_bytes"]
+
+FORMAT_VERSION = 1
+
+
+class SetFileError(ValueError):
+    """A set file cannot be used; the message is one line with the problem and the fix."""
+
+
+@dataclass
+class SetFile:
+    """An invariant-set candidate or certified set, as stored on disk (see module docstring)."""
+
+    system: str
+    model_fingerprint: str
+    A: np.ndarray
+    b: np.ndarray
+    constraints: dict[str, list[float]]
+    noise: dict[str, list[float]]
+    actions: dict[str, list[float]]
+    state_names: list[str] = field(default_factory=list)
+    zonotope: dict[str, Any] | None = None
+    volume: dict[str, Any] | None = None
+    certificate: dict[str, Any] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+    path: Path | None = None
+
+    # ---------------------------------------------------------- convenience
+    @property
+    def n(self) -> int:
+        return int(self.A.shape[1])
+
+    @property
+    def certified(self) -> bool:
+        return bool(self.certificate) and self.certificate.get("status") == "certified"
+
+    def polytope(self):
+        """The set as :class:`reachsafe.sets.HPolytope`."""
+        from .sets import HPolytope
+
+        return HPolytope(self.A, self.b)
+
+    @classmethod
+    def for_system(cls, system, A: np.ndarray, b: np.ndarray, **kw: Any) -> "SetFile":
+        """A set file for a :class:`~reachsafe.systems.CompiledSystem` (boxes filled in from the model)."""
+        return cls(
+            system=system.name,
+            model_fingerprint=system.fingerprint,
+            A=np.asarray(A, dtype=np.float64),
+            b=np.asarray(b, dtype=np.float64),
+            constraints={"lo": system.constraint_lo.tolist(), "hi": system.constraint_hi.tolist()},
+            noise={"lo": system.noise_lo.tolist(), "hi": system.noise_hi.tolist()},
+            actions={"lo": system.action_lo.tolist(), "hi": system.action_hi.tolist()},
+            state_names=list(system.state_names),
+            **kw,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "system": self.system,
+            "model_fingerprint": self.model_fingerprint,
+            "state_names": list(self.state_names),
+            "constraints": self.constraints,
+            "noise": self.noise,
+            "actions": self.actions,
+            "A": np.asarray(self.A).tolist(),
+            "b": np.asarray(self.b).tolist(),
+            "zonotope": self.zonotope,
+            "volume": self.volume,
+            "certificate": self.certificate,
+            "provenance": self.provenance,
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Validate, then write atomically (temp file + rename). Returns the path."""
+        _validate_arrays(self.A, self.b, str(path))
+        text = json.dumps(self.to_json(), indent=1, allow_nan=False) + "\n"
+        atomic_write_text(path, text)
+        self.path = Path(path)
+        return self.path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise SetFileError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# --------------------------------------------------------------------- loading
+def _fail(path: str, msg: str) -> SetFileError:
+    return SetFileError(f"{path}: {msg}")
+
+
+def _validate_arrays(A: np.ndarray, b: np.ndarray, where: str) -> None:
+    if A.ndim != 2 or A.shape[0] == 0 or A.shape[1] == 0:
+        raise _fail(where, f"'A' must be a non-empty 2-D matrix [k][n], got shape {list(A.shape)}; regenerate the set file")
+    if b.shape != (A.shape[0],):
+        raise _fail(where, f"'b' must have one entry per row of 'A' ({A.shape[0]}), got shape {list(b.shape)}; regenerate the set file")
+    if not np.all(np.isfinite(A)):
+        raise _fail(where, "'A' contains NaN or infinite entries; regenerate the set file")
+    if not np.all(np.isfinite(b)):
+        raise _fail(where, "'b' contains NaN or infinite entries; regenerate the set file")
+
+
+def _float_matrix(path: str, data: dict, key: str, ndim: int) -> np.ndarray:
+    if key not in data:
+        raise _fail(path, f"missing field '{key}'; the file is not a reachsafe set file or is truncated")
+    try:
+        arr = np.array(data[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise _fail(path, f"field '{key}' is not a numeric {'matrix' if ndim == 2 else 'vector'} (ragged or non-numeric entries)") from None
+    if arr.ndim != ndim:
+        raise _fail(path, f"field '{key}' must be {ndim}-D, got shape {list(arr.shape)}")
+    return arr
+
+
+def _box(path: str, data: dict, key: str, dim: int) -> dict[str, list[float]]:
+    box = data.get(key)
+    if not isinstance(box, dict) or "lo" not in box or "hi" not in box:
+        raise _fail(path, f"field '{key}' must be an object with 'lo' and 'hi' lists")
+    lo = np.array(box["lo"], dtype=np.float64)
+    hi = np.array(box["hi"], dtype=np.float64)
+    if lo.shape != (dim,) or hi.shape != (dim,):
+        raise _fail(path, f"field '{key}' must have {dim} entries in 'lo' and 'hi', got {lo.shape} and {hi.shape}")
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))) or np.any(lo > hi):
+        raise _fail(path, f"field '{key}' must be finite with lo <= hi")
+    return {"lo": lo.tolist(), "hi": hi.tolist()}
+
+
+def _reject_constant(token: str) -> float:
+    raise ValueError(f"non-finite number {token}")
+
+
+def load_set(
+    path: str | os.PathLike,
+    system: str | None = None,
+    check_fingerprint: bool = True,
+) -> SetFile:
+    """Load and validate a set file.
+
+    :param path: the JSON file.
+    :param system: if given, the set must be for this system.
+    :param check_fingerprint: refuse a set made for another version of the model (default).
+    :raises SetFileError: one line naming the problem and the fix.
+    """
+    from .systems import UnknownSystemError, available_systems, get_system
+
+    p = str(path)
+    try:
+        raw = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _fail(p, "no such file; check the path (committed sets live in data/)") from None
+    except IsADirectoryError:
+        raise _fail(p, "is a directory, not a set file") from None
+    except UnicodeDecodeError:
+        raise _fail(p, "is not a UTF-8 text file; a set file is JSON") from None
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise _fail(p, f"malformed JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); the file is corrupt or truncated") from None
+    except ValueError as exc:
+        raise _fail(p, f"{exc} in JSON; set files hold finite numbers only") from None
+    if not isinstance(data, dict):
+        raise _fail(p, "top level must be a JSON object; this is not a reachsafe set file")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise _fail(p, f"unsupported format_version {version!r} (this reachsafe reads {FORMAT_VERSION}); upgrade reachsafe or regenerate the file")
+    name = data.get("system")
+    if not isinstance(name, str):
+        raise _fail(p, "missing field 'system'; the file is not a reachsafe set file")
+    try:
+        compiled = get_system(name)
+    except UnknownSystemError:
+        raise _fail(p, f"unknown system {name!r}; available: {', '.join(available_systems())}") from None
+    if system is not None and name != system:
+        raise _fail(p, f"is a set for {name!r}, not for {system!r}; pass a {system} set file")
+    A = _float_matrix(p, data, "A", 2)
+    b = _float_matrix(p, data, "b", 1)
+    _validate_arrays(A, b, p)
+    if A.shape[1] != compiled.n:
+        raise _fail(p, f"'A' has {A.shape[1]} columns but {name} has {compiled.n} states")
+    fp = data.get("model_fingerprint")
+    if check_fingerprint and fp != compiled.fingerprint:
+        raise _fail(
+            p,
+            f"model fingerprint {str(fp)[:19]}... does not match the current {name} model "
+            f"({compiled.fingerprint[:19]}...): the set was made for another model; recompute it "
+            f"(reachsafe compute-invariant {name})",
+        )
+    sf = SetFile(
+        system=name,
+        model_fingerprint=str(fp),
+        A=A,
+        b=b,
+        constraints=_box(p, data, "constraints", compiled.n),
+        noise=_box(p, data, "noise", compiled.p),
+        actions=_box(p, data, "actions", compiled.m),
+        state_names=list(data.get("state_names") or compiled.state_names),
+        zonotope=data.get("zonotope"),
+        volume=data.get("volume"),
+        certificate=data.get("certificate"),
+        provenance=dict(data.get("provenance") or {}),
+        format_version=version,
+        path=Path(path),
+    )
+    if sf.zonotope is not None:
+        z = sf.zonotope
+        if not isinstance(z, dict):
+            raise _fail(p, "field 'zonotope' must be an object with 'center' and 'generators'")
+        c = _float_matrix(p, z, "center", 1)
+        G = _float_matrix(p, z, "generators", 2)
+        if c.shape != (compiled.n,) or G.shape[0] != compiled.n or not (np.all(np.isfinite(c)) and np.all(np.isfinite(G))):
+            raise _fail(p, f"zonotope must have a finite center [{compiled.n}] and generators [{compiled.n}][p]")
+    if sf.certificate is not None and not isinstance(sf.certificate, dict):
+        raise _fail(p, "field 'certificate' must be an object or null")
+    for key in ("constraints", "noise"):
+        stored = getattr(sf, key)
+        lo_ref = compiled.constraint_lo if key == "constraints" else compiled.noise_lo
+        hi_ref = compiled.constraint_hi if key == "constraints" else compiled.noise_hi
+        if check_fingerprint and not (np.allclose(stored["lo"], lo_ref, rtol=0, atol=1e-12) and np.allclose(stored["hi"], hi_ref, rtol=0, atol=1e-12)):
+            raise _fail(p, f"'{key}' box differs from the {name} model's; the file was edited or made for another model")
+    if volume := sf.volume:
+        if not isinstance(volume, dict) or not isinstance(volume.get("value"), (int, float)) or not math.isfinite(volume["value"]):
+            raise _fail(p, "field 'volume' must be an object with a finite 'value'")
+    return sf

@@ -1,0 +1,294 @@
+"""Compile a :class:`~reachsafe.systems.definition.SystemDefinition` into batched callables.
+
+From the symbolic step ``f(x, a, w)`` this module derives, once per process:
+
+* the affine split (exact, checked symbolically)::
+
+      x+ = c(x) + B(x) a + E(x) w,   c = f(x, 0, 0),  B = df/da,  E = df/dw,
+
+  refusing a model that is not affine in ``(a, w)`` with the offending term named;
+* batched numpy and torch callables for ``f``, ``c``, ``B``, ``E``, the Jacobians
+  ``df/dx, df/da, df/dw``, the reward and the observation (torch ones are differentiable
+  and run on any device/dtype);
+* rigorous interval enclosures of ``c``, ``B``, ``E`` over boxes of states
+  (:mod:`reachsafe.systems.intervals`);
+* the model fingerprint.
+
+Every function takes arrays with a leading batch shape ``[..., n]`` and dispatches on
+the input type: ``torch.Tensor`` in, ``torch.Tensor`` out; anything else is numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import sympy as sp
+
+from .definition import ModelError, SystemDefinition
+from .intervals import Interval, enclose, number_interval
+
+__all__ = ["CompiledSystem", "AffineEnclosure"]
+
+_TORCH_FUNCS = {
+    "sin": "sin", "cos": "cos", "tan": "tan", "exp": "exp", "log": "log", "sqrt": "sqrt",
+    "Abs": "abs", "tanh": "tanh", "atan2": "atan2", "sign": "sign",
+}
+
+
+def _lambdify(args: Sequence[sp.Symbol], exprs: Sequence[sp.Expr], backend: str) -> Callable:
+    if backend == "numpy":
+        mod = {"sqrt": lambda u: np.sqrt(np.maximum(u, 1e-30))}
+        return sp.lambdify(list(args), list(exprs), modules=[mod, "numpy"], cse=True)
+    import torch
+
+    mod = {k: getattr(torch, v) for k, v in _TORCH_FUNCS.items()}
+    mod["pi"] = math.pi
+    # sqrt(u) with u clamped at 1e-30: finite value and zero gradient at u = 0 (a distance
+    # to a goal the agent starts on), instead of the NaN of d sqrt(u)/du * 0.
+    mod["sqrt"] = lambda u: torch.sqrt(torch.clamp(u, min=1e-30))
+    return sp.lambdify(list(args), list(exprs), modules=[mod, "math"], cse=True)
+
+
+class _Batched:
+    """``k`` expressions in ``args`` evaluated on batches, stacked on the last axis.
+
+    Each group of arguments is passed as one array ``[..., len(group)]``; the result has
+    shape ``[..., *shape]`` (``shape`` defaults to ``(k,)``).
+    """
+
+    def __init__(self, groups: Sequence[Sequence[sp.Symbol]], exprs: Sequence[sp.Expr], shape: tuple[int, ...] | None = None):
+        self.groups = [list(g) for g in groups]
+        self.exprs = [sp.sympify(e) for e in exprs]
+        self.shape = shape if shape is not None else (len(self.exprs),)
+        self._fns: dict[str, Callable] = {}
+
+    def _fn(self, backend: str) -> Callable:
+        if backend not in self._fns:
+            flat = [s for g in self.groups for s in g]
+            self._fns[backend] = _lambdify(flat, self.exprs, backend)
+        return self._fns[backend]
+
+    def __call__(self, *arrays: Any) -> Any:
+        if len(arrays) != len(self.groups):
+            raise TypeError(f"expected {len(self.groups)} array arguments, got {len(arrays)}")
+        is_torch = any(type(a).__module__.startswith("torch") for a in arrays)
+        if is_torch:
+            import torch
+
+            ref = next(a for a in arrays if isinstance(a, torch.Tensor))
+            arrays = [torch.as_tensor(a, dtype=ref.dtype, device=ref.device) for a in arrays]
+            batch = torch.broadcast_shapes(*[a.shape[:-1] for a in arrays])
+            cols = [a[..., i] for a, g in zip(arrays, self.groups) for i in range(len(g))]
+            vals = self._fn("torch")(*cols)
+            vals = [v if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=ref.dtype, device=ref.device) for v in vals]
+            out = torch.stack([v.expand(batch) if v.shape != batch else v for v in vals], dim=-1)
+            return out.reshape(*batch, *self.shape)
+        arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+        batch = np.broadcast_shapes(*[a.shape[:-1] for a in arrays])
+        cols = [a[..., i] for a, g in zip(arrays, self.groups) for i in range(len(g))]
+        vals = self._fn("numpy")(*cols)
+        out = np.stack([np.broadcast_to(np.asarray(v, dtype=np.float64), batch) for v in vals], axis=-1)
+        return out.reshape(*batch, *self.shape)
+
+
+@dataclass(frozen=True)
+class AffineEnclosure:
+    """Rigorous bounds of ``c``, ``B``, ``E`` over a batch of N state boxes.
+
+    ``c_lo <= c(x) <= c_hi`` ([N, n]), ``B_lo <= B(x) <= B_hi`` ([N, n, m]) and
+    ``E_lo <= E(x) <= E_hi`` ([N, n, p]) elementwise, for every real ``x`` in the box.
+    """
+
+    c_lo: np.ndarray
+    c_hi: np.ndarray
+    B_lo: np.ndarray
+    B_hi: np.ndarray
+    E_lo: np.ndarray
+    E_hi: np.ndarray
+
+
+class CompiledSystem:
+    """Numeric face of a symbolic system (see module docstring).
+
+    :param definition: the symbolic model.
+    """
+
+    def __init__(self, definition: SystemDefinition):
+        self.definition = definition
+        d = definition
+        self.name = d.name
+        self.n, self.m, self.p = d.n, d.m, d.p
+        self.dt = float(d.dt)
+        x, a, w, ctx = list(d.state), list(d.action), list(d.noise), list(d.context)
+        self._x, self._a, self._w, self._ctx = x, a, w, ctx
+
+        f = [sp.expand(e) for e in d.step_exprs()]
+        zero = {s: 0 for s in a + w}
+        c = [sp.expand(e.xreplace(zero)) for e in f]
+        B = sp.Matrix(f).jacobian(a).applyfunc(sp.expand)
+        E = sp.Matrix(f).jacobian(w).applyfunc(sp.expand) if w else sp.zeros(len(f), 0)
+        self._check_affine(f, c, B, E)
+        self.f_exprs, self.c_exprs = f, c
+        self.B_exprs, self.E_exprs = B, E
+        self.reward_expr = d.substituted(d.reward)
+        self.observation_exprs = [d.substituted(e) for e in d.observation]
+
+        n, m, p = self.n, self.m, self.p
+        self._step = _Batched([x, a, w], f)
+        self._c = _Batched([x], c)
+        self._B = _Batched([x], list(B), (n, m))
+        self._E = _Batched([x], list(E), (n, p))
+        Fm = sp.Matrix(f)
+        self._dfdx = _Batched([x, a, w], list(Fm.jacobian(x)), (n, n))
+        self._dfda = _Batched([x, a, w], list(B), (n, m))
+        self._dfdw = _Batched([x, a, w], list(E), (n, p))
+        self._reward = _Batched([x, a, ctx] if ctx else [x, a], [self.reward_expr], ())
+        self._obs = _Batched([x, ctx] if ctx else [x], self.observation_exprs)
+
+        self.constraint_lo = np.array([float(v) for v in d.constraint_lo])
+        self.constraint_hi = np.array([float(v) for v in d.constraint_hi])
+        self.noise_lo = np.array([float(v) for v in d.noise_lo])
+        self.noise_hi = np.array([float(v) for v in d.noise_hi])
+        self.action_lo = -np.ones(m)
+        self.action_hi = np.ones(m)
+        self.wrap = {int(i): (float(lo), float(per)) for i, (lo, per) in d.wrap.items()}
+
+    # ----------------------------------------------------------------- checks
+    def _check_affine(self, f: list, c: list, B: sp.Matrix, E: sp.Matrix) -> None:
+        a_w = set(self._a) | set(self._w)
+        for i in range(len(f)):
+            for j in range(B.shape[1]):
+                bad = B[i, j].free_symbols & a_w
+                if bad:
+                    raise ModelError(
+                        f"system {self.definition.name!r}: step[{i}] is not affine in the action: "
+                        f"d/d{self._a[j]} = {B[i, j]} still depends on {sorted(map(str, bad))}"
+                    )
+            for j in range(E.shape[1]):
+                bad = E[i, j].free_symbols & a_w
+                if bad:
+                    raise ModelError(
+                        f"system {self.definition.name!r}: step[{i}] is not affine in the noise: "
+                        f"d/d{self._w[j]} = {E[i, j]} still depends on {sorted(map(str, bad))}"
+                    )
+            recon = c[i] + sum(B[i, j] * self._a[j] for j in range(B.shape[1])) + sum(
+                E[i, j] * self._w[j] for j in range(E.shape[1])
+            )
+            if sp.expand(f[i] - recon) != 0:
+                raise ModelError(
+                    f"system {self.definition.name!r}: step[{i}] = c + B a + E w does not hold exactly "
+                    f"(residual {sp.expand(f[i] - recon)})"
+                )
+
+    # ------------------------------------------------------------- metadata
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the canonical symbolic model (see :meth:`SystemDefinition.fingerprint`)."""
+        return self.definition.fingerprint()
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return self.definition.state_names or tuple(str(s) for s in self._x)
+
+    def constraint_box_inner(self) -> tuple[np.ndarray, np.ndarray]:
+        """Doubles ``lo >= X_lo``, ``hi <= X_hi`` (rounded inward): the box they span lies in the exact X."""
+        iv = [number_interval(v) for v in self.definition.constraint_lo]
+        jv = [number_interval(v) for v in self.definition.constraint_hi]
+        return np.array([i[1] for i in iv]), np.array([j[0] for j in jv])
+
+    def noise_box_outer(self) -> tuple[np.ndarray, np.ndarray]:
+        """Doubles ``lo <= W_lo``, ``hi >= W_hi`` (rounded outward): the box they span contains the exact W."""
+        iv = [number_interval(v) for v in self.definition.noise_lo]
+        jv = [number_interval(v) for v in self.definition.noise_hi]
+        return np.array([i[0] for i in iv]), np.array([j[1] for j in jv])
+
+    # ----------------------------------------------------------- simulation
+    def step_unwrapped(self, x: Any, a: Any, w: Any) -> Any:
+        """``f(x, a, w)`` without angle wrapping: the map every proof is about."""
+        return self._step(x, a, w)
+
+    def wrap_state(self, x: Any) -> Any:
+        """Map wrapped coordinates into ``(lo, lo + period]`` (identity for others).
+
+        ``y = hi - ((hi - x) mod period)`` with ``hi = lo + period``; the gradient is 1.
+        """
+        if not self.wrap:
+            return x
+        if type(x).__module__.startswith("torch"):
+            import torch
+
+            cols = list(torch.unbind(x, dim=-1))
+            for i, (lo, per) in self.wrap.items():
+                hi = lo + per
+                cols[i] = hi - torch.remainder(hi - cols[i], per)
+            return torch.stack(cols, dim=-1)
+        x = np.array(x, dtype=np.float64, copy=True)
+        for i, (lo, per) in self.wrap.items():
+            hi = lo + per
+            x[..., i] = hi - np.mod(hi - x[..., i], per)
+        return x
+
+    def step(self, x: Any, a: Any, w: Any) -> Any:
+        """One simulator step ``x+ = wrap(f(x, a, w))``.
+
+        For the pendulum, wrapping changes nothing for a successor that stays inside X
+        (``|theta| <= 2.7 < pi``), so on a certified set ``step == step_unwrapped``.
+        """
+        return self.wrap_state(self._step(x, a, w))
+
+    def affine(self, x: Any) -> tuple[Any, Any, Any]:
+        """``(c(x), B(x), E(x))`` with ``f(x, a, w) = c + B a + E w`` exactly; shapes [..., n], [..., n, m], [..., n, p]."""
+        return self._c(x), self._B(x), self._E(x)
+
+    def jacobians(self, x: Any, a: Any, w: Any) -> tuple[Any, Any, Any]:
+        """``(df/dx, df/da, df/dw)`` at ``(x, a, w)``; shapes [..., n, n], [..., n, m], [..., n, p]."""
+        return self._dfdx(x, a, w), self._dfda(x, a, w), self._dfdw(x, a, w)
+
+    def reward(self, x: Any, a: Any, context: Any = None) -> Any:
+        """Reward ``r(x, a[, g])``, shape [...]."""
+        if self._ctx:
+            if context is None:
+                raise ValueError(f"system {self.name!r}: reward needs the context {[str(s) for s in self._ctx]}")
+            return self._reward(x, a, context)
+        return self._reward(x, a)
+
+    def observation(self, x: Any, context: Any = None) -> Any:
+        """Observation ``o(x[, g])``, shape [..., k]."""
+        if self._ctx:
+            if context is None:
+                raise ValueError(f"system {self.name!r}: observation needs the context {[str(s) for s in self._ctx]}")
+            return self._obs(x, context)
+        return self._obs(x)
+
+    def context_from_state(self, x0: Any) -> Any:
+        """Episode context from the initial state (``goal = initial position``); None if the system has none."""
+        if not self._ctx:
+            return None
+        idx = list(self.definition.context_from_state)
+        return x0[..., idx]
+
+    @property
+    def observation_dim(self) -> int:
+        return len(self.observation_exprs)
+
+    # ------------------------------------------------------------- intervals
+    def enclose(self, lo: np.ndarray, hi: np.ndarray, mean_value: bool = True) -> AffineEnclosure:
+        """Rigorous enclosures of ``c``, ``B``, ``E`` over each state box ``[lo_k, hi_k]`` ([N, n])."""
+        lo = np.atleast_2d(np.asarray(lo, dtype=np.float64))
+        hi = np.atleast_2d(np.asarray(hi, dtype=np.float64))
+        N, n, m, p = lo.shape[0], self.n, self.m, self.p
+        exprs = list(self.c_exprs) + list(self.B_exprs) + list(self.E_exprs)
+        elo, ehi = enclose(exprs, self._x, lo, hi, mean_value=mean_value)
+        k1, k2 = n, n + n * m
+        return AffineEnclosure(
+            c_lo=elo[:, :k1], c_hi=ehi[:, :k1],
+            B_lo=elo[:, k1:k2].reshape(N, n, m), B_hi=ehi[:, k1:k2].reshape(N, n, m),
+            E_lo=elo[:, k2:].reshape(N, n, p), E_hi=ehi[:, k2:].reshape(N, n, p),
+        )
+
+    def __repr__(self) -> str:
+        return f"CompiledSystem({self.name!r}, n={self.n}, m={self.m}, p={self.p})"
