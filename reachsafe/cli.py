@@ -22,6 +22,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("systems", "systems", "list the built-in systems: dimensions, constraint box X, noise box W"),
     ("info", "info", "validate a set file and print its summary (volume, facets, certificate)"),
     ("import-zonotope", "import_zonotope", "convert a published zonotope (JSON) into a set file with its H-representation"),
+    ("kernel", "kernel", "grid estimate of the viability kernel inside X (2-D systems): the reference area"),
+    ("plot", "plot", "plot set files side by side with the constraint box X (PNG)"),
 ]
 
 

@@ -1,0 +1,74 @@
+"""Robust one-step margins of a polytope at sampled states (floating point, for search).
+
+For ``P = {x : A x <= b}`` with unit-norm rows and a state ``x``, the robust margin is
+
+    s(x) = max_{a in U} min_i ( b_i - A_i c(x) - h_i(x) - A_i B(x) a ),
+    h_i(x) = A_i E(x) w_c + |A_i E(x)| w_r          (worst noise, closed form),
+
+the largest distance by which every noisy successor stays inside every facet when the
+best action is taken.  ``s(x) >= 0`` iff the safe action set ``S(x)`` is non-empty.
+The maximisation is one LP per state; all states of a batch are solved together as one
+sparse, separable LP (HiGHS), which maximises each ``s`` independently.
+
+This is a search tool (synthesis, kernel comparisons): it is not rigorous.  Proofs are the
+certifier's job (:mod:`verification.certify`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sps
+from scipy.optimize import linprog
+
+__all__ = ["robust_margins", "normalize_rows"]
+
+
+def normalize_rows(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale each inequality ``A_i x <= b_i`` to a unit-norm normal."""
+    nrm = np.linalg.norm(A, axis=1)
+    return A / nrm[:, None], b / nrm
+
+
+def robust_margins(system, A: np.ndarray, b: np.ndarray, X: np.ndarray, cap: float = 1.0,
+                   chunk: int = 1500) -> tuple[np.ndarray, np.ndarray]:
+    """Robust margins ``s(x)`` and maximising actions at states ``X`` ([N, n]).
+
+    :param system: a :class:`~reachsafe.systems.CompiledSystem`.
+    :param A: unit-norm facet normals [k, n].
+    :param b: offsets [k].
+    :param X: states [N, n].
+    :param cap: upper bound on ``s`` (keeps the LP bounded; margins above it are reported as ``cap``).
+    :returns: ``(s [N], a [N, m])``.
+    """
+    X = np.atleast_2d(X)
+    s_all, a_all = [], []
+    for start in range(0, len(X), chunk):
+        s, a = _margins_chunk(system, A, b, X[start:start + chunk], cap)
+        s_all.append(s)
+        a_all.append(a)
+    return np.concatenate(s_all), np.concatenate(a_all)
+
+
+def _margins_chunk(system, A, b, X, cap):
+    N, k, m = len(X), A.shape[0], system.m
+    c, B, E = system.affine(X)
+    w_c = 0.5 * (system.noise_lo + system.noise_hi)
+    w_r = 0.5 * (system.noise_hi - system.noise_lo)
+    AE = np.einsum("kn,Nnp->Nkp", A, E)
+    r = b[None, :] - c @ A.T - AE @ w_c - np.abs(AE) @ w_r  # [N, k]
+    G = np.einsum("kn,Nnm->Nkm", A, B)  # [N, k, m]
+    nv = m + 1  # per state: a (m), s
+    # constraint rows: state j, facet i:  G[j,i,:] a_j + s_j <= r[j,i]
+    rows = np.repeat(np.arange(N * k), m + 1)
+    var_base = np.repeat(np.arange(N) * nv, k)  # [N*k]
+    cols = (var_base[:, None] + np.arange(nv)[None, :]).ravel()
+    vals = np.concatenate([G.reshape(N * k, m), np.ones((N * k, 1))], axis=1).ravel()
+    M = sps.csr_matrix((vals, (rows, cols)), shape=(N * k, N * nv))
+    cost = np.zeros(N * nv)
+    cost[m::nv] = -1.0
+    bounds = np.tile(np.array([[-1.0, 1.0]] * m + [[-1e6, cap]]), (N, 1))
+    res = linprog(cost, A_ub=M, b_ub=r.ravel(), bounds=bounds, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"robust_margins: LP failed ({res.message})")
+    z = res.x.reshape(N, nv)
+    return z[:, m], z[:, :m]
