@@ -1,0 +1,12 @@
+"""Everything that learns: the differentiable safeguarded environment, SHAC, SB3 baselines, runs.
+
+Modules (import what you need; nothing heavy is imported here):
+
+* :mod:`training.env`          — :class:`~training.env.SafeEnv`, batched differentiable torch env
+* :mod:`training.gym_adapter`  — Gymnasium env and stable-baselines3 ``VecEnv`` adapters
+* :mod:`training.shac`         — SHAC (config dataclass, networks, training loop)
+* :mod:`training.baselines`    — PPO / SAC from stable-baselines3
+* :mod:`training.runner`       — run directories: config, metrics, checkpoints, rollouts, curve
+* :mod:`training.evaluate`     — evaluation protocol and the rollouts file
+* :mod:`training.bench`        — ``reachsafe bench training``: safeguard wall-time overhead
+"""

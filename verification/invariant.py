@@ -14,7 +14,7 @@ constraint box) the loop
    good states when there is one (no good state is lost), otherwise the cut just past
    it that loses the fewest good sampled states (a volume proxy),
 
-and stops when no sampled state is bad.  The result is only a candidate: it is written
+and stops when no sampled state is bad in ``confirm`` consecutive iterations.  The result is only a candidate: it is written
 only after the independent certifier (:mod:`verification.certify`) proves it invariant
 for the nonlinear model and every noise value.  When certification fails, the margin is
 raised and the loop continues from the current set (sets only shrink, so the work is
@@ -46,6 +46,7 @@ class SynthesisConfig:
     :param step: extra inward distance of a cut beyond the bad state, relative to the
         constraint box's extent along that normal.
     :param max_iters: iteration cap.
+    :param confirm: consecutive iterations without a bad sample needed to stop.
     :param seed: random seed (the result is deterministic for a seed).
     """
 
@@ -54,6 +55,7 @@ class SynthesisConfig:
     n_boundary: int = 3000
     step: float = 2e-3
     max_iters: int = 200
+    confirm: int = 2
     seed: int = 0
 
 
@@ -131,6 +133,7 @@ def shrink_to_invariant(
     config: SynthesisConfig | None = None,
     progress: Callable[[dict], None] | None = None,
     deadline: float | None = None,
+    extra_points: np.ndarray | None = None,
 ) -> SynthesisResult:
     """Shrink the template polytope ``{A x <= b}`` until every sampled state has margin.
 
@@ -140,10 +143,14 @@ def shrink_to_invariant(
         clipped to ``X`` by the box rows of the template).
     :param progress: called after each iteration with a dict (iteration, bad, volume proxy).
     :param deadline: ``time.monotonic()`` value after which the loop stops (not converged).
+    :param extra_points: states tested in every iteration while they lie in the polytope
+        (e.g. counterexamples the certifier found in an earlier candidate).
     """
     cfg = config or SynthesisConfig()
     rng = np.random.default_rng(cfg.seed)
     lo, hi = system.constraint_box_inner()
+    # a relative 1e-9 inside X, so that P ⊆ X is provable through rounded LP bounds
+    lo, hi = lo + 1e-9 * (hi - lo), hi - 1e-9 * (hi - lo)
     A = np.asarray(A, dtype=np.float64)
     A = A / np.linalg.norm(A, axis=1, keepdims=True)
     b = initial_offsets(A, lo, hi) if b is None else np.asarray(b, dtype=np.float64).copy()
@@ -155,15 +162,16 @@ def shrink_to_invariant(
     converged = False
     min_margin = -np.inf
     it = 0
+    clean = 0
     for it in range(1, cfg.max_iters + 1):
         P = HPolytope(A, b)
         center, radius = P.chebyshev_center()
         if radius <= 0:
             raise RuntimeError("synthesis: the polytope became empty; no invariant set with this template and margin")
-        pts = np.vstack([
-            P.sample(cfg.n_interior, rng),
-            boundary_samples(P, center, cfg.n_boundary, rng, scale),
-        ])
+        pts = [P.sample(cfg.n_interior, rng), boundary_samples(P, center, cfg.n_boundary, rng, scale)]
+        if extra_points is not None and len(extra_points):
+            pts.append(extra_points[P.contains(extra_points)])
+        pts = np.vstack(pts)
         s, _ = robust_margins(system, A, b, pts)
         bad = s < cfg.margin
         min_margin = float(s.min())
@@ -171,9 +179,12 @@ def shrink_to_invariant(
         history.append(info)
         if progress:
             progress(info)
-        if not bad.any():
+        clean = clean + 1 if not bad.any() else 0
+        if clean >= cfg.confirm:
             converged = True
             break
+        if not bad.any():
+            continue
         cut, choice = _cheapest_cuts(pts[bad] @ A.T, pts[~bad] @ A.T, cfg.step * extent)
         new_b = b.copy()
         np.minimum.at(new_b, choice, cut)

@@ -214,7 +214,9 @@ class CompiledSystem:
     def wrap_state(self, x: Any) -> Any:
         """Map wrapped coordinates into ``(lo, lo + period]`` (identity for others).
 
-        ``y = hi - ((hi - x) mod period)`` with ``hi = lo + period``; the gradient is 1.
+        ``y = hi - ((hi - x) mod period)`` with ``hi = lo + period``, applied only where
+        ``x`` lies outside ``(lo, hi]`` so that coordinates already in range are returned
+        bit for bit (the modulo would move them by an ulp); the gradient is 1.
         """
         if not self.wrap:
             return x
@@ -224,12 +226,14 @@ class CompiledSystem:
             cols = list(torch.unbind(x, dim=-1))
             for i, (lo, per) in self.wrap.items():
                 hi = lo + per
-                cols[i] = hi - torch.remainder(hi - cols[i], per)
+                v = cols[i]
+                cols[i] = torch.where((v > hi) | (v <= lo), hi - torch.remainder(hi - v, per), v)
             return torch.stack(cols, dim=-1)
         x = np.array(x, dtype=np.float64, copy=True)
         for i, (lo, per) in self.wrap.items():
             hi = lo + per
-            x[..., i] = hi - np.mod(hi - x[..., i], per)
+            v = x[..., i]
+            x[..., i] = np.where((v > hi) | (v <= lo), hi - np.mod(hi - v, per), v)
         return x
 
     def step(self, x: Any, a: Any, w: Any) -> Any:

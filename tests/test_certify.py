@@ -1,0 +1,341 @@
+"""Tests for the RCI certifier (verification.certify / recheck / per_state) and `reachsafe certify`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+from reachsafe.cli import main
+from reachsafe.setfile import SetFile, load_set
+from reachsafe.sets import HPolytope
+from reachsafe.systems import get_definition, get_system
+from reachsafe.systems import pendulum as pendulum_module
+from verification import _certify_intervals as ia
+from verification.certify import artifact_path_for, certify
+from verification.per_state import safe_action_lp
+from verification.recheck import check_coverage, recheck_artifact
+
+ROOT = Path(__file__).resolve().parents[1]
+PUB_PENDULUM = ROOT / "data" / "published" / "pendulum.json"
+PUB_QUADROTOR = ROOT / "data" / "published" / "quadrotor.json"
+
+
+# ----------------------------------------------------------------------------- helpers
+def box_set(system: str, lo, hi) -> SetFile:
+    H = HPolytope.from_box(lo, hi)
+    return SetFile.for_system(get_system(system), H.A, H.b)
+
+
+def saved(sf: SetFile, path: Path) -> Path:
+    sf.save(path)
+    return path
+
+
+def safe_set_infeasible(system: str, A: np.ndarray, b: np.ndarray, x: np.ndarray) -> bool:
+    """Independent check: S(x) = {a in U : A B a <= b - A c - h_W} is empty (scipy LP status 2)."""
+    sysm = get_system(system)
+    c, B, E = sysm.affine(np.asarray(x, float))
+    wc = 0.5 * (sysm.noise_lo + sysm.noise_hi)
+    wr = 0.5 * (sysm.noise_hi - sysm.noise_lo)
+    AE = A @ E
+    rhs = b - A @ c - AE @ wc - np.abs(AE) @ wr
+    res = linprog(np.zeros(sysm.m), A_ub=A @ B, b_ub=rhs, bounds=[(-1, 1)] * sysm.m, method="highs")
+    return res.status == 2
+
+
+def assert_refuted(res, system: str, A, b) -> None:
+    assert res.status == "not_invariant", res.message
+    ce = res.counterexample
+    assert ce is not None and ce.reason == "no_safe_action" and ce.margin > 0
+    assert np.all(A @ ce.x <= b + 1e-12)
+    assert safe_set_infeasible(system, A, b, ce.x)
+
+
+@pytest.fixture(scope="module")
+def certified_pendulum(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cert") / "pendulum.json"
+    shutil.copy(PUB_PENDULUM, path)
+    res = certify(path, time_budget=120)
+    assert res.status == "certified", res.message
+    return path
+
+
+# ----------------------------------------------------------------------------- intervals
+def test_intervals_enclose_constants_and_trig():
+    lo, hi = ia.number_interval(sp.Rational(27, 10))
+    assert lo < hi and lo <= 2.7 <= hi
+    assert ia.number_interval(sp.pi)[0] < ia.number_interval(sp.pi)[1]
+    x = np.linspace(-7, 7, 301)
+    a, b = x[:-1], x[1:]
+    for which, fn in (("sin", np.sin), ("cos", np.cos)):
+        r = ia._trig(ia.Iv(a, b), which)
+        grid = fn(np.linspace(a, b, 50))
+        assert np.all(r.lo <= grid.min(axis=0)) and np.all(r.hi >= grid.max(axis=0))
+    s = ia.sum_iv(ia.point(np.full(1000, 0.1)))
+    assert s.lo < 100.0 < s.hi or s.lo <= 100.0 <= s.hi
+
+
+def test_model_affine_split_matches_compiled():
+    from verification._certify_intervals import CertModel
+
+    for name in ("pendulum", "quadrotor"):
+        model, sysm = CertModel(get_definition(name)), get_system(name)
+        x = np.random.default_rng(0).uniform(-0.2, 0.2, size=(5, sysm.n))
+        enc = model.at_points(x)
+        c, B, E = sysm.affine(x)
+        for key, val in (("c", c), ("B", B), ("E", E)):
+            assert np.all(enc[key].lo <= val + 1e-12) and np.all(val - 1e-12 <= enc[key].hi)
+    assert CertModel(get_definition("quadrotor")).nonlinear_dims == [2]
+    assert CertModel(get_definition("pendulum")).nonlinear_dims == [0]
+
+
+def test_coverage_checker():
+    lo = np.array([[0.0, 0.0], [0.5, 0.0], [0.5, 0.5]])
+    hi = np.array([[0.5, 1.0], [1.0, 0.5], [1.0, 1.0]])
+    assert check_coverage(np.zeros(2), np.ones(2), lo, hi) == ""
+    assert "no cell" in check_coverage(np.zeros(2), np.ones(2), lo[:2], hi[:2])
+
+
+# ----------------------------------------------------------------------------- certified sets
+def test_small_pendulum_box_certifies(tmp_path):
+    path = saved(box_set("pendulum", [-0.3, -1.5], [0.3, 1.5]), tmp_path / "box.json")
+    res = certify(path, time_budget=60)
+    assert res.status == "certified" and res.exit_code == 0
+    assert res.min_slack > 0 and res.cells >= 1 and res.time_s < 60
+    sf = load_set(path)
+    cert = sf.certificate
+    assert cert["status"] == "certified" and cert["artifact"] == "box.proof.json"
+    assert cert["model_fingerprint"] == get_system("pendulum").fingerprint
+    assert recheck_artifact(sf, artifact_path_for(path)).valid
+
+
+def test_published_pendulum_certifies(certified_pendulum):
+    sf = load_set(certified_pendulum)
+    assert sf.certified and sf.certificate["min_slack"] > 0.1
+    res = recheck_artifact(sf, artifact_path_for(certified_pendulum))
+    assert res.valid, res.message
+    assert res.min_slack == pytest.approx(sf.certificate["min_slack"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=2**31 - 1))
+def test_states_of_certified_set_have_safe_actions(certified_pendulum, seed):
+    sf = load_set(certified_pendulum)
+    sysm = get_system("pendulum")
+    x = HPolytope(sf.A, sf.b).sample(1, rng=seed)[0]
+    c, B, E = sysm.affine(x)
+    lp = safe_action_lp(sf.A, sf.b, c, B, E, sysm.noise_lo, sysm.noise_hi)
+    assert lp.status == 0 and lp.slack >= 0
+
+
+def test_no_write_writes_nothing(tmp_path):
+    path = saved(box_set("pendulum", [-0.3, -1.5], [0.3, 1.5]), tmp_path / "box.json")
+    before = path.read_bytes()
+    res = certify(path, write=False, time_budget=60)
+    assert res.status == "certified" and res.artifact is None
+    assert path.read_bytes() == before and not artifact_path_for(path).exists()
+
+
+# ----------------------------------------------------------------------------- refutations
+def test_constraint_box_of_pendulum_is_not_invariant():
+    sysm = get_system("pendulum")
+    sf = box_set("pendulum", sysm.constraint_lo, sysm.constraint_hi)
+    res = certify(sf, write=False, time_budget=60)
+    assert_refuted(res, "pendulum", sf.A, sf.b)
+    assert abs(res.counterexample.x[0]) > 2.0  # near |theta| = 2.7, where no torque stops the fall
+
+
+def test_float_bound_beyond_exact_bound_is_outside_X():
+    # float(2.7) exceeds the real 2.7 by 1.8e-16: P is (barely) not inside X.
+    sf = box_set("pendulum", [-2.7, -1.0], [2.7, 1.0])
+    res = certify(sf, write=False, time_budget=30)
+    assert res.status == "not_invariant" and res.counterexample.reason == "outside_constraints"
+    x = res.counterexample.x
+    assert np.all(sf.A @ x <= sf.b) and abs(x[0]) == 2.7
+    lo, hi = get_system("pendulum").constraint_box_inner()
+    inner = box_set("pendulum", [lo[0], -1.0], [hi[0], 1.0])  # inward-rounded bounds are fine
+    assert certify(inner, write=False, time_budget=60).status == "certified"
+
+
+def test_published_quadrotor_is_not_invariant():
+    sf = load_set(PUB_QUADROTOR)
+    res = certify(sf, write=False, time_budget=300)
+    assert_refuted(res, "quadrotor", sf.A, sf.b)
+    assert res.time_s < 120
+
+
+TIGHT = ([-1.0, -3.875], [1.0, 3.875])  # |theta| <= 1, |omega| <= 3.875: invariant with little margin
+
+
+@pytest.mark.parametrize("row", range(4))
+def test_pushed_facet_is_rejected(row):
+    sf = box_set("pendulum", *TIGHT)
+    assert certify(sf, write=False, time_budget=60).status == "certified"
+    for delta in (1e-3, 1e-2, 1e-1):  # push one facet outwards until the set fails
+        b = sf.b.copy()
+        b[row] += delta
+        res = certify(SetFile.for_system(get_system("pendulum"), sf.A, b), write=False, time_budget=60)
+        if res.status != "certified":
+            break
+    assert_refuted(res, "pendulum", sf.A, b)
+
+
+def test_pushed_published_facets_are_sound(certified_pendulum):
+    """Every facet of the published set pushed out: a 'certified' verdict must survive sampling."""
+    sf = load_set(certified_pendulum)
+    sysm = get_system("pendulum")
+    nrm = np.linalg.norm(sf.A, axis=1)
+    verdicts = []
+    for i in range(len(sf.b)):
+        b = sf.b.copy()
+        b[i] += 2.0 * nrm[i]
+        res = certify(SetFile.for_system(sysm, sf.A, b), write=False, time_budget=60)
+        verdicts.append(res.status)
+        if res.status == "certified":
+            P = HPolytope(sf.A, b)
+            X = np.vstack([P.sample(200, rng=i), P.vertices() * (1 - 1e-9)])
+            for x in X:
+                c, B, E = sysm.affine(x)
+                assert safe_action_lp(sf.A, b, c, B, E, sysm.noise_lo, sysm.noise_hi).slack >= -1e-9
+        elif res.status == "not_invariant" and res.counterexample.reason == "no_safe_action":
+            assert safe_set_infeasible("pendulum", sf.A, b, res.counterexample.x)
+    assert "not_invariant" in verdicts
+
+
+def _mutated(noise: float = 1.0, torque: float = 1.0):
+    d = get_definition("pendulum")
+    params = dict(d.params)
+    params[pendulum_module.tau_max] = params[pendulum_module.tau_max] * sp.nsimplify(torque)
+    k = sp.nsimplify(noise)
+    return dataclasses.replace(d, params=params, noise_lo=tuple(k * v for v in d.noise_lo),
+                               noise_hi=tuple(k * v for v in d.noise_hi))
+
+
+@pytest.mark.parametrize("noise,torque", [(1.5, 1.0), (1.0, 0.8)])
+def test_mutated_model_never_certifies_tight_set(noise, torque):
+    # |theta| <= 1, |omega| <= 3.875: at the corner (1, 3.875) full braking leaves
+    # theta+ = 1 - 4.4e-5 under the nominal model, too little for 1.5x noise or 0.8x torque.
+    sf = box_set("pendulum", *TIGHT)
+    assert certify(sf, write=False, time_budget=60).status == "certified"
+    res = certify(sf, write=False, time_budget=60, definition=_mutated(noise, torque))
+    assert res.status in ("not_invariant", "undecided")
+
+
+# ----------------------------------------------------------------------------- re-checker
+def _tamper(tmp_path: Path, certified: Path, edit) -> tuple[SetFile, Path]:
+    path = tmp_path / "p.json"
+    shutil.copy(certified, path)
+    art = json.loads(artifact_path_for(certified).read_text())
+    edit(art)
+    artifact_path_for(path).write_text(json.dumps(art))
+    return load_set(path), artifact_path_for(path)
+
+
+def test_recheck_rejects_changed_witness(tmp_path, certified_pendulum):
+    def edit(art):
+        idx = next(i for i, c in enumerate(art["cells"]) if c["kind"] == "witness")
+        art["cells"][idx]["witness"]["k"] = [0.0]
+        art["cells"][idx]["witness"]["K"] = [[0.0, 0.0]]
+
+    sf, art = _tamper(tmp_path, certified_pendulum, edit)
+    res = recheck_artifact(sf, art)
+    assert not res.valid and res.bad_cell is not None and "cell" in res.message
+
+
+def test_recheck_rejects_removed_cell(tmp_path, certified_pendulum):
+    sf, art = _tamper(tmp_path, certified_pendulum, lambda a: a["cells"].pop(len(a["cells"]) // 2))
+    res = recheck_artifact(sf, art)
+    assert not res.valid and "coverage" in res.message
+
+
+def test_recheck_rejects_other_set(tmp_path, certified_pendulum):
+    sf = load_set(certified_pendulum)
+    other = SetFile.for_system(get_system("pendulum"), sf.A, sf.b * 0.99)
+    res = recheck_artifact(other, artifact_path_for(certified_pendulum))
+    assert not res.valid and "another set" in res.message
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_exit_codes(tmp_path, capsys, certified_pendulum):
+    path = saved(box_set("pendulum", [-0.3, -1.5], [0.3, 1.5]), tmp_path / "box.json")
+    out = tmp_path / "r.json"
+    assert main(["certify", str(path), "--json", str(out), "--quiet"]) == 0
+    data = json.loads(out.read_text())
+    assert data["status"] == "certified" and data["min_slack"] > 0
+    assert main(["certify", str(path), "--recheck", "--quiet"]) == 0
+
+    sysm = get_system("pendulum")
+    bad = saved(box_set("pendulum", sysm.constraint_lo, sysm.constraint_hi), tmp_path / "X.json")
+    assert main(["certify", str(bad), "--json", str(out), "--quiet"]) == 1
+    data = json.loads(out.read_text())
+    assert data["status"] == "not_invariant" and len(data["counterexample"]["x"]) == 2
+    assert "counterexample" in capsys.readouterr().out
+
+    capsys.readouterr()
+    assert main(["certify", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such file" in err
+
+    raw = json.loads(path.read_text())
+    raw["model_fingerprint"] = "sha256:" + "0" * 64
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps(raw))
+    assert main(["certify", str(wrong)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+    # tampered artifact -> recheck exit 1
+    art = artifact_path_for(path)
+    a = json.loads(art.read_text())
+    a["cells"][0]["witness"]["k"] = [5.0]
+    art.write_text(json.dumps(a))
+    assert main(["certify", str(path), "--recheck", "--quiet"]) == 1
+
+
+def test_cli_undecided_on_tiny_budget(tmp_path):
+    path = saved(box_set("pendulum", *TIGHT), tmp_path / "tight.json")
+    assert main(["certify", str(path), "--budget", "1", "--quiet", "--no-write"]) == 3
+
+
+def lqr_invariant_quadrotor_set() -> SetFile:
+    """A quadrotor RCI candidate: maximal invariant set of the LQR closed loop of the model
+    linearised at hover, with the noise inflated x3 and |K x| <= 0.5, inside 0.9 X (142 facets)."""
+    import scipy.linalg as sla
+
+    sysm = get_system("quadrotor")
+    Jx, Ja, Jw = sysm.jacobians(np.zeros(6), np.zeros(2), np.zeros(2))
+    P = sla.solve_discrete_are(Jx, Ja, np.diag([1, 1, 1, 1, 1, 0.1]), np.eye(2))
+    K = -np.linalg.solve(np.eye(2) + Ja.T @ P @ Ja, Ja.T @ P @ Jx)
+    Acl = Jx + Ja @ K
+    Wr = 0.3 * np.abs(Jw).sum(1)
+    lo, hi = sysm.constraint_lo * 0.9, sysm.constraint_hi * 0.9
+    F0 = np.vstack([np.eye(6), -np.eye(6), K, -K])
+    h0 = np.r_[hi, -lo, 0.5 * np.ones(4)]
+    F, h, Fi, dist = F0.copy(), h0.copy(), F0.copy(), np.zeros(len(h0))
+    for it in range(200):
+        Fi = Fi @ Acl
+        dist = dist + np.abs(F0 @ np.linalg.matrix_power(Acl, it)) @ Wr
+        added = 0
+        for f, hh in zip(Fi, h0 - dist):
+            res = linprog(-f, A_ub=F, b_ub=h, bounds=[(None, None)] * 6, method="highs")
+            if res.status == 0 and -res.fun > hh + 1e-9:
+                F, h, added = np.vstack([F, f]), np.r_[h, hh], added + 1
+        if not added:
+            break
+    H = HPolytope(F, h).remove_redundant()
+    return SetFile.for_system(sysm, H.A, H.b)
+
+
+def test_quadrotor_lqr_set_certifies_and_rechecks(tmp_path):
+    path = saved(lqr_invariant_quadrotor_set(), tmp_path / "quad.json")
+    res = certify(path, time_budget=900)
+    assert res.status == "certified", res.message
+    assert recheck_artifact(load_set(path), artifact_path_for(path)).valid

@@ -1,0 +1,95 @@
+"""`reachsafe compute-invariant`: certified output or nothing; committed sets reproducible."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from reachsafe import get_system, load_set
+from reachsafe.cli import main
+from verification.decomposition import H_IDX, V_IDX, embed, quadrotor_parts
+from verification.margins import robust_margins
+
+from .conftest import DATA
+
+
+def test_pendulum_set_is_computed_certified_and_large(tmp_path, capsys):
+    out = tmp_path / "pendulum.json"
+    assert main(["compute-invariant", "pendulum", "--out", str(out), "--time-budget", "300"]) == 0
+    sf = load_set(out)
+    assert sf.certified and sf.certificate["cells"] > 0
+    assert sf.volume["value"] >= 115  # published: 66.86
+    assert (tmp_path / "pendulum.proof.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pendulum.json", "pendulum.proof.json"]  # no temp left
+    assert main(["certify", str(out), "--recheck"]) == 0
+
+
+def test_failure_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    # a budget too small to finish: exit non-zero, nothing written
+    code = main(["compute-invariant", "pendulum", "--out", str(out), "--time-budget", "0.01"])
+    assert code in (1, 3)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_flags(tmp_path, capsys):
+    assert main(["compute-invariant", "cartpole", "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["compute-invariant", "pendulum", "--out", str(tmp_path / "no" / "x.json")]) == 2
+    assert main(["compute-invariant", "pendulum", "--time-budget", "-1", "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len([l for l in err.splitlines() if "error" in l]) == 3
+
+
+def test_quadrotor_parts_are_the_quadrotor_chains():
+    """Each chain's step equals the full model's for the matching coordinates (noise = the other chain)."""
+    q = get_system("quadrotor")
+    parts = quadrotor_parts()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(q.constraint_lo, q.constraint_hi, (200, 6))
+    a = rng.uniform(-1, 1, (200, 2))
+    w = rng.uniform(-0.1, 0.1, (200, 2))
+    full = q.step_unwrapped(x, a, w)
+    h = parts.horizontal.step_unwrapped(x[:, list(H_IDX)], a[:, 1:2], np.c_[w[:, 0], a[:, 0]])
+    np.testing.assert_allclose(h, full[:, list(H_IDX)], atol=1e-12)
+    # vertical: tilt enters as nu2 = kappa T with kappa = 1 - cos(phi), inside its noise box
+    T = 9.81 + 6 / 7 * a[:, 0]
+    nu2 = (1 - np.cos(x[:, 2])) * T
+    assert np.all(nu2 >= parts.vertical.noise_lo[1]) and np.all(nu2 <= parts.vertical.noise_hi[1])
+    v = parts.vertical.step_unwrapped(x[:, list(V_IDX)], a[:, :1], np.c_[w[:, 1], nu2])
+    np.testing.assert_allclose(v, full[:, list(V_IDX)], atol=1e-12)
+
+
+def test_embed_builds_the_product():
+    A, b = embed(3, [((0, 2), np.array([[1.0, 1.0]]), np.array([1.0])), ((1,), np.array([[1.0]]), np.array([2.0]))])
+    np.testing.assert_array_equal(A, [[1, 0, 1], [0, 1, 0]])
+    np.testing.assert_array_equal(b, [1, 2])
+
+
+@pytest.mark.parametrize("name, target", [("pendulum", 115.0), ("quadrotor", 200.0)])
+def test_committed_sets_are_certified_and_meet_targets(name, target):
+    path = DATA / f"{name}.json"
+    if not path.exists():
+        pytest.skip(f"{path} not committed yet")
+    sf = load_set(path)
+    assert sf.certified
+    assert sf.volume["value"] >= target
+    assert (DATA / f"{name}.proof.json").exists()
+    # sampled states all have a safe action (the proof says all of them do)
+    A = sf.A / np.linalg.norm(sf.A, axis=1, keepdims=True)
+    b = sf.b / np.linalg.norm(sf.A, axis=1)
+    s, _ = robust_margins(get_system(name), A, b, sf.polytope().sample(1000, 0))
+    assert s.min() >= 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["pendulum", "quadrotor"])
+def test_committed_set_is_reproduced(name, tmp_path):
+    committed = load_set(DATA / f"{name}.json")
+    out = tmp_path / f"{name}.json"
+    assert main(["compute-invariant", name, "--out", str(out), "--time-budget", "2400"]) == 0
+    fresh = load_set(out)
+    assert fresh.volume["value"] == pytest.approx(committed.volume["value"], rel=0.01)
+    assert main(["certify", str(out)]) == 0
+    json.loads((tmp_path / f"{name}.proof.json").read_text())

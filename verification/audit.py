@@ -1,0 +1,727 @@
+r"""Post-hoc safety audit of recorded rollouts against a certified invariant set.
+
+Given a rollouts file (states ``x[e, t]`` ``[E, T+1, n]``, executed actions ``a[e, t]``
+``[E, T, m]``, policy actions, fingerprints; see ``../shared/DESIGN.md``) and the set file
+``P = {x : A x <= b}`` the run was guarded with, the audit decides, for every episode and step
+at once (numpy, no Python loop over steps):
+
+1. **Certificate.**  The set file carries a certificate whose proof artifact
+   ``<stem>.proof.json`` re-checks (:func:`recheck_certificate`, an adapter around
+   :func:`verification.recheck.recheck_artifact`), and the fingerprints agree: the set's
+   model fingerprint equals the current model's, the rollouts' ``model_fingerprint`` too, and
+   the rollouts' ``set_fingerprint`` equals :func:`verification.fingerprints.set_fingerprint`
+   of the set file.
+
+2. **States** ``x`` (every ``x[e, t]``, ``t = 0..T``) lie in ``X`` and in ``P``.
+
+3. **Actions.**  Every executed ``a = a[e, t]`` lies in ``U = [-1, 1]^m`` and in the robust
+   one-step safe set at ``x = x[e, t]``::
+
+       S(x) = {a in U : A (c(x) + B(x) a) + h_W(x) <= b},
+       h_W(x)_i = max_{w in W} A_i E(x) w = |A_i E(x)| w_r + A_i E(x) w_c,
+
+   i.e. the successor ``f(x, a, w) = c(x) + B(x) a + E(x) w`` is in ``P`` for *every* noise
+   ``w`` in ``W`` (``w_c``, ``w_r``: centre and radius of the box ``W``).
+
+4. **Transitions.**  Every recorded successor is explained by the model and the noise bound:
+   with ``r = x[e, t+1] - c(x) - B(x) a`` (wrapped coordinates taken modulo their period),
+   some ``w`` in ``W`` has ``|r - E(x) w| <= delta`` elementwise.
+
+**Exactness of checks 2 and 3 (tolerance 0 by default).**  A state or action passes only if the
+inequality is *proven* for the exact real numbers: the stored doubles are the data, and the
+model functions ``c, B, E`` are enclosed rigorously at those doubles by the certifier's
+outward-rounded interval arithmetic (:class:`verification._certify_intervals.CertModel`),
+``h_W`` and ``b - h_W`` are bounded by the same arithmetic, and the facet products are
+evaluated in floating point with an a-priori error bound::
+
+    nu_i = fl(||A_i||_2),  A~_i = fl(A_i / nu_i),  d~_i = fl(d_i / nu_i),
+    (A_i y - d_i) / nu_i  <=  fl(A~_i y_m - d~_i) + err,
+    err = k_n u (L ||y_m||_inf + max_i |d~_i|) + L ||y_r||_inf,
+
+where ``y = y_m +- y_r`` is the interval (``y = x`` and ``d = b`` for check 2;
+``y = c(x) + B(x) a`` and ``d <= b - h_W`` for check 3), ``L >= max_i ||A~_i||_1``,
+``u = 2^-53`` and ``k_n = 4 (n + 3) + 8`` (covers the ``gamma_{n+1}`` bound of any summation
+order, FMA or not, the rounding of the normalisation and of the bound itself).  Since
+``nu_i > 0`` the sign is that of ``A_i y - d_i``, and ``fl(A~_i y_m - d~_i)`` is the normalised
+slack (a distance in state space) up to rounding.  A step passes iff
+``max_i fl(A~_i y_m - d~_i) + err <= tol`` (``tol = 0`` unless ``--tol`` is given; a positive
+``tol`` accepts violations of at most ``tol`` in normalised units and is stated in the report).
+A step within ``err`` of the boundary is a failure "not provable within rounding".  ``X`` is
+compared exactly with the inward-rounded box (no double lies between it and the exact bound);
+``U`` is exact (``+-1``).
+
+**Transitions (tolerance delta).**  A rollout is produced by a floating-point simulator, so
+check 4 needs a tolerance: ``delta = rtol * s + y_r`` with the magnitude
+``s = |x[t+1]| + |x[t]| + |c| + |B| |a| + |E| |w|_max`` of the terms the simulator adds
+(elementwise) and ``rtol = 32 u_s`` (``u_s`` the unit round-off of the stored dtype: ``2^-53``
+for float64, ``2^-24`` for float32); a wrapped coordinate adds ``2 (|lo| + period)`` to ``s``,
+because the simulator's wrap ``hi - ((hi - x) mod period)`` is not an exact identity inside
+``X`` (it moves theta by up to half an ulp of pi, about 2e-16).  The noise is estimated by least squares,
+``w* = pinv(E) r``, clipped to the outward-rounded ``W``; the transition passes iff
+``|r - E w_clip| <= delta``.  ``w_clip`` is a witness in ``W``, so a pass is never wrong;
+for ``E`` with one non-zero pattern per noise coordinate (both built-in systems) the test is
+also exact, otherwise it may raise false alarms.  A failure is reported as "noise outside W"
+when the unclipped ``w*`` explains the step, else as "not a successor under this model".
+The pendulum simulator wraps theta to (-pi, pi]; inside ``X`` this never triggers, outside it
+the residual is compared modulo ``2 pi`` (and check 2 has already failed).
+"""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reachsafe.errors import UserError
+
+from .fingerprints import set_fingerprint
+
+__all__ = ["Rollouts", "load_rollouts", "resolve_rollouts_path", "CheckResult", "CertificateItem",
+           "AuditResult", "audit", "recheck_certificate", "REQUIRED_ARRAYS", "REQUIRED_META"]
+
+U64 = 2.0**-53
+TINY = 1e-300  # absorbs underflow in the rounding bounds
+REQUIRED_ARRAYS = ("states", "actions", "policy_actions")
+REQUIRED_META = ("system", "set_fingerprint", "model_fingerprint")
+ROLLOUTS_NAME = "rollouts.npz"
+
+# reason codes per check (0 = pass)
+STATE_CODES = {1: "outside_X", 2: "outside_P", 3: "not_provable", 4: "non_finite"}
+ACTION_CODES = {1: "outside_U", 2: "unsafe", 3: "not_provable", 4: "non_finite"}
+TRANSITION_CODES = {1: "noise_outside_W", 2: "not_model_successor", 4: "non_finite"}
+
+
+# =================================================================== rollouts file
+@dataclass
+class Rollouts:
+    """A validated rollouts file; numeric arrays converted (exactly) to float64."""
+
+    states: np.ndarray  # [E, T+1, n]
+    actions: np.ndarray  # [E, T, m] executed (after the safeguard)
+    policy_actions: np.ndarray  # [E, T, m]
+    system: str
+    set_fingerprint: str
+    model_fingerprint: str
+    noise: str = "unknown"
+    rewards: np.ndarray | None = None  # [E, T]
+    storage_dtype: str = "float64"  # lowest precision of states/actions as stored
+    path: Path | None = None
+
+    @property
+    def episodes(self) -> int:
+        return int(self.states.shape[0])
+
+    @property
+    def steps(self) -> int:
+        return int(self.actions.shape[1])
+
+
+def resolve_rollouts_path(path: str | Path) -> Path:
+    """``ROLLOUTS.npz`` as given, or ``RUN_DIR/rollouts.npz`` for a run directory."""
+    p = Path(path)
+    if p.is_dir():
+        q = p / ROLLOUTS_NAME
+        if not q.exists():
+            raise UserError(f"{p}: run directory has no {ROLLOUTS_NAME}; pass the rollouts file or the run directory")
+        return q
+    if not p.exists():
+        raise UserError(f"{p}: no such file; pass a rollouts .npz or a run directory")
+    return p
+
+
+def _meta_str(data: dict[str, np.ndarray], key: str, where: str) -> str:
+    arr = data[key]
+    if arr.dtype.kind not in "US" or arr.size != 1:
+        raise UserError(f"{where}: '{key}' must be a string, got {arr.dtype} array of shape {list(arr.shape)}")
+    v = arr.reshape(()).item()
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _float_array(data: dict[str, np.ndarray], key: str, ndim: int, where: str) -> np.ndarray:
+    arr = data[key]
+    if arr.dtype.kind != "f":
+        raise UserError(f"{where}: '{key}' must be a float array, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise UserError(f"{where}: '{key}' must be {ndim}-D, got shape {list(arr.shape)}")
+    return arr
+
+
+def _read_npz(p: Path) -> dict[str, np.ndarray]:
+    """Every member of the archive, read eagerly (a truncated member fails here, not later)."""
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):  # pragma: no cover - np.load returned an array
+                raise UserError(f"{p}: not an .npz archive; a rollouts file is written by np.savez")
+            return {k: np.asarray(npz[k]) for k in npz.files}
+    except UserError:
+        raise
+    except AttributeError:  # a plain .npy array has no context manager
+        raise UserError(f"{p}: not an .npz archive (a single .npy array?); a rollouts file is written by np.savez") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        raise UserError(f"{p}: corrupt or truncated rollouts file ({type(exc).__name__}: {msg}); "
+                        "re-export the rollouts") from None
+    except Exception as exc:  # zlib.error, pickle errors: anything the archive reader raises is bad input
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        raise UserError(f"{p}: unreadable rollouts file ({type(exc).__name__}: {msg}); re-export the rollouts") from None
+
+
+def load_rollouts(path: str | Path) -> Rollouts:
+    """Load and validate a rollouts ``.npz`` (or ``RUN_DIR``); raises :class:`UserError` (one line).
+
+    Shape checks against the model are done by :func:`audit` (it knows the system).
+    """
+    p = resolve_rollouts_path(path)
+    data = _read_npz(p)
+    where = str(p)
+    missing = [k for k in REQUIRED_ARRAYS + REQUIRED_META if k not in data]
+    if missing:
+        raise UserError(f"{where}: missing array(s) {', '.join(missing)}; a rollouts file holds "
+                        f"{', '.join(REQUIRED_ARRAYS + REQUIRED_META)} (see DESIGN.md)")
+    states = _float_array(data, "states", 3, where)
+    actions = _float_array(data, "actions", 3, where)
+    policy = _float_array(data, "policy_actions", 3, where)
+    E, T = states.shape[0], actions.shape[1]
+    if E == 0 or T == 0:
+        raise UserError(f"{where}: no steps to audit (states {list(states.shape)}, actions {list(actions.shape)})")
+    if actions.shape[0] != E or states.shape[1] != T + 1:
+        raise UserError(f"{where}: 'states' {list(states.shape)} and 'actions' {list(actions.shape)} disagree; "
+                        "expected states [E, T+1, n] and actions [E, T, m]")
+    if policy.shape != actions.shape:
+        raise UserError(f"{where}: 'policy_actions' {list(policy.shape)} must have the shape of 'actions' {list(actions.shape)}")
+    rewards = None
+    if "rewards" in data:
+        rewards = _float_array(data, "rewards", 2, where)
+        if rewards.shape != (E, T):
+            raise UserError(f"{where}: 'rewards' {list(rewards.shape)} must be [E, T] = {[E, T]}")
+    low = max((states.dtype, actions.dtype), key=lambda d: np.finfo(d).eps)  # the lower precision
+    return Rollouts(
+        states=states.astype(np.float64), actions=actions.astype(np.float64),
+        policy_actions=policy.astype(np.float64), system=_meta_str(data, "system", where),
+        set_fingerprint=_meta_str(data, "set_fingerprint", where),
+        model_fingerprint=_meta_str(data, "model_fingerprint", where),
+        noise=_meta_str(data, "noise", where) if "noise" in data else "unknown",
+        rewards=None if rewards is None else rewards.astype(np.float64),
+        storage_dtype=str(np.dtype(low)), path=p)
+
+
+def _check_shapes(ro: Rollouts, system) -> None:
+    where = str(ro.path) if ro.path else "rollouts"
+    if ro.states.shape[2] != system.n:
+        raise UserError(f"{where}: states have {ro.states.shape[2]} coordinates but {system.name} has {system.n}")
+    if ro.actions.shape[2] != system.m:
+        raise UserError(f"{where}: actions have {ro.actions.shape[2]} components but {system.name} has {system.m}")
+
+
+# =================================================================== check 1
+@dataclass
+class CertificateItem:
+    """One item of check 1: ``name``, pass/fail and a one-line message."""
+
+    name: str
+    ok: bool
+    message: str
+
+
+def recheck_certificate(setfile, recheck: bool = True) -> tuple[bool, str]:
+    """Adapter around the certifier's re-check (:func:`verification.recheck.recheck_artifact`).
+
+    Valid iff the set file records a certificate, its artifact exists beside the set file,
+    matches the recorded sha256 and the current model fingerprint, and (``recheck``) the
+    search-free checker accepts it.  Mirrors ``reachsafe certify --recheck``.
+    """
+    from reachsafe.systems import get_system
+
+    from .certify import artifact_path_for
+    from .recheck import file_sha256, recheck_artifact
+
+    cert = setfile.certificate or {}
+    if not setfile.certified:
+        return False, "set file has no certificate; run 'reachsafe certify SETFILE' first"
+    if setfile.path is None:
+        return False, "set file has no path, so its proof artifact cannot be found"
+    art = Path(setfile.path).with_name(cert["artifact"]) if cert.get("artifact") else artifact_path_for(setfile.path)
+    if not art.exists():
+        return False, f"proof artifact {art.name} missing beside the set file; run 'reachsafe certify SETFILE'"
+    if cert.get("artifact_sha256") and cert["artifact_sha256"] != file_sha256(art):
+        return False, f"proof artifact {art.name} differs from the one recorded in the set file (sha256)"
+    current = get_system(setfile.system).fingerprint
+    if cert.get("model_fingerprint") not in (None, current):
+        return False, "certificate was made for another model fingerprint"
+    if not recheck:
+        return True, f"certificate recorded, artifact {art.name} sha256 matches (not re-checked: --no-recheck)"
+    res = recheck_artifact(setfile, art)
+    return bool(res.valid), f"proof artifact {art.name}: {res.message}" + (f" ({res.cells} cells)" if res.valid else "")
+
+
+def _certificate_items(ro: Rollouts, sf, system, recheck: bool) -> list[CertificateItem]:
+    ok, msg = recheck_certificate(sf, recheck)
+    items = [CertificateItem("certificate", ok, msg)]
+    fp = system.fingerprint
+    items.append(CertificateItem(
+        "set_model_fingerprint", sf.model_fingerprint == fp,
+        "set file made for the current model" if sf.model_fingerprint == fp else
+        f"set file's model fingerprint {sf.model_fingerprint[:19]}... differs from the current {system.name} model {fp[:19]}..."))
+    items.append(CertificateItem(
+        "rollouts_model_fingerprint", ro.model_fingerprint == fp,
+        "rollouts recorded with the current model" if ro.model_fingerprint == fp else
+        f"rollouts' model_fingerprint {ro.model_fingerprint[:19]}... differs from the current {system.name} model {fp[:19]}..."))
+    sfp = set_fingerprint(sf)
+    items.append(CertificateItem(
+        "rollouts_set_fingerprint", ro.set_fingerprint == sfp,
+        "rollouts guarded with this set file" if ro.set_fingerprint == sfp else
+        f"rollouts' set_fingerprint {ro.set_fingerprint[:19]}... differs from this set file's {sfp[:19]}... "
+        "(guarded with another set)"))
+    return items
+
+
+# =================================================================== geometry
+@dataclass
+class _Geometry:
+    """Normalised facets, rigorous noise terms and boxes, computed once per audit."""
+
+    nu: np.ndarray  # [k]      fl(||A_i||_2) (any positive scale would do)
+    An: np.ndarray  # [k, n]   fl(A_i / nu_i)
+    bn: np.ndarray  # [k]      fl(b_i / nu_i)
+    L1: float  # >= max_i ||A_i / nu_i||_1
+    k_err: float  # k_n u
+    dn: np.ndarray | None  # [k] fl(d_i / nu_i), d_i <= b_i - h_W,i (state-independent E), else None
+    x_lo: np.ndarray  # inward-rounded X
+    x_hi: np.ndarray
+    u_lo: np.ndarray  # U (exact doubles)
+    u_hi: np.ndarray
+    w_lo: np.ndarray  # outward-rounded W
+    w_hi: np.ndarray
+    w_c: np.ndarray
+    w_r: np.ndarray
+    E: np.ndarray | None  # [n, p] constant noise input (midpoint of its tight enclosure), or None
+    E_pinv: np.ndarray | None  # [p, n]
+    wrap: dict[int, tuple[float, float]]
+
+
+def _noise_rhs(model, A: np.ndarray, b: np.ndarray, E_iv) -> np.ndarray:
+    """Rigorous lower bound of ``b_i - max_{w in W} A_i E w`` over the enclosure ``E_iv`` ([..., n, p])."""
+    from . import _certify_intervals as ia
+
+    lead = E_iv.lo.shape[:-2]
+    Elo = E_iv.lo.reshape(lead + (1,) + E_iv.lo.shape[-2:])
+    Ehi = E_iv.hi.reshape(lead + (1,) + E_iv.hi.shape[-2:])
+    AE = ia.fdot(A[..., :, :, None], ia.Iv(Elo, Ehi), axis=-2)  # [..., k, p]
+    h = ia.ivdot(AE, ia.Iv(model.W.lo, model.W.hi), axis=-1).hi  # [..., k]
+    return ia.sub(ia.point(b), ia.Iv(h, h)).lo
+
+
+def _geometry(sf, system, model) -> _Geometry:
+    import sympy as sp
+
+    A = np.ascontiguousarray(sf.A, dtype=np.float64)
+    b = np.ascontiguousarray(sf.b, dtype=np.float64)
+    n = A.shape[1]
+    nu = np.linalg.norm(A, axis=1)
+    nu = np.where(nu > 0, nu, 1.0)
+    An, bn = A / nu[:, None], b / nu
+    L1 = float(np.abs(An).sum(axis=1).max()) * (1.0 + 1e-12)
+    const_E = all(sp.sympify(e).is_number for e in model.E_exprs)
+    dn, E, E_pinv = None, None, None
+    if const_E:
+        E_iv = model.at_points(np.zeros((1, n)))["E"][0]
+        dn = _noise_rhs(model, A, b, E_iv) / nu
+        E = E_iv.mid
+        E_pinv = np.linalg.pinv(E) if E.size else np.zeros((0, n))
+    x_lo, x_hi = system.constraint_box_inner()
+    w_lo, w_hi = system.noise_box_outer()
+    return _Geometry(nu=nu, An=An, bn=bn, L1=L1, k_err=(4.0 * (n + 3) + 8.0) * U64, dn=dn, x_lo=x_lo, x_hi=x_hi,
+                     u_lo=np.asarray(system.action_lo, float), u_hi=np.asarray(system.action_hi, float),
+                     w_lo=w_lo, w_hi=w_hi, w_c=0.5 * (system.noise_lo + system.noise_hi),
+                     w_r=0.5 * (system.noise_hi - system.noise_lo), E=E, E_pinv=E_pinv, wrap=dict(system.wrap))
+
+
+# =================================================================== rigorous facet test
+def facet_bound(Y: np.ndarray, Yr: np.ndarray | None, rhs: np.ndarray, g: _Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Worst normalised facet residual of ``A y <= d`` for ``y in Y +- Yr`` ([N, n]).
+
+    ``rhs`` is ``d~`` ([k] or [N, k]).  Returns ``(r, i, err)``: ``r = max_i fl(A~_i Y - d~_i)``
+    (the negative normalised slack), the maximising facet ``i`` and the rigorous rounding bound
+    ``err`` (module docstring): the exact inequality holds for every facet if ``r + err <= 0``.
+    """
+    R = Y @ g.An.T
+    R -= rhs
+    i = np.argmax(R, axis=1)
+    r = R[np.arange(len(R)), i]
+    rhs_mag = np.abs(rhs).max(axis=-1)
+    err = g.k_err * (g.L1 * np.abs(Y).max(axis=1) + rhs_mag) + TINY
+    if Yr is not None:
+        err = err + g.L1 * (1.0 + 1e-12) * Yr.max(axis=1)
+    return r, i, err
+
+
+# =================================================================== checks 2-4
+@dataclass
+class CheckResult:
+    """Per-item outcome of one check (items: states [E, T+1] or steps [E, T]).
+
+    ``ok``: passed (proven); ``slack``: normalised distance to failing (> 0 safe; for
+    transitions: ``1 - max_j |w*_j - w_c| / w_r``, the unused fraction of the noise box);
+    ``code``: 0 or a reason code; ``index``: facet / coordinate of the reason; ``value``: the
+    offending number (a coordinate, an excess, an estimate) for the reason text.
+    """
+
+    name: str
+    ok: np.ndarray
+    slack: np.ndarray
+    code: np.ndarray
+    index: np.ndarray
+    value: np.ndarray
+    codes: dict[int, str]
+    tolerance: str
+
+    @property
+    def total(self) -> int:
+        return int(self.ok.size)
+
+    @property
+    def failed(self) -> int:
+        return int(self.ok.size - np.count_nonzero(self.ok))
+
+    def worst(self) -> tuple[float, tuple[int, int]]:
+        """Smallest slack (non-finite counts as -inf) and its (episode, step)."""
+        s = np.where(np.isnan(self.slack), -np.inf, self.slack)
+        j = int(np.argmin(s))
+        e, t = np.unravel_index(j, s.shape)
+        return float(s.flat[j]), (int(e), int(t))
+
+    def by_reason(self) -> dict[str, int]:
+        vals, counts = np.unique(self.code[~self.ok], return_counts=True)
+        return {self.codes.get(int(v), str(int(v))): int(c) for v, c in zip(vals, counts)}
+
+
+def _empty(N: int) -> dict[str, np.ndarray]:
+    return {"ok": np.zeros(N, bool), "slack": np.full(N, np.nan), "code": np.zeros(N, np.int8),
+            "index": np.zeros(N, np.int32), "value": np.full(N, np.nan)}
+
+
+def check_states(S: np.ndarray, g: _Geometry, tol: float, chunk: int) -> dict[str, np.ndarray]:
+    """Check 2 on flat states ``S`` [N, n]: in X (exact) and in P (rigorous, tolerance ``tol``)."""
+    N = len(S)
+    out = _empty(N)
+    for s in range(0, N, chunk):
+        X = S[s:s + chunk]
+        sl = slice(s, s + len(X))
+        finite = np.isfinite(X).all(axis=1)
+        Xf = np.where(finite[:, None], X, 0.0)
+        r, i, err = facet_bound(Xf, None, g.bn, g)
+        dx = np.minimum(X - g.x_lo, g.x_hi - X)  # exact sign; > = 0 inside X
+        jx = np.argmin(np.where(np.isnan(dx), -np.inf, dx), axis=1)
+        mx = dx[np.arange(len(X)), jx]
+        in_x = (X >= g.x_lo).all(axis=1) & (X <= g.x_hi).all(axis=1)
+        in_p = r + err <= tol
+        code = np.where(~finite, 4, np.where(~in_x, 1, np.where(r > tol + err, 2, np.where(~in_p, 3, 0))))
+        out["ok"][sl] = finite & in_x & in_p
+        out["slack"][sl] = np.where(finite, np.minimum(-r, mx), np.nan)
+        out["code"][sl] = code
+        out["index"][sl] = np.where(code == 1, jx, i)
+        out["value"][sl] = np.where(code == 1, X[np.arange(len(X)), jx], np.where(code == 3, err, r))
+    return out
+
+
+def _successor_interval(enc: dict, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Midpoint/radius of the rigorous enclosure of ``y = c(x) + B(x) a`` ([N, n] each)."""
+    from . import _certify_intervals as ia
+
+    c, B = enc["c"], enc["B"]
+    Ba = ia.sum_iv(ia.fmul(a[:, None, :], B), axis=-1) if a.shape[1] else ia.Iv(np.zeros_like(c.lo), np.zeros_like(c.hi))
+    y = ia.add(c, Ba)
+    ym = y.mid
+    yr = np.nextafter(np.maximum(y.hi - ym, ym - y.lo), np.inf)
+    return ym, yr
+
+
+def check_actions(X: np.ndarray, a: np.ndarray, ym: np.ndarray, yr: np.ndarray, rhs: np.ndarray,
+                  g: _Geometry, tol: float) -> dict[str, np.ndarray]:
+    """Check 3 on one chunk: ``a in U`` (exact) and ``a in S(x)`` (rigorous, tolerance ``tol``)."""
+    N = len(X)
+    out = _empty(N)
+    finite = np.isfinite(X).all(axis=1) & np.isfinite(a).all(axis=1) & np.isfinite(ym).all(axis=1)
+    Yf = np.where(finite[:, None], ym, 0.0)
+    Yr = np.where(finite[:, None], yr, 0.0)
+    rhs_f = rhs if rhs.ndim == 1 else np.where(finite[:, None], rhs, 0.0)
+    r, i, err = facet_bound(Yf, Yr, rhs_f, g)
+    du = np.minimum(a - g.u_lo, g.u_hi - a) if a.shape[1] else np.zeros((N, 1))
+    ju = np.argmin(np.where(np.isnan(du), -np.inf, du), axis=1)
+    in_u = (a >= g.u_lo).all(axis=1) & (a <= g.u_hi).all(axis=1)
+    safe = r + err <= tol
+    code = np.where(~finite, 4, np.where(~in_u, 1, np.where(r > tol + err, 2, np.where(~safe, 3, 0))))
+    out["ok"][:] = finite & in_u & safe
+    out["slack"][:] = np.where(finite, -r, np.nan)
+    out["code"][:] = code
+    out["index"][:] = np.where(code == 1, ju, i)
+    av = a[np.arange(N), ju] if a.shape[1] else np.zeros(N)
+    out["value"][:] = np.where(code == 1, av, np.where(code == 3, err, r))
+    return out
+
+
+def check_transitions(X: np.ndarray, Xn: np.ndarray, a: np.ndarray, ym: np.ndarray, yr: np.ndarray,
+                      Bm: np.ndarray, E: np.ndarray, E_pinv: np.ndarray, g: _Geometry,
+                      rtol: float) -> dict[str, np.ndarray]:
+    """Check 4 on one chunk: ``x+ - c - B a`` in ``E W`` up to ``delta`` (module docstring).
+
+    ``E`` is [n, p] (constant) or [N, n, p]; ``E_pinv`` likewise [p, n] or [N, p, n].
+    """
+    N = len(X)
+    out = _empty(N)
+    finite = (np.isfinite(X).all(axis=1) & np.isfinite(Xn).all(axis=1) & np.isfinite(a).all(axis=1)
+              & np.isfinite(ym).all(axis=1))
+    r = np.where(finite[:, None], Xn - ym, 0.0)
+    for j, (_, per) in g.wrap.items():
+        r[:, j] -= per * np.round(r[:, j] / per)  # subtracts exactly 0 unless |r_j| > per / 2
+    batched = E.ndim == 3
+    w = np.einsum("Npn,Nn->Np", E_pinv, r) if batched else r @ E_pinv.T
+
+    def times_E(wv: np.ndarray) -> np.ndarray:
+        return np.einsum("Nnp,Np->Nn", E, wv) if batched else wv @ E.T
+
+    wmag = np.maximum(np.abs(g.w_lo), np.abs(g.w_hi))
+    noise_mag = np.einsum("Nnp,p->Nn", np.abs(E), wmag) if batched else np.abs(E) @ wmag
+    scale = np.abs(Xn) + np.abs(X) + np.abs(ym) + np.einsum("Nnm,Nm->Nn", np.abs(Bm), np.abs(a)) + noise_mag
+    for j, (lo, per) in g.wrap.items():  # the simulator's wrap hi - ((hi - x) mod per) rounds at the scale of per
+        scale[:, j] += 2.0 * (abs(lo) + abs(per))
+    delta = rtol * np.where(finite[:, None], scale, 0.0) + yr + TINY
+    wc = np.clip(w, g.w_lo, g.w_hi)
+    res_c = r - times_E(wc)
+    explained = finite & (np.abs(res_c) <= delta).all(axis=1)
+    free_ok = (np.abs(r - times_E(w)) <= delta).all(axis=1)  # the unclipped estimate explains the step
+    rows = np.arange(N)
+    excess_w = np.maximum(w - g.w_hi, g.w_lo - w)  # > 0 outside W
+    jw = np.argmax(excess_w, axis=1) if w.shape[1] else np.zeros(N, int)
+    ratio = np.abs(w - g.w_c) / np.where(g.w_r > 0, g.w_r, 1.0)
+    jr = np.argmax(np.abs(res_c) / delta, axis=1)
+    code = np.where(~finite, 4, np.where(explained, 0, np.where(free_ok, 1, 2)))
+    out["ok"][:] = explained
+    out["slack"][:] = np.where(finite, 1.0 - (ratio.max(axis=1) if w.shape[1] else 0.0), np.nan)
+    out["code"][:] = code
+    out["index"][:] = np.where(code == 1, jw, jr)
+    wv = w[rows, jw] if w.shape[1] else np.zeros(N)
+    out["value"][:] = np.where(code == 1, wv, res_c[rows, jr])
+    return out
+
+
+# =================================================================== result
+@dataclass
+class AuditResult:
+    """Everything the audit found; :meth:`to_json` is the machine-readable summary."""
+
+    rollouts: Rollouts
+    setfile: Any
+    certificate: list[CertificateItem]
+    states: CheckResult
+    actions: CheckResult
+    transitions: CheckResult
+    intervened: np.ndarray  # [E, T] bool: executed action differs from the policy's
+    tolerances: dict[str, Any]
+    time_s: float = 0.0
+    max_failures: int = 1000
+    set_fp: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def certificate_ok(self) -> bool:
+        return all(it.ok for it in self.certificate)
+
+    @property
+    def steps_ok(self) -> bool:
+        return self.states.failed == 0 and self.actions.failed == 0 and self.transitions.failed == 0
+
+    @property
+    def ok(self) -> bool:
+        return self.certificate_ok and self.steps_ok
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    @property
+    def checks(self) -> list[CheckResult]:
+        return [self.states, self.actions, self.transitions]
+
+    def failures(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Failing items (episode, step, check, reason), ordered by episode and step, at most ``limit``."""
+        limit = self.max_failures if limit is None else limit
+        rows: list[tuple[int, int, int, dict]] = []
+        for order, chk in enumerate(self.checks):
+            bad = np.flatnonzero(~chk.ok.ravel())
+            # the first `limit` in (episode, step) order of every check cover the merged first `limit`
+            for j in bad[:limit]:
+                e, t = np.unravel_index(int(j), chk.ok.shape)
+                rows.append((int(e), int(t), order, {
+                    "check": chk.name, "episode": int(e), "step": int(t),
+                    "reason": self._reason(chk, int(j)), "code": chk.codes.get(int(chk.code.flat[j]), "?"),
+                    "slack": _finite_or_none(float(chk.slack.flat[j]))}))
+        rows.sort(key=lambda r: r[:3])
+        return [r[3] for r in rows[:limit]]
+
+    def _reason(self, chk: CheckResult, j: int) -> str:
+        code, idx, val = int(chk.code.flat[j]), int(chk.index.flat[j]), float(chk.value.flat[j])
+        names = list(self.setfile.state_names or [f"x{k}" for k in range(self.rollouts.states.shape[2])])
+        if chk.name == "states":
+            if code == 1:
+                return (f"state outside X: {names[idx]} = {val:.17g} not in "
+                        f"[{self.setfile.constraints['lo'][idx]:g}, {self.setfile.constraints['hi'][idx]:g}]")
+            if code == 2:
+                return f"state outside P: facet {idx} violated by {val:.3g} (normalised)"
+            if code == 3:
+                return f"state in P not provable within rounding: facet {idx} within the error bound {val:.3g}"
+            return "state is not finite"
+        if chk.name == "actions":
+            if code == 1:
+                return f"executed action outside U: a[{idx}] = {val:.17g} not in [-1, 1]"
+            if code == 2:
+                return (f"unsafe action: a successor can leave P for some noise in W "
+                        f"(facet {idx}, by {val:.3g} normalised)")
+            if code == 3:
+                return f"safety of the action not provable within rounding: facet {idx} within the error bound {val:.3g}"
+            return "state or action is not finite"
+        if code == 1:
+            lo, hi = self.setfile.noise["lo"][idx], self.setfile.noise["hi"][idx]
+            return (f"transition not explained: estimated noise w[{idx}] = {val:.6g} outside W = [{lo:g}, {hi:g}] "
+                    "(not from this model and noise bound)")
+        if code == 2:
+            return (f"transition not explained by the model: x+ - c(x) - B(x) a - E w has {names[idx]} residual "
+                    f"{val:.3g} beyond the tolerance for every w in W (another model or simulator?)")
+        return "transition involves non-finite values"
+
+    def summary(self) -> dict[str, Any]:
+        """Per-check counts and worst slacks (the JSON's ``checks``)."""
+        out: dict[str, Any] = {"certificate": {"passed": self.certificate_ok,
+                                               "items": [{"name": i.name, "ok": i.ok, "message": i.message}
+                                                         for i in self.certificate]}}
+        for chk in self.checks:
+            worst, (e, t) = chk.worst()
+            out[chk.name] = {"total": chk.total, "passed": chk.total - chk.failed, "failed": chk.failed,
+                             "failed_by_reason": chk.by_reason(), "worst_slack": _finite_or_none(worst),
+                             "worst_slack_at": {"episode": e, "step": t}, "tolerance": chk.tolerance}
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        from reachsafe import __version__
+
+        ro, sf = self.rollouts, self.setfile
+        fails = self.failures()
+        total_fail = sum(c.failed for c in self.checks)
+        n_int = int(np.count_nonzero(self.intervened))
+        return {
+            "tool": f"reachsafe audit {__version__}",
+            "verdict": "certified" if self.ok else "violations",
+            "exit_code": self.exit_code,
+            "rollouts": {"path": str(ro.path) if ro.path else None, "system": ro.system, "episodes": ro.episodes,
+                         "steps": ro.steps, "noise": ro.noise, "storage_dtype": ro.storage_dtype,
+                         "set_fingerprint": ro.set_fingerprint, "model_fingerprint": ro.model_fingerprint,
+                         "mean_return": _finite_or_none(float(ro.rewards.sum(1).mean())) if ro.rewards is not None else None},
+            "set": {"path": str(sf.path) if sf.path else None, "system": sf.system, "facets": int(sf.A.shape[0]),
+                    "certified": bool(sf.certified), "model_fingerprint": sf.model_fingerprint,
+                    "set_fingerprint": self.set_fp},
+            "tolerances": self.tolerances,
+            "checks": self.summary(),
+            "interventions": {"count": n_int, "steps": int(self.intervened.size),
+                              "rate": n_int / max(1, self.intervened.size)},
+            "failures": {"total": total_fail, "listed": len(fails), "truncated": total_fail > len(fails),
+                         "items": fails},
+            "time_s": round(self.time_s, 4),
+        }
+
+
+def _finite_or_none(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
+# =================================================================== driver
+def _chunk_rows(k: int, n: int) -> int:
+    """Rows per chunk so that the [rows, k] facet matrix stays around 16 MB."""
+    return int(max(256, min(1 << 18, (1 << 21) // max(k, 1))))
+
+
+def audit(rollouts: Rollouts | str | Path, setfile, *, recheck: bool = True, tol: float = 0.0,
+          model_rtol: float | None = None, max_failures: int = 1000, chunk: int | None = None) -> AuditResult:
+    """Audit rollouts against a set file (checks 1-4 of the module docstring).
+
+    :param rollouts: a :class:`Rollouts` or a path (``.npz`` or run directory).
+    :param setfile: a :class:`~reachsafe.setfile.SetFile` or a path (loaded without refusing a
+        fingerprint mismatch: check 1 reports it).
+    :param recheck: re-run the proof checker on the artifact (else trust its sha256).
+    :param tol: accepted violation of checks 2 and 3 in normalised units (default 0: proven).
+    :param model_rtol: relative tolerance of check 4 (default ``32 u`` of the stored dtype).
+    :param max_failures: cap of the failure list (counts are always complete).
+    :raises UserError: bad input (shapes, system mismatch).
+    """
+    from reachsafe.setfile import SetFile, load_set
+    from reachsafe.systems import get_definition, get_system
+
+    from ._certify_intervals import CertModel
+
+    t0 = time.perf_counter()
+    ro = rollouts if isinstance(rollouts, Rollouts) else load_rollouts(rollouts)
+    sf = setfile if isinstance(setfile, SetFile) else load_set(setfile, check_fingerprint=False)
+    if not (tol >= 0 and np.isfinite(tol)):
+        raise UserError(f"--tol must be a finite number >= 0, got {tol}")
+    if ro.system != sf.system:
+        raise UserError(f"system mismatch: rollouts are for {ro.system!r} but the set file is for {sf.system!r}; "
+                        f"pass the {ro.system} set the run was guarded with")
+    system = get_system(sf.system)
+    _check_shapes(ro, system)
+    model = CertModel(get_definition(sf.system))
+    timings: dict[str, float] = {}
+    cert_items = _certificate_items(ro, sf, system, recheck)
+    timings["certificate_s"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    g = _geometry(sf, system, model)
+    E_, T = ro.episodes, ro.steps
+    n, m = system.n, system.m
+    u_s = float(np.finfo(np.dtype(ro.storage_dtype)).eps) / 2.0
+    rtol = float(model_rtol) if model_rtol is not None else 32.0 * u_s
+    chunk = chunk or _chunk_rows(len(g.bn), n)
+    st = check_states(ro.states.reshape(-1, n), g, tol, chunk)
+
+    X = ro.states[:, :-1].reshape(-1, n)
+    Xn = ro.states[:, 1:].reshape(-1, n)
+    A_ = ro.actions.reshape(-1, m)
+    N = len(X)
+    act, tr = _empty(N), _empty(N)
+    for s in range(0, N, chunk):
+        sl = slice(s, min(N, s + chunk))
+        Xc = X[sl]
+        Xsafe = np.where(np.isfinite(Xc), Xc, 0.0)
+        enc = model.at_points(Xsafe)
+        ym, yr = _successor_interval(enc, np.where(np.isfinite(A_[sl]), A_[sl], 0.0))
+        if g.dn is not None:
+            rhs, E, E_pinv = g.dn, g.E, g.E_pinv
+        else:  # state-dependent E(x): noise term and pseudo-inverse per step
+            rhs = _noise_rhs(model, np.asarray(sf.A, float), np.asarray(sf.b, float), enc["E"]) / g.nu
+            E = enc["E"].mid
+            E_pinv = np.linalg.pinv(E)
+        for dst, part in ((act, check_actions(Xc, A_[sl], ym, yr, rhs, g, tol)),
+                          (tr, check_transitions(Xc, Xn[sl], A_[sl], ym, yr, enc["B"].mid, E, E_pinv, g, rtol))):
+            for key in dst:
+                dst[key][sl] = part[key]
+    timings["steps_s"] = time.perf_counter() - t1
+
+    tol_txt = ("0 (proven for the exact reals: outward-rounded error bound)" if tol == 0 else
+               f"{tol:g} (normalised distance; violations up to {tol:g} are accepted)")
+    mk = lambda name, d, shape, codes, tt: CheckResult(  # noqa: E731
+        name, d["ok"].reshape(shape), d["slack"].reshape(shape), d["code"].reshape(shape),
+        d["index"].reshape(shape), d["value"].reshape(shape), codes, tt)
+    res = AuditResult(
+        rollouts=ro, setfile=sf, certificate=cert_items,
+        states=mk("states", st, (E_, T + 1), STATE_CODES, f"X exact; P: {tol_txt}"),
+        actions=mk("actions", act, (E_, T), ACTION_CODES, f"U exact; S(x): {tol_txt}"),
+        transitions=mk("transitions", tr, (E_, T), TRANSITION_CODES,
+                       f"|x+ - c - B a - E w| <= {rtol:.3g} * magnitude + enclosure radius"),
+        intervened=np.any(ro.actions != ro.policy_actions, axis=-1),
+        tolerances={"state_and_action": tol, "transition_rtol": rtol, "storage_dtype": ro.storage_dtype,
+                    "rounding_coefficient": g.k_err, "description": tol_txt},
+        max_failures=max_failures, set_fp=set_fingerprint(sf), timings=timings)
+    res.time_s = time.perf_counter() - t0
+    return res
