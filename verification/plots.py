@@ -71,10 +71,11 @@ def plot_sets(setfiles: Sequence, labels: Sequence[str], out: str | Path, title:
         ax.set_xlabel(names[i])
         ax.set_ylabel(names[j])
         ax.grid(alpha=0.3)
-    axes[0][0].legend(loc="lower left", fontsize=8)
+    handles, labs = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labs, loc="lower center", ncol=len(labs), fontsize=9, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     out = Path(out)
     fig.savefig(out, dpi=110)
     plt.close(fig)
