@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SetFile", "SetFileError", "FORMAT_VERSION", "load_set", "atomic_write_text", "atomic_write_bytes"]
+__all__ = ["SetFile", "SetFileError", "FORMAT_VERSION", "load_set", "atomic_write_text", "atomic_write_bytes",
+           "set_fingerprint", "set_fingerprint_arrays"]
 
 FORMAT_VERSION = 1
 
@@ -117,6 +118,26 @@ class SetFile:
         atomic_write_text(path, text)
         self.path = Path(path)
         return self.path
+
+
+def set_fingerprint_arrays(A: Any, b: Any, model_fingerprint: str) -> str:
+    """``"sha256:" + sha256(A as little-endian float64, C order ++ b likewise ++ model fingerprint UTF-8)``.
+
+    Identifies exactly which set (and model) guarded a run; rollouts record it and the
+    audit compares it with the set file it is given.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(A, dtype="<f8").tobytes())
+    h.update(np.ascontiguousarray(b, dtype="<f8").tobytes())
+    h.update(str(model_fingerprint).encode("utf-8"))
+    return "sha256:" + h.hexdigest()
+
+
+def set_fingerprint(setfile: "SetFile") -> str:
+    """Fingerprint of a loaded set file (see :func:`set_fingerprint_arrays`)."""
+    return set_fingerprint_arrays(setfile.A, setfile.b, setfile.model_fingerprint)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

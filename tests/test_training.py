@@ -358,7 +358,10 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     for f in ("config.json", "metrics.csv", "curve.png", "rollouts.npz", "rollouts-adversarial.npz", "checkpoint/shac.pt"):
         assert (out / f).exists(), f
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["safeguard"] == "raymask" and len(cfg["set_fingerprint"]) == 64 and cfg["init_set_fingerprint"]
+    from reachsafe.setfile import load_set, set_fingerprint
+
+    assert cfg["safeguard"] == "raymask" and cfg["init_set_fingerprint"]
+    assert cfg["set_fingerprint"] == set_fingerprint(load_set(PEND))
     assert cfg["hyperparameters"]["horizon"] == 64 and cfg["reachsafe_version"]
     from training.evaluate import load_rollouts
 

@@ -145,7 +145,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 16, noise: str = "uniform"
         raise UserError(f"the set file {cfg.set_path} changed since the run was trained (fingerprint differs); "
                         "restore it or retrain")
     torch.set_num_threads(int(cfg.threads))
-    env = build_env(cfg, episodes, noise, EVAL_SEED, sets)
+    env = build_env(cfg, episodes, noise, EVAL_SEED, sets, dtype=torch.float64)
     policy = load_policy(run, cfg)
     ro = run_episodes(env, policy, EVAL_SEED)
     meta = {"system": cfg.system, "set_fingerprint": fp, "model_fingerprint": env.system.fingerprint,

@@ -61,20 +61,10 @@ _RESUME_KEYS = ("system", "algo", "safeguard", "passthrough", "regularize", "set
 
 # ----------------------------------------------------------------------------- provenance
 def set_fingerprint(sf: SetFile) -> str:
-    """sha256 of the set: ``A`` and ``b`` as little-endian float64 (C order), then the model fingerprint (UTF-8).
+    """The set's fingerprint recorded in config.json and rollouts (:func:`reachsafe.setfile.set_fingerprint`)."""
+    from reachsafe.setfile import set_fingerprint as _fp
 
-    Uses :func:`reachsafe.setfile.set_fingerprint` instead if that module provides one.
-    """
-    import reachsafe.setfile as setfile_mod
-
-    official = getattr(setfile_mod, "set_fingerprint", None)
-    if callable(official):
-        return str(official(sf))
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(sf.A, dtype="<f8").tobytes())
-    h.update(np.ascontiguousarray(sf.b, dtype="<f8").tobytes())
-    h.update(str(sf.model_fingerprint).encode("utf-8"))
-    return h.hexdigest()
+    return _fp(sf)
 
 
 def git_commit(root: Path = REPO_ROOT) -> Optional[str]:
@@ -202,11 +192,14 @@ def load_sets(cfg: RunConfig) -> tuple[SetFile, Optional[SetFile]]:
 
 
 def build_env(cfg: RunConfig, num_envs: int, noise: str, seed: int,
-              sets: Optional[tuple[SetFile, Optional[SetFile]]] = None) -> SafeEnv:
+              sets: Optional[tuple[SetFile, Optional[SetFile]]] = None,
+              dtype: torch.dtype = torch.float32) -> SafeEnv:
     """The environment of a run: system, set, initial set and safeguard of ``cfg``.
 
     The safeguard maps states outside the set too (``outside="fallback"``) so an
-    unsafe episode is counted, not aborted.
+    unsafe episode is counted, not aborted.  Training runs in float32; evaluation
+    (whose rollouts are audited) in float64, so that recorded transitions are the
+    model's to double precision.
     """
     sf, init = sets if sets is not None else load_sets(cfg)
     sg = None
@@ -214,7 +207,7 @@ def build_env(cfg: RunConfig, num_envs: int, noise: str, seed: int,
         from reachsafe.safeguards import make_safeguard
 
         sg = make_safeguard(cfg.safeguard, cfg.system, sf, passthrough=cfg.passthrough, outside="fallback")
-    return SafeEnv(cfg.system, sf, num_envs, safeguard=sg, init_set=init, noise=noise, seed=seed)
+    return SafeEnv(cfg.system, sf, num_envs, safeguard=sg, init_set=init, noise=noise, seed=seed, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- run directory
@@ -454,7 +447,7 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
     hp = cfg.hyperparameters
     num_envs = int(hp.get("num_envs", 8))
     env = build_env(cfg, num_envs, "uniform", cfg.seed, sets)
-    eval_env = build_env(cfg, cfg.eval_episodes, "uniform", EVAL_SEED, sets)
+    eval_env = build_env(cfg, cfg.eval_episodes, "uniform", EVAL_SEED, sets, dtype=torch.float64)
     meta = {"system": cfg.system, "set_fingerprint": meta_cfg["set_fingerprint"],
             "model_fingerprint": meta_cfg["model_fingerprint"], "noise_lo": env.system.noise_lo,
             "noise_hi": env.system.noise_hi, "safeguard": cfg.safeguard, "algo": cfg.algo, "set_path": cfg.set_path}
