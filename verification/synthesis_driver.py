@@ -37,7 +37,7 @@ from .plans import plan_for
 __all__ = ["Outcome", "compute_certified_invariant", "DEFAULT_MARGIN"]
 
 # starting robust margin of the sampled states (state units along unit normals)
-DEFAULT_MARGIN = {"pendulum": 2e-3, "quadrotor": 1e-3}
+DEFAULT_MARGIN = {"pendulum": 2e-3, "quadrotor": 5e-3}
 
 
 @dataclass
