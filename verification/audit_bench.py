@@ -112,6 +112,8 @@ def simulate_rollouts(sf, episodes: int, steps: int, seed: int = 0, policy: str 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", default="pendulum", choices=["pendulum", "quadrotor"],
                    help="system with its published set (default pendulum; quadrotor: 11702 facets, zero policy)")
+    p.add_argument("--set", dest="setfile", default=None, metavar="FILE",
+                   help="set file to audit against (default: the system's published set)")
     p.add_argument("--episodes", type=int, default=1000, help="episodes (default 1000)")
     p.add_argument("--steps", type=int, default=240, help="steps per episode (default 240)")
     p.add_argument("--repeat", type=int, default=3, help="timed repetitions, best reported (default 3)")
@@ -126,7 +128,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if args.episodes < 1 or args.steps < 1 or args.repeat < 1:
         raise UserError("--episodes, --steps and --repeat must be >= 1")
-    sf = load_set(PUBLISHED / f"{args.system}.json")
+    sf = load_set(args.setfile or PUBLISHED / f"{args.system}.json", system=args.system)
     policy = "safe" if args.system == "pendulum" else "zero"
     t0 = time.perf_counter()
     d = simulate_rollouts(sf, args.episodes, args.steps, seed=0, policy=policy)
