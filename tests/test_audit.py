@@ -1,4 +1,4 @@
-"""Tests for the post-hoc safety audit (verification.audit / report / fingerprints, `reachsafe audit`).
+"""Tests for the post-hoc safety audit (verification.audit / report, reachsafe.setfile.set_fingerprint, `reachsafe audit`).
 
 Rollouts are simulated on the pendulum with the published set (certified into tmp_path by the
 certifier, ~2 s) and a safe policy: a random action clipped to the closed-form safe interval
@@ -26,7 +26,7 @@ from reachsafe.systems import get_system
 from verification import audit as audit_mod
 from verification.audit import audit, facet_bound, load_rollouts
 from verification.audit_bench import safe_interval, simulate_rollouts
-from verification.fingerprints import set_fingerprint
+from reachsafe.setfile import set_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 PUB_PENDULUM = ROOT / "data" / "published" / "pendulum.json"

@@ -36,7 +36,7 @@ import torch
 
 import reachsafe
 from reachsafe.errors import UserError
-from reachsafe.setfile import SetFile, atomic_write_bytes, atomic_write_text, load_set
+from reachsafe.setfile import SetFile, atomic_write_bytes, atomic_write_text, load_set, set_fingerprint
 from reachsafe.systems import get_system
 
 from .env import SafeEnv
@@ -60,13 +60,6 @@ _RESUME_KEYS = ("system", "algo", "safeguard", "passthrough", "regularize", "set
 
 
 # ----------------------------------------------------------------------------- provenance
-def set_fingerprint(sf: SetFile) -> str:
-    """The set's fingerprint recorded in config.json and rollouts (:func:`reachsafe.setfile.set_fingerprint`)."""
-    from reachsafe.setfile import set_fingerprint as _fp
-
-    return _fp(sf)
-
-
 def git_commit(root: Path = REPO_ROOT) -> Optional[str]:
     """The checked-out commit, read from ``.git`` files (no git process); None if unavailable."""
     try:

@@ -9,7 +9,7 @@ at once (numpy, no Python loop over steps):
    ``<stem>.proof.json`` re-checks (:func:`recheck_certificate`, an adapter around
    :func:`verification.recheck.recheck_artifact`), and the fingerprints agree: the set's
    model fingerprint equals the current model's, the rollouts' ``model_fingerprint`` too, and
-   the rollouts' ``set_fingerprint`` equals :func:`verification.fingerprints.set_fingerprint`
+   the rollouts' ``set_fingerprint`` equals :func:`reachsafe.setfile.set_fingerprint`
    of the set file.
 
 2. **States** ``x`` (every ``x[e, t]``, ``t = 0..T``) lie in ``X`` and in ``P``.
@@ -78,7 +78,7 @@ import numpy as np
 
 from reachsafe.errors import UserError
 
-from .fingerprints import set_fingerprint
+from reachsafe.setfile import set_fingerprint
 
 __all__ = ["Rollouts", "load_rollouts", "resolve_rollouts_path", "CheckResult", "CertificateItem",
            "AuditResult", "audit", "recheck_certificate", "REQUIRED_ARRAYS", "REQUIRED_META"]

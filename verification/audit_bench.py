@@ -72,7 +72,7 @@ def simulate_rollouts(sf, episodes: int, steps: int, seed: int = 0, policy: str 
     """
     from reachsafe.systems import get_system
 
-    from .fingerprints import set_fingerprint
+    from reachsafe.setfile import set_fingerprint
 
     system = get_system(sf.system)
     rng = np.random.default_rng(seed)

@@ -25,10 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from reachsafe import __version__
-from reachsafe.setfile import SetFile
+from reachsafe.setfile import SetFile, load_set
 from reachsafe.sets import HPolytope
-
-from reachsafe.setfile import load_set
 
 from .decomposition import embed
 from .invariant import SynthesisConfig, shrink_to_invariant

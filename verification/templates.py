@@ -39,23 +39,16 @@ def fan(n: int, i: int, j: int, K: int, half_width: np.ndarray, quadrants=(0, 1,
 
 
 def template_for(system, facets: int | None = None) -> np.ndarray:
-    """Default template of a built-in system; ``facets`` is a size hint (total rows)."""
+    """Fan template of the pendulum (box + angle/velocity fans); ``facets`` is a size hint.
+
+    Other systems get their normals from :func:`verification.plans.plan_for`.
+    """
     n = system.n
     hw = 0.5 * (system.constraint_hi - system.constraint_lo)
     if system.name == "pendulum":
         K = max(1, ((facets or 36) - 2 * n) // 4)
         return np.vstack([box_normals(n), fan(n, 0, 1, K, hw)])
-    if system.name == "quadrotor":
-        # state: px pz phi vx vz phi_dot
-        K = max(1, ((facets or 60) - 2 * n) // 16)
-        return np.vstack([
-            box_normals(n),
-            fan(n, 0, 3, K, hw, (0, 2)),  # px with vx: braking distance in x
-            fan(n, 1, 4, K, hw, (0, 2)),  # pz with vz: braking distance in z
-            fan(n, 3, 2, K, hw),  # vx with phi: roll must turn before vx can
-            fan(n, 2, 5, K, hw),  # phi with phi_dot: attitude loop
-        ])
-    raise ValueError(f"no default template for system {system.name!r}; pass normals explicitly")
+    raise ValueError(f"no fan template for system {system.name!r}; see verification.plans.plan_for")
 
 
 def closed_loop_normals(system, steps=(1, 2, 3, 5, 8, 12, 18, 27, 40), r_weight: float = 1.0) -> np.ndarray:
