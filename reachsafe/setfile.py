@@ -16,6 +16,8 @@ without reachsafe (MATLAB, Julia, ``json.load``).  Fields (``format_version`` 1)
     certificate      null, or {"status": "certified", "method", "min_slack", "cells",
                      "time_s", "tool_version", "artifact", "artifact_sha256", ...}
     provenance       free-form dict: how the set was made (command, source, date)
+    model_file       only for a system loaded from a model file of the user's own: the
+                     absolute path of that file, where load_set finds the model again
 
 Loading validates everything and refuses with one line (:class:`SetFileError`) that
 names the problem and the fix.  Writing is atomic: a temporary file in the same folder
@@ -62,6 +64,7 @@ class SetFile:
     certificate: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    model_file: str | None = None
     path: Path | None = None
 
     # ---------------------------------------------------------- convenience
@@ -82,6 +85,10 @@ class SetFile:
     @classmethod
     def for_system(cls, system, A: np.ndarray, b: np.ndarray, **kw: Any) -> "SetFile":
         """A set file for a :class:`~reachsafe.systems.CompiledSystem` (boxes filled in from the model)."""
+        from .systems import model_file_of
+
+        src = model_file_of(system)
+        kw.setdefault("model_file", str(src) if src is not None else None)
         return cls(
             system=system.name,
             model_fingerprint=system.fingerprint,
@@ -95,7 +102,7 @@ class SetFile:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "format_version": self.format_version,
             "system": self.system,
             "model_fingerprint": self.model_fingerprint,
@@ -110,6 +117,9 @@ class SetFile:
             "certificate": self.certificate,
             "provenance": self.provenance,
         }
+        if self.model_file is not None:
+            out["model_file"] = str(self.model_file)
+        return out
 
     def save(self, path: str | os.PathLike) -> Path:
         """Validate, then write atomically (temp file + rename). Returns the path."""
@@ -213,6 +223,47 @@ def _reject_constant(token: str) -> float:
     raise ValueError(f"non-finite number {token}")
 
 
+def _model_file_or_name(compiled) -> str:
+    from .systems import model_file_of
+
+    src = model_file_of(compiled)
+    return str(src) if src is not None else compiled.name
+
+
+def _model_of(p: str, name: str, model_file: str | None, system: str | None):
+    """The compiled model a set file is checked against.
+
+    An explicit ``system`` that is a model file wins; else the set's recorded
+    ``model_file`` (relative paths are relative to the set file's folder) if it exists;
+    else the system registered under ``name`` (built-in, installed, or loaded by path
+    earlier in this process).
+    """
+    from .systems import UnknownSystemError, available_systems, get_system, installed_systems, is_model_path
+
+    if system is not None and is_model_path(system):
+        return get_system(system)
+    if system is not None and system != name:
+        raise _fail(p, f"is a set for {name!r}, not for {system!r}; pass a {system} set file")
+    if model_file is not None:
+        mf = Path(model_file)
+        if not mf.is_absolute():
+            mf = Path(p).parent / mf
+        if mf.exists():
+            compiled = get_system(str(mf))
+            if compiled.name != name:
+                raise _fail(p, f"model file {mf} defines system {compiled.name!r}, but the set is for {name!r}")
+            return compiled
+    try:
+        return get_system(name)
+    except UnknownSystemError:
+        if model_file is not None:
+            raise _fail(p, f"model file {model_file} of system {name!r} not found; restore it, or set 'model_file' "
+                           "in the set file to where the model file now lives (the model fingerprint is still "
+                           "checked)") from None
+        known = available_systems() + installed_systems()
+        raise _fail(p, f"unknown system {name!r}; available: {', '.join(known)}") from None
+
+
 def load_set(
     path: str | os.PathLike,
     system: str | None = None,
@@ -221,12 +272,11 @@ def load_set(
     """Load and validate a set file.
 
     :param path: the JSON file.
-    :param system: if given, the set must be for this system.
+    :param system: if given, the set must be for this system (a name, or the path of a model
+        file, which is then used instead of the set's recorded ``model_file``).
     :param check_fingerprint: refuse a set made for another version of the model (default).
     :raises SetFileError: one line naming the problem and the fix.
     """
-    from .systems import UnknownSystemError, available_systems, get_system
-
     p = str(path)
     try:
         raw = Path(path).read_text(encoding="utf-8")
@@ -250,12 +300,12 @@ def load_set(
     name = data.get("system")
     if not isinstance(name, str):
         raise _fail(p, "missing field 'system'; the file is not a reachsafe set file")
-    try:
-        compiled = get_system(name)
-    except UnknownSystemError:
-        raise _fail(p, f"unknown system {name!r}; available: {', '.join(available_systems())}") from None
-    if system is not None and name != system:
-        raise _fail(p, f"is a set for {name!r}, not for {system!r}; pass a {system} set file")
+    model_file = data.get("model_file")
+    if model_file is not None and not isinstance(model_file, str):
+        raise _fail(p, "field 'model_file' must be a path (string)")
+    compiled = _model_of(p, name, model_file, system)
+    if system is not None and name != compiled.name:
+        raise _fail(p, f"is a set for {name!r}, not for {compiled.name!r}; pass a {compiled.name} set file")
     A = _float_matrix(p, data, "A", 2)
     b = _float_matrix(p, data, "b", 1)
     _validate_arrays(A, b, p)
@@ -267,7 +317,7 @@ def load_set(
             p,
             f"model fingerprint {str(fp)[:19]}... does not match the current {name} model "
             f"({compiled.fingerprint[:19]}...): the set was made for another model; recompute it "
-            f"(reachsafe compute-invariant {name})",
+            f"(reachsafe compute-invariant {_model_file_or_name(compiled)})",
         )
     sf = SetFile(
         system=name,
@@ -284,6 +334,7 @@ def load_set(
         provenance=dict(data.get("provenance") or {}),
         format_version=version,
         path=Path(path),
+        model_file=model_file,
     )
     if sf.zonotope is not None:
         z = sf.zonotope

@@ -26,6 +26,7 @@ import numpy as np
 
 from reachsafe import __version__
 from reachsafe.setfile import SetFile, load_set
+from reachsafe.systems import model_file_of
 from reachsafe.sets import HPolytope
 
 from .decomposition import embed
@@ -92,7 +93,8 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
         sf = SetFile.for_system(
             system, P.A, P.b, volume=vol,
             provenance={
-                "command": f"reachsafe compute-invariant {system.name}" + (f" --seed {seed}" if seed else ""),
+                "command": f"reachsafe compute-invariant {model_file_of(system) or system.name}"
+                           + (f" --seed {seed}" if seed else ""),
                 "method": "counterexample-guided template shrinking (verification/invariant.py)",
                 "parts": [{"system": p.system.name, "coordinates": list(p.idx), "template_rows": int(p.normals.shape[0])}
                           for p in plan],

@@ -10,6 +10,7 @@ is written and the exit code is 1 (3 when the time budget ran out undecided).
 Example:
   reachsafe compute-invariant pendulum                 # -> data/pendulum.json
   reachsafe compute-invariant quadrotor --time-budget 1200
+  reachsafe compute-invariant examples/drifting_cart.py --out data/drifting_cart.json   # your own model
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("system", help="system name (see 'reachsafe systems')")
+    p.add_argument("system", help="system name (see 'reachsafe systems') or the path of a model file (.py)")
     p.add_argument("--out", help="set file to write (default data/SYSTEM.json)")
     p.add_argument("--facets", type=int, default=None, help="template size hint (default per system)")
     p.add_argument("--time-budget", type=float, default=1200.0, help="seconds for synthesis + certification (default 1200)")

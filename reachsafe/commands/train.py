@@ -22,7 +22,7 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("system", help="system name (see 'reachsafe systems')")
+    p.add_argument("system", help="system name (see 'reachsafe systems') or the path of a model file (.py)")
     p.add_argument("--algo", default="shac", choices=["shac", "ppo", "sac"], help="learning algorithm (default shac)")
     p.add_argument("--safeguard", default="none", choices=["none", "projection", "raymask", "raymask-tanh"],
                    help="safeguard applied to every action inside the environment (default none)")
@@ -47,9 +47,38 @@ def _fmt(s: dict) -> str:
             f"violations {s['violations_P']} (outside set) / {s['violations_X']} (outside X)")
 
 
+def _user_system(args: argparse.Namespace) -> str:
+    """Resolve a model-file SYSTEM to its name (registered for this process) and check --set against it.
+
+    Run directories store the name; the set file records the model file, where
+    'reachsafe evaluate' finds the model again.  A user system's default --set is
+    data/NAME.json in the current folder (where 'reachsafe compute-invariant PATH' writes).
+    """
+    from pathlib import Path
+
+    from ..errors import UserError
+    from ..setfile import load_set
+    from ..systems import get_system, is_model_path
+
+    if not is_model_path(args.system):
+        return args.system
+    system = get_system(args.system)
+    if args.set_path is None:
+        default = Path("data") / f"{system.name}.json"
+        if not default.exists():
+            raise UserError(f"{system.name} needs --set FILE: {default} does not exist; compute one with "
+                            f"'reachsafe compute-invariant {args.system} --out {default}'")
+        args.set_path = str(default)
+    for path in (args.set_path, args.init_set_path):
+        if path:
+            load_set(path, system=args.system)  # a set made for another version of the model is refused
+    return system.name
+
+
 def run(args: argparse.Namespace) -> int:
     from training.runner import make_config, train
 
+    args.system = _user_system(args)
     cfg, notes = make_config(
         args.system, args.algo, args.safeguard, set_path=args.set_path, init_set_path=args.init_set_path,
         seed=args.seed, steps=args.steps, passthrough=args.passthrough, regularize=args.regularize,

@@ -135,6 +135,10 @@ class SystemDefinition:
             for i, (l, h) in enumerate(zip(lo, hi)):
                 if not (sp.sympify(l).is_number and sp.sympify(h).is_number):
                     raise ModelError(f"system {self.name!r}: {label} box entry {i} is not a number")
+                if not (sp.sympify(l).is_finite and sp.sympify(h).is_finite and sp.sympify(l).is_real
+                        and sp.sympify(h).is_real):
+                    raise ModelError(f"system {self.name!r}: {label} box entry {i} is not a finite real number; "
+                                     f"the {label} box must be bounded")
                 if sp.sympify(l) > sp.sympify(h):
                     raise ModelError(f"system {self.name!r}: {label} box entry {i} has lower > upper")
         if self.context and len(self.context_from_state) not in (0, len(self.context)):
