@@ -301,17 +301,30 @@ class Safeguard(torch.nn.Module):
             AE = Ai @ E
         return G, h - rowdot(AE.abs(), w_r) - rowdot(AE, w_c)
 
-    def _rows(self, x: Tensor, idx: Tensor | None, tighten: float) -> tuple[Tensor, Tensor]:
-        """Tightened ``G, h`` of the kept facets plus the box rows (differentiable, dtype of ``x``)."""
-        G, h = self._facet_rows(x, idx)
-        bG, bh = box_rows(self._cast(self.a_lo, x), self._cast(self.a_hi, x), x.shape[0], tighten)
+    def _rows(self, AB: Tensor, rhs: Tensor, idx: Tensor | None, tighten: float,
+              dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """Tightened ``G, h`` of the kept facets ``idx`` plus the box rows, in ``dtype``.
+
+        ``AB, rhs`` are the float64 rows of all facets (:meth:`_facet_rows`); they keep their
+        graph, so ``G, h`` are differentiable in the states.
+        """
+        if idx is not None:
+            AB = torch.gather(AB, 1, idx.unsqueeze(-1).expand(*idx.shape, AB.shape[-1]))
+            rhs = torch.gather(rhs, 1, idx)
+        G, h = AB.to(dtype), rhs.to(dtype)
+        bG, bh = box_rows(self.a_lo.to(dtype), self.a_hi.to(dtype), G.shape[0], tighten)
         return torch.cat([G, bG], 1), torch.cat([h - tighten, bh], 1)
 
     def _prepare(self, states: Tensor, dtype: torch.dtype) -> dict[str, Any]:
-        """Steps 1-2 of the module docstring for one chunk: float64 rows, facet selection, ``G, h``."""
+        """Steps 1-2 of the module docstring for one chunk: float64 rows, facet selection, ``G, h``.
+
+        The rows ``A B(x)``, ``b - A c(x) - h_W(x)`` are evaluated once, in float64 and with
+        their graph: detached they feed the facet selection and the safety net, cast to
+        ``dtype`` they are the differentiable ``G, h`` of the map.
+        """
         tol = self.tolerances(dtype)
         tol64 = dataclasses.replace(tolerances(torch.float64), tighten=tol.tighten)
-        x64 = states.detach().to(torch.float64)
+        x64 = states.to(torch.float64)
         B = x64.shape[0]
         A64, b64, lo64, hi64 = (self._cast(t, x64) for t in (self.A, self.b, self.a_lo, self.a_hi))
         with torch.no_grad():
@@ -322,12 +335,13 @@ class Safeguard(torch.nn.Module):
                 raise UserError(f"{n_outside} of {B} states lie outside the invariant set {self.set_description} "
                                 f"(largest distance {float(dist_out.max()):.3g} > outside_tol={self.outside_tol:g}); the "
                                 "safeguard is only defined on the set: reset such states, or pass outside='fallback'")
-            AB64, rhs64 = self._facet_rows(x64, None)
-            idx = None
-            if self.system.m == 2:
-                bG, bh = box_rows(lo64, hi64, B, tol.tighten)
-                idx = select_facets(AB64, rhs64 - tol.tighten, bG, bh, tol64, direct=self.direct_facets)
-        G, h = self._rows(states.to(dtype), idx, tol.tighten)
+        AB, rhs = self._facet_rows(x64, None)
+        AB64, rhs64 = AB.detach(), rhs.detach()
+        idx = None
+        if self.system.m == 2:
+            bG, bh = box_rows(lo64, hi64, B, tol.tighten)
+            idx = select_facets(AB64, rhs64 - tol.tighten, bG, bh, tol64, direct=self.direct_facets)
+        G, h = self._rows(AB, rhs, idx, tol.tighten, dtype)
         return dict(G=G, h=h, tol=tol, tol64=tol64, AB64=AB64, rhs64=rhs64, idx=idx, outside=outside,
                     n_outside=n_outside)
 

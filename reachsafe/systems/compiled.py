@@ -58,19 +58,43 @@ class _Batched:
 
     Each group of arguments is passed as one array ``[..., len(group)]``; the result has
     shape ``[..., *shape]`` (``shape`` defaults to ``(k,)``).
+
+    Expressions without free symbols (the zeros and constants that fill most of ``B``
+    and ``E``) are not evaluated per call: only the ``q`` varying ones are lambdified
+    (with common subexpressions shared), stacked into ``[..., q]`` and placed into their
+    columns, and the constant entries are added from a cached vector (exactly: each
+    column receives either its value or ``+ 0``).
     """
 
     def __init__(self, groups: Sequence[Sequence[sp.Symbol]], exprs: Sequence[sp.Expr], shape: tuple[int, ...] | None = None):
         self.groups = [list(g) for g in groups]
         self.exprs = [sp.sympify(e) for e in exprs]
         self.shape = shape if shape is not None else (len(self.exprs),)
+        self.k = len(self.exprs)
+        self.varying = [i for i, e in enumerate(self.exprs) if e.free_symbols]
+        self.constants = np.zeros(self.k)
+        for i, e in enumerate(self.exprs):
+            if not e.free_symbols:
+                self.constants[i] = float(e)
+        self._has_constants = bool(np.any(self.constants != 0.0))
         self._fns: dict[str, Callable] = {}
+        self._torch_cache: dict[Any, tuple[Any, Any]] = {}
 
     def _fn(self, backend: str) -> Callable:
         if backend not in self._fns:
             flat = [s for g in self.groups for s in g]
-            self._fns[backend] = _lambdify(flat, self.exprs, backend)
+            self._fns[backend] = _lambdify(flat, [self.exprs[i] for i in self.varying], backend)
         return self._fns[backend]
+
+    def _torch_consts(self, dtype: Any, device: Any) -> tuple[Any, Any]:
+        """Cached ``(constant vector [k], index of the varying columns [q])`` for a dtype/device."""
+        key = (dtype, device)
+        if key not in self._torch_cache:
+            import torch
+
+            self._torch_cache[key] = (torch.tensor(self.constants, dtype=dtype, device=device),
+                                      torch.tensor(self.varying, dtype=torch.long, device=device))
+        return self._torch_cache[key]
 
     def __call__(self, *arrays: Any) -> Any:
         if len(arrays) != len(self.groups):
@@ -82,16 +106,28 @@ class _Batched:
             ref = next(a for a in arrays if isinstance(a, torch.Tensor))
             arrays = [torch.as_tensor(a, dtype=ref.dtype, device=ref.device) for a in arrays]
             batch = torch.broadcast_shapes(*[a.shape[:-1] for a in arrays])
+            const, idx = self._torch_consts(ref.dtype, ref.device)
+            if not self.varying:
+                return const.expand(*batch, self.k).clone().reshape(*batch, *self.shape)
             cols = [a[..., i] for a, g in zip(arrays, self.groups) for i in range(len(g))]
-            vals = self._fn("torch")(*cols)
-            vals = [v if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=ref.dtype, device=ref.device) for v in vals]
-            out = torch.stack([v.expand(batch) if v.shape != batch else v for v in vals], dim=-1)
+            vals = [v if isinstance(v, torch.Tensor) else torch.as_tensor(v, dtype=ref.dtype, device=ref.device)
+                    for v in self._fn("torch")(*cols)]
+            var = torch.stack([v.expand(batch) if v.shape != batch else v for v in vals], dim=-1)
+            if len(self.varying) == self.k:
+                out = var
+            else:
+                out = var.new_zeros(*batch, self.k).index_copy(-1, idx, var)
+                if self._has_constants:
+                    out = out + const
             return out.reshape(*batch, *self.shape)
         arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
         batch = np.broadcast_shapes(*[a.shape[:-1] for a in arrays])
-        cols = [a[..., i] for a, g in zip(arrays, self.groups) for i in range(len(g))]
-        vals = self._fn("numpy")(*cols)
-        out = np.stack([np.broadcast_to(np.asarray(v, dtype=np.float64), batch) for v in vals], axis=-1)
+        out = np.broadcast_to(self.constants, (*batch, self.k)).copy()
+        if self.varying:
+            cols = [a[..., i] for a, g in zip(arrays, self.groups) for i in range(len(g))]
+            vals = self._fn("numpy")(*cols)
+            out[..., self.varying] = np.stack([np.broadcast_to(np.asarray(v, dtype=np.float64), batch) for v in vals],
+                                              axis=-1)
         return out.reshape(*batch, *self.shape)
 
 
@@ -139,9 +175,7 @@ class CompiledSystem:
 
         n, m, p = self.n, self.m, self.p
         self._step = _Batched([x, a, w], f)
-        self._c = _Batched([x], c)
-        self._B = _Batched([x], list(B), (n, m))
-        self._E = _Batched([x], list(E), (n, p))
+        self._cBE = _Batched([x], list(c) + list(B) + list(E))  # one pass, shared subexpressions
         Fm = sp.Matrix(f)
         self._dfdx = _Batched([x, a, w], list(Fm.jacobian(x)), (n, n))
         self._dfda = _Batched([x, a, w], list(B), (n, m))
@@ -246,7 +280,11 @@ class CompiledSystem:
 
     def affine(self, x: Any) -> tuple[Any, Any, Any]:
         """``(c(x), B(x), E(x))`` with ``f(x, a, w) = c + B a + E w`` exactly; shapes [..., n], [..., n, m], [..., n, p]."""
-        return self._c(x), self._B(x), self._E(x)
+        cBE = self._cBE(x)
+        n, m, p = self.n, self.m, self.p
+        batch = cBE.shape[:-1]
+        return (cBE[..., :n], cBE[..., n:n + n * m].reshape(*batch, n, m),
+                cBE[..., n + n * m:].reshape(*batch, n, p))
 
     def jacobians(self, x: Any, a: Any, w: Any) -> tuple[Any, Any, Any]:
         """``(df/dx, df/da, df/dw)`` at ``(x, a, w)``; shapes [..., n, n], [..., n, m], [..., n, p]."""
