@@ -423,3 +423,20 @@ def test_quadrotor_shac_short_run_is_safe(tmp_path):
                                 eval_every=688, eval_episodes=4)
     s = runner.train(cfg, tmp_path / "q", progress=False, log=lambda m: None)
     assert s["uniform"]["violations_P"] == 0 and s["adversarial"]["violations_P"] == 0
+
+
+@pytest.mark.parametrize("kind", ["projection", "raymask"])
+def test_env_and_audit_count_the_same_interventions(pend_set, kind):
+    """One definition (reachsafe.intervention): the env's count equals the audit's on the same rollouts."""
+    from reachsafe.intervention import intervened
+    from training.evaluate import run_episodes
+
+    env = _env(kind, N=8, noise="uniform", dtype=torch.float64)
+    ro = run_episodes(env, lambda o: torch.where(o[:, 2:3] > 0, 1.0, -1.0).to(o.dtype) * torch.ones_like(o[:, :1]),
+                      seed=3)
+    audit_view = intervened(ro.policy_actions, ro.actions)  # what verification.audit counts
+    assert np.array_equal(audit_view, ro.intervened)
+    assert 0 < ro.intervened.sum() < ro.intervened.size or kind == "raymask"
+    # a difference at rounding level is no intervention, a real change is
+    a = np.zeros((2, 1))
+    assert not intervened(a, a + 1e-9).any() and intervened(a, a + 1e-3).all()

@@ -77,6 +77,7 @@ from typing import Any
 import numpy as np
 
 from reachsafe.errors import UserError
+from reachsafe.intervention import intervened
 
 from reachsafe.setfile import set_fingerprint
 
@@ -520,7 +521,7 @@ class AuditResult:
     states: CheckResult
     actions: CheckResult
     transitions: CheckResult
-    intervened: np.ndarray  # [E, T] bool: executed action differs from the policy's
+    intervened: np.ndarray  # [E, T] bool: |executed - policy action| > 1e-6 (reachsafe.intervention)
     tolerances: dict[str, Any]
     time_s: float = 0.0
     max_failures: int = 1000
@@ -719,7 +720,7 @@ def audit(rollouts: Rollouts | str | Path, setfile, *, recheck: bool = True, tol
         actions=mk("actions", act, (E_, T), ACTION_CODES, f"U exact; S(x): {tol_txt}"),
         transitions=mk("transitions", tr, (E_, T), TRANSITION_CODES,
                        f"|x+ - c - B a - E w| <= {rtol:.3g} * magnitude + enclosure radius"),
-        intervened=np.any(ro.actions != ro.policy_actions, axis=-1),
+        intervened=intervened(ro.policy_actions, ro.actions),
         tolerances={"state_and_action": tol, "transition_rtol": rtol, "storage_dtype": ro.storage_dtype,
                     "rounding_coefficient": g.k_err, "description": tol_txt},
         max_failures=max_failures, set_fp=set_fingerprint(sf), timings=timings)

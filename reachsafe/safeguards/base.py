@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
+from ..intervention import INTERVENTION_TOL
 from ..setfile import SetFile, load_set
 from ..systems import CompiledSystem, get_system
 from .actionset import Tolerances, box_rows, rowdot, tolerances
@@ -53,7 +54,7 @@ InvariantSetLike = Union[SetFile, str, os.PathLike, tuple]
 class SafeguardInfo:
     """What one safeguard call did (tensors are detached).
 
-    :param intervened: [B] bool, ``|a_s - a|_2 > 1e-6``.
+    :param intervened: [B] bool, ``|a_s - a|_2 > 1e-6`` (:mod:`reachsafe.intervention`).
     :param distance: [B] ``|a_s - a|_2``.
     :param n_fallback: returned actions replaced by the safety net (verified safe unless ``S(x)`` is empty).
     :param n_empty: states whose ``S(x)`` is empty (the set is not invariant there, or the
@@ -350,7 +351,7 @@ class Safeguard(torch.nn.Module):
         out = self._map(actions, d["G"], d["h"], d["tol"])
         out, counts, unsafe = self._safety_net(out, d["AB64"], d["rhs64"], d["idx"], d["tol64"], d["outside"])
         dist = (out.detach() - actions.detach()).norm(dim=-1)
-        return out, SafeguardInfo(intervened=dist > 1e-6, distance=dist, n_outside=d["n_outside"], unsafe=unsafe,
+        return out, SafeguardInfo(intervened=dist > INTERVENTION_TOL, distance=dist, n_outside=d["n_outside"], unsafe=unsafe,
                                   **counts)
 
     @torch.no_grad()
