@@ -30,6 +30,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("train", "train", "train a policy (SHAC, PPO, SAC) with a safeguard inside the environment; writes a run directory"),
     ("evaluate", "evaluate", "evaluate a trained run: return, interventions, violations; writes rollouts"),
     ("audit", "audit", "audit recorded rollouts against a certified set: states, actions, transitions; JSON/HTML report"),
+    ("experiment", "experiment", "run a grid of training runs from a TOML file (local processes or Ray), audit and aggregate them"),
+    ("demo", "demo", "the whole pipeline on the pendulum in minutes: certified set, safeguarded SHAC, audit, HTML report"),
 ]
 
 

@@ -1,0 +1,328 @@
+"""Running an experiment grid: the per-run worker, the compact results store and the backends.
+
+**Layout.**  Run directories (checkpoints, rollouts) live under the experiment's ``runs_dir``
+(gitignored ``runs/experiments/<name>/<run_id>``); the compact, committed record of every
+finished run lives under ``results_dir`` (``results/<name>/runs/<run_id>/``): ``config.json``,
+``metrics.csv``, ``summary.json``, ``audit.json`` (uniform noise), ``audit-adversarial.json``
+and, written last and atomically, ``run.json`` (the run's spec, verdicts and figures).
+
+**Finished / skipped / resumed.**  A run is *finished* iff ``results/<name>/runs/<id>/run.json``
+exists; its recorded spec must equal the grid's (sets by sha256, steps, hyperparameters, ...),
+otherwise the experiment stops with a one-line error before training anything.  Finished runs
+are skipped, so a fresh clone with the committed ``results/`` continues where the grid stopped.
+Every other run is trained with the runner's ``resume=True``: an interrupted run directory
+continues from its last checkpoint, a missing one starts afresh.
+
+**Workers.**  :func:`execute_run` trains, audits both final rollouts with
+:func:`verification.audit.audit` and returns the compact files as strings; only the driver
+writes ``results/`` (so a Ray cluster without a shared results folder works too; run
+directories are written on the worker).  Backends: ``local`` (a process pool, ``spawn``, one
+torch thread per run) and ``ray`` (``ray.remote(num_cpus=1)``; Ray imported lazily).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Protocol
+
+from reachsafe.errors import UserError
+from reachsafe.setfile import atomic_write_text
+
+from .experiment import Experiment, RunSpec
+
+__all__ = ["RESULT_FILES", "execute_run", "ResultsStore", "GridStatus", "grid_status", "LocalBackend", "RayBackend",
+           "make_backend", "run_grid", "RunOutcome"]
+
+RESULT_FILES = ("config.json", "metrics.csv", "summary.json", "audit.json", "audit-adversarial.json")
+MARKER = "run.json"
+AUDIT_MAX_FAILURES = 20  # failing items listed per audit JSON (counts are always complete)
+
+
+# ----------------------------------------------------------------------------- worker
+def execute_run(spec: RunSpec, run_dir: str, root: str, threads: int = 1) -> dict[str, Any]:
+    """Train (or resume) ``spec`` in ``run_dir``, audit it, return ``{"files": {name: text}, "record": {...}}``.
+
+    Runs in a worker process; never writes outside ``run_dir``.  Exceptions propagate (the
+    driver records the run as failed and continues with the others).
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import torch
+
+    from verification.audit import audit
+
+    from .experiment import spec_json
+    from .runner import RunDir, train
+
+    torch.set_num_threads(threads)
+    log: list[str] = []
+    cfg = spec.make_config(threads=threads)
+    t0 = time.perf_counter()
+    summary = train(cfg, run_dir, resume=True, progress=False, log=log.append)
+    train_s = time.perf_counter() - t0
+    rd = RunDir(run_dir)
+    files: dict[str, str] = {n: (rd.path / n).read_text() for n in ("config.json", "metrics.csv", "summary.json")}
+    audits: dict[str, Any] = {}
+    t1 = time.perf_counter()
+    for noise, name in (("uniform", "audit.json"), ("adversarial", "audit-adversarial.json")):
+        res = audit(rd.rollouts_path(noise), cfg.set_path, max_failures=AUDIT_MAX_FAILURES)
+        j = res.to_json()
+        files[name] = json.dumps(j, indent=1, allow_nan=False) + "\n"
+        audits[noise] = {"verdict": j["verdict"], "certificate_ok": j["checks"]["certificate"]["passed"],
+                         "failed_steps": int(j["failures"]["total"]), "steps": int(j["interventions"]["steps"]),
+                         "interventions": int(j["interventions"]["count"])}
+    record = {
+        "run_id": spec.run_id, "spec": json.loads(spec_json(spec, Path(root))),
+        "env_steps": summary["env_steps"], "wall_time_s": summary["wall_time_s"],
+        "return_uniform": summary["uniform"]["return_mean"], "return_adversarial": summary["adversarial"]["return_mean"],
+        "audit": audits, "audit_violations": sum(a["failed_steps"] for a in audits.values()),
+        "audit_certified": all(a["verdict"] == "certified" for a in audits.values()),
+        "session_s": round(train_s, 2), "audit_s": round(time.perf_counter() - t1, 2),
+        "host": socket.gethostname(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "log": log,
+    }
+    return {"files": files, "record": record}
+
+
+# ----------------------------------------------------------------------------- results store
+class ResultsStore:
+    """The committed record of finished runs (module docstring)."""
+
+    def __init__(self, exp: Experiment):
+        self.exp = exp
+        self.dir = exp.results_dir
+        self.runs = exp.results_dir / "runs"
+
+    def run_path(self, run_id: str) -> Path:
+        return self.runs / run_id
+
+    def record(self, spec: RunSpec) -> Optional[dict[str, Any]]:
+        """The finished run's ``run.json`` or None; a spec mismatch is a :class:`UserError`."""
+        from .experiment import spec_json
+
+        p = self.run_path(spec.run_id) / MARKER
+        if not p.exists():
+            return None
+        try:
+            rec = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{p}: unreadable ({exc}); delete {p.parent} to rerun the run") from None
+        want = json.loads(spec_json(spec, self.exp.root))
+        have = rec.get("spec", {})
+        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        if diff:
+            raise UserError(f"finished run {p.parent} was made with other settings (differs in: {', '.join(diff)}); "
+                            f"delete {p.parent} to rerun it, or give the experiment another name")
+        return rec
+
+    def write(self, run_id: str, result: dict[str, Any]) -> Path:
+        """Write the compact files, then ``run.json`` (atomic; its presence marks the run finished)."""
+        d = self.run_path(run_id)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / MARKER).unlink(missing_ok=True)
+        for name, text in result["files"].items():
+            atomic_write_text(d / name, text)
+        atomic_write_text(d / MARKER, json.dumps(result["record"], indent=1, allow_nan=False) + "\n")
+        return d
+
+
+# ----------------------------------------------------------------------------- status
+@dataclass
+class GridStatus:
+    """Which runs of the grid are finished (in results/), partial (a run directory exists) or new."""
+
+    finished: list[RunSpec] = field(default_factory=list)
+    partial: list[RunSpec] = field(default_factory=list)
+    new: list[RunSpec] = field(default_factory=list)
+
+    @property
+    def todo(self) -> list[RunSpec]:
+        return self.partial + self.new
+
+
+def grid_status(exp: Experiment) -> GridStatus:
+    """Classify every run (raises :class:`UserError` on a finished run with other settings)."""
+    from .runner import RunDir
+
+    store = ResultsStore(exp)
+    st = GridStatus()
+    for spec in exp.runs:
+        if store.record(spec) is not None:
+            st.finished.append(spec)
+        elif RunDir(exp.run_dir(spec)).has_checkpoint():
+            st.partial.append(spec)
+        else:
+            st.new.append(spec)
+    return st
+
+
+# ----------------------------------------------------------------------------- backends
+class Backend(Protocol):
+    slots: int
+
+    def submit(self, spec: RunSpec, run_dir: str, root: str) -> Any: ...
+
+    def wait_one(self, pending: list[Any]) -> tuple[Any, dict[str, Any] | BaseException]: ...
+
+    def close(self) -> None: ...
+
+
+def _worker_init() -> None:  # pragma: no cover - runs in the child
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+
+
+class LocalBackend:
+    """A pool of ``workers`` local processes (``spawn``), each run with one torch thread."""
+
+    def __init__(self, workers: int):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.slots = workers
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                        initializer=_worker_init)
+
+    def submit(self, spec: RunSpec, run_dir: str, root: str) -> Any:
+        return self.pool.submit(execute_run, spec, run_dir, root, 1)
+
+    def wait_one(self, pending: list[Any]) -> tuple[Any, dict[str, Any] | BaseException]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        fut = next(iter(done))
+        exc = fut.exception()
+        return fut, (exc if exc is not None else fut.result())
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayBackend:
+    """Runs on a Ray cluster (``address``) or a local Ray instance (``num_cpus = workers``).
+
+    Every task asks for one CPU.  Workers must import this package (installed on every node)
+    and see the set files at the same paths; run directories are written on the worker's node.
+    """
+
+    def __init__(self, workers: Optional[int], address: Optional[str]):
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--backend ray needs Ray, which is not installed; "
+                            "pip install -e '.[ray]' (or use --backend local)") from None
+        self.ray = ray
+        self.started = not ray.is_initialized()
+        if self.started:
+            kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                  "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}}}
+            if address:
+                ray.init(address=address, **kw)
+            else:
+                ray.init(num_cpus=workers or os.cpu_count() or 1, **kw)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.slots = workers or max(1, cpus)
+        self.remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+
+    def submit(self, spec: RunSpec, run_dir: str, root: str) -> Any:
+        return self.remote.remote(spec, run_dir, root, 1)
+
+    def wait_one(self, pending: list[Any]) -> tuple[Any, dict[str, Any] | BaseException]:
+        ready, _ = self.ray.wait(pending, num_returns=1)
+        ref = ready[0]
+        try:
+            return ref, self.ray.get(ref)
+        except Exception as exc:  # RayTaskError wraps the worker's exception
+            cause = getattr(exc, "cause", None)
+            return ref, cause if isinstance(cause, BaseException) else exc
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+
+def make_backend(name: str, workers: Optional[int], address: Optional[str]) -> Backend:
+    """``local`` or ``ray`` (see the classes); raises :class:`UserError` for a bad choice."""
+    if name == "local":
+        if address:
+            raise UserError("--address applies to --backend ray only")
+        return LocalBackend(workers or os.cpu_count() or 1)
+    if name == "ray":
+        return RayBackend(workers, address)
+    raise UserError(f"unknown backend {name!r}; choose local or ray")
+
+
+# ----------------------------------------------------------------------------- driver
+@dataclass
+class RunOutcome:
+    spec: RunSpec
+    ok: bool
+    message: str
+    record: Optional[dict[str, Any]] = None
+
+
+def run_grid(exp: Experiment, specs: list[RunSpec], backend: Backend,
+             on_event: Callable[[str, RunOutcome | RunSpec, int, int], None]) -> list[RunOutcome]:
+    """Run ``specs`` with at most ``backend.slots`` in flight; write each finished run to results/.
+
+    ``on_event(kind, item, running, left)`` is called with ``kind`` ``"start"`` (item: the spec)
+    and ``"done"`` (item: the :class:`RunOutcome`).  A failing run is reported and the others go on.
+    """
+    store = ResultsStore(exp)
+    exp.runs_dir.mkdir(parents=True, exist_ok=True)
+    queue = list(specs)
+    inflight: dict[Any, RunSpec] = {}
+    outcomes: list[RunOutcome] = []
+
+    def fill() -> None:
+        while queue and len(inflight) < backend.slots:
+            spec = queue.pop(0)
+            inflight[backend.submit(spec, str(exp.run_dir(spec)), str(exp.root))] = spec
+            on_event("start", spec, len(inflight), len(queue))
+
+    fill()
+    while inflight:
+        handle, res = backend.wait_one(list(inflight))
+        spec = inflight.pop(handle)
+        if isinstance(res, BaseException):
+            if isinstance(res, KeyboardInterrupt):
+                raise res
+            msg = str(res).splitlines()[0] if str(res) else type(res).__name__
+            if not isinstance(res, UserError):
+                msg = f"{type(res).__name__}: {msg}"
+                _log_failure(exp, spec, res)
+            out = RunOutcome(spec, False, msg)
+        else:
+            store.write(spec.run_id, res)
+            rec = res["record"]
+            out = RunOutcome(spec, True, f"return {rec['return_uniform']:.2f}, {rec['wall_time_s']:.0f} s, audit "
+                                         f"{'certified' if rec['audit_certified'] else str(rec['audit_violations']) + ' violations'}",
+                             rec)
+        outcomes.append(out)
+        fill()
+        on_event("done", out, len(inflight), len(queue))
+    return outcomes
+
+
+def _log_failure(exp: Experiment, spec: RunSpec, exc: BaseException) -> None:
+    """Full traceback of an unexpected worker failure beside the run directory."""
+    try:
+        exp.runs_dir.mkdir(parents=True, exist_ok=True)
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        (exp.runs_dir / f"{spec.run_id}.error.txt").write_text(text)
+    except OSError:
+        print(f"could not write the traceback of {spec.run_id}", file=sys.stderr)
+
+
+def iter_records(exp: Experiment) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+    """``(spec, run.json)`` of every finished run of the grid, in grid order."""
+    store = ResultsStore(exp)
+    for spec in exp.runs:
+        rec = store.record(spec)
+        if rec is not None:
+            yield spec, rec
