@@ -105,6 +105,27 @@ def test_init_set_rejection_sampling_in_intersection(pend_set, tmp_path):
         _env("none", N=2, init_set=far)
 
 
+def test_zonotope_init_sampling_is_the_papers_distribution(pend_set):
+    """c + G beta with beta uniform in the cube: inside P and I, and concentrated near the centre."""
+    from reachsafe.errors import UserError
+    from reachsafe.setfile import load_set
+    from training.env import SafeEnv
+
+    own = load_set(PUBLISHED.parent / "pendulum.json")  # the certified set in use, larger than I
+    pub = pend_set  # the published zonotope as the initial set I
+    c, G = np.array(pub.zonotope["center"]), np.array(pub.zonotope["generators"])
+    zono = SafeEnv("pendulum", own, 4000, init_set=pub, init_sampling="zonotope", seed=1)
+    unif = SafeEnv("pendulum", own, 4000, init_set=pub, init_sampling="uniform", seed=1)
+    xz, xu = zono.x.double().numpy(), unif.x.double().numpy()
+    assert own.polytope().contains(xz).all() and pub.polytope().contains(xz, tol=1e-9).all()
+    # the sum of 8 uniform generators is bell-shaped: much closer to c than uniform samples in I
+    dz, du = np.abs(xz - c).mean(0), np.abs(xu - c).mean(0)
+    assert (dz < 0.8 * du).all(), (dz, du)
+    assert own.zonotope is None
+    with pytest.raises(UserError, match="zonotope"):
+        SafeEnv("pendulum", own, 2, init_set=own, init_sampling="zonotope")
+
+
 def test_adversarial_noise_is_the_worst_vertex(pend_set):
     env = _env("raymask", N=32, noise="adversarial", dtype=torch.float64)
     sys_ = get_system("pendulum")
@@ -388,6 +409,9 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     (["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--init-set", str(PUBLISHED / "quadrotor.json")],
      ["not for 'pendulum'"]),
     (["train", "pendulum", "--seed", "0", "--out", "{tmp}/full"], ["not empty", "--resume"]),
+    (["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--init-sampling", "zonotope"], ["--init-set"]),
+    (["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--init-sampling", "zonotope",
+      "--init-set", str(PUBLISHED.parent / "pendulum.json")], ["has none"]),
     (["train", "pendulum", "--out", "{tmp}/a"], ["--seed"]),
     (["evaluate", "{tmp}"], ["not a run directory"]),
 ])

@@ -27,8 +27,8 @@ Counted every step (detached, float64): interventions (the safeguard changed the
 and successors outside the constraint box X.
 
 Episodes last ``episode_length`` (240) steps; an environment whose episode ends is reset
-at once (initial state uniform in ``P``, or in ``P ∩ I`` for an initial set ``I``), and the
-step reports the successor's observation before the reset in ``terminal_obs``.
+at once (initial state uniform in ``P``, or in ``P ∩ I`` for an initial set ``I``, or the
+paper's ``c + G beta`` for a zonotope ``I``: :class:`InitialStateSampler`), and the step reports the successor's observation before the reset in ``terminal_obs``.
 """
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ from reachsafe.errors import UserError
 from reachsafe.setfile import SetFile
 from reachsafe.systems import CompiledSystem, get_system
 
-__all__ = ["SafeEnv", "EnvStep", "InitialStateSampler", "NOISE_MODES", "polytope_arrays"]
+__all__ = ["SafeEnv", "EnvStep", "InitialStateSampler", "NOISE_MODES", "INIT_SAMPLING", "polytope_arrays"]
 
 NOISE_MODES = ("uniform", "adversarial", "zero")
+INIT_SAMPLING = ("uniform", "zonotope")
 
 SetLike = Union[SetFile, tuple]
 
@@ -69,24 +70,41 @@ def polytope_arrays(invariant_set: SetLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 class InitialStateSampler:
-    """I.i.d. uniform initial states in ``P`` (or ``P ∩ I``) by rejection, drawn in blocks.
+    """I.i.d. initial states in ``P`` (or ``P ∩ I``), drawn in blocks.
 
-    Rejection from the bounding box costs one batch of candidates per call whatever ``N``
-    is, so samples are drawn ``block`` at a time and handed out in order (still i.i.d.).
+    ``mode="uniform"`` (default): uniform in ``P ∩ I`` by rejection from the bounding box.
+    ``mode="zonotope"``: the paper's distribution (SafeGBPO), for an initial set given as a
+    zonotope ``I = {c + G beta : beta in [-1, 1]^p}``: ``x0 = c + G beta`` with ``beta``
+    uniform in the cube, which concentrates states near the centre (not uniform in ``I``);
+    samples outside ``P`` are rejected, so every initial state is in the set in use.
+
+    Rejection costs one batch of candidates per call whatever ``N`` is, so samples are
+    drawn ``block`` at a time and handed out in order (still i.i.d.).
 
     :param P: the set in use ``(A, b)``.
     :param init: optional initial set ``(A, b)``; states are drawn in ``P ∩ I``.
     :param rng: numpy generator (the only source of randomness).
+    :param zonotope: ``(c [n], G [n, p])`` of the initial set, needed for ``mode="zonotope"``.
+    :param mode: ``"uniform"`` or ``"zonotope"``.
     """
 
     def __init__(self, P: tuple[np.ndarray, np.ndarray], init: Optional[tuple[np.ndarray, np.ndarray]],
-                 rng: np.random.Generator, block: int = 256):
+                 rng: np.random.Generator, block: int = 256,
+                 zonotope: Optional[tuple[np.ndarray, np.ndarray]] = None, mode: str = "uniform"):
         from reachsafe.sets import HPolytope
 
-        poly = HPolytope(*P)
+        if mode not in INIT_SAMPLING:
+            raise UserError(f"unknown initial-state sampling {mode!r}; choose one of {', '.join(INIT_SAMPLING)}")
+        if mode == "zonotope" and zonotope is None:
+            raise UserError("initial-state sampling 'zonotope' needs an initial set with a zonotope "
+                            "(a published set, e.g. --init-set data/published/pendulum.json)")
+        self.mode = mode
+        self.P = HPolytope(*P)
+        poly = self.P
         if init is not None:
             poly = poly.intersect(HPolytope(*init))
         self.polytope = poly
+        self.zonotope = None if zonotope is None else (np.asarray(zonotope[0], float), np.asarray(zonotope[1], float))
         self.rng = rng
         self.block = int(block)
         self._buf = np.empty((0, poly.dim))
@@ -98,6 +116,24 @@ class InitialStateSampler:
             raise UserError("the initial set does not intersect the set in use: no initial state exists; "
                             "pass an --init-set that overlaps --set")
 
+    def _draw(self, N: int) -> np.ndarray:
+        """At least ``N`` new samples of the sampler's distribution."""
+        if self.mode == "uniform":
+            return self.polytope.sample(N, self.rng)
+        c, G = self.zonotope
+        out, drawn = [], 0
+        got = 0
+        while got < N:
+            beta = self.rng.uniform(-1.0, 1.0, size=(max(N, 256), G.shape[1]))
+            x = c + beta @ G.T
+            x = x[self.P.contains(x)]
+            out.append(x)
+            got += x.shape[0]
+            drawn += beta.shape[0]
+            if got == 0 and drawn >= 100_000:
+                raise ValueError("no zonotope sample of the initial set lies in the set in use (100,000 tried)")
+        return np.concatenate(out)
+
     def clear(self) -> None:
         """Drop buffered samples (after reseeding ``rng``)."""
         self._buf = np.empty((0, self.polytope.dim))
@@ -106,7 +142,7 @@ class InitialStateSampler:
         """``N`` samples, shape [N, n]."""
         if self._buf.shape[0] < N:
             try:
-                new = self.polytope.sample(max(self.block, N - self._buf.shape[0]), self.rng)
+                new = self._draw(max(self.block, N - self._buf.shape[0]))
             except ValueError as exc:
                 raise UserError(f"cannot sample initial states: {exc}") from None
             self._buf = np.concatenate([self._buf, new])
@@ -160,6 +196,9 @@ class SafeEnv:
     :param num_envs: batch size ``N``.
     :param safeguard: a :class:`reachsafe.safeguards.Safeguard` or None (unsafeguarded).
     :param init_set: optional initial set ``I``: resets draw uniformly in ``P ∩ I``.
+    :param init_sampling: ``"uniform"`` (default) or ``"zonotope"``: ``x0 = c + G beta``, ``beta``
+        uniform in ``[-1, 1]^p``, for an initial set with a zonotope (the paper's distribution),
+        restricted to ``P`` (:class:`InitialStateSampler`).
     :param noise: ``"uniform"`` (default), ``"adversarial"`` or ``"zero"``.
     :param episode_length: steps per episode (240).
     :param dtype: torch dtype of states, observations and actions.
@@ -175,6 +214,7 @@ class SafeEnv:
         *,
         safeguard: Any = None,
         init_set: Optional[SetLike] = None,
+        init_sampling: str = "uniform",
         noise: str = "uniform",
         episode_length: int = 240,
         dtype: torch.dtype = torch.float32,
@@ -216,7 +256,10 @@ class SafeEnv:
         self.np_rng = np.random.default_rng(seed)
         self.torch_rng = torch.Generator().manual_seed(int(seed))
         init = polytope_arrays(init_set) if init_set is not None else None
-        self.sampler = InitialStateSampler((A, b), init, self.np_rng)
+        zono = None
+        if isinstance(init_set, SetFile) and init_set.zonotope is not None:
+            zono = (np.asarray(init_set.zonotope["center"], float), np.asarray(init_set.zonotope["generators"], float))
+        self.sampler = InitialStateSampler((A, b), init, self.np_rng, zonotope=zono, mode=init_sampling)
 
         # running counters (since construction; the runner reads and checkpoints them)
         self.total_steps = 0

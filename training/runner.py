@@ -56,7 +56,8 @@ _INT_COLUMNS = {"env_steps", "eval_violations_P", "eval_violations_X", "train_in
                 "train_violations_X", "train_fallbacks"}
 # settings that must match when a run is resumed
 _RESUME_KEYS = ("system", "algo", "safeguard", "passthrough", "regularize", "set_fingerprint",
-                "init_set_fingerprint", "seed", "hyperparameters")
+                "init_set_fingerprint", "init_sampling", "seed", "hyperparameters")
+_RESUME_DEFAULTS = {"init_sampling": "uniform"}
 
 
 # ----------------------------------------------------------------------------- provenance
@@ -115,6 +116,7 @@ class RunConfig:
     regularize: float = 0.0
     set_path: str = ""
     init_set_path: Optional[str] = None
+    init_sampling: str = "uniform"
     seed: int = 0
     steps: int = 100_000
     eval_every: int = 10_000
@@ -139,12 +141,20 @@ class RunConfig:
         if self.algo != "shac" and (self.passthrough or self.regularize > 0):
             flag = "--passthrough" if self.passthrough else "--regularize"
             raise UserError(f"{flag} changes the policy gradient through the safeguard and applies to --algo shac only")
+        from .env import INIT_SAMPLING
+
+        if self.init_sampling not in INIT_SAMPLING:
+            raise UserError(f"unknown --init-sampling {self.init_sampling!r}; choose one of {', '.join(INIT_SAMPLING)}")
+        if self.init_sampling == "zonotope" and not self.init_set_path:
+            raise UserError("--init-sampling zonotope draws c + G beta from the initial set's zonotope; "
+                            "add --init-set FILE (e.g. data/published/pendulum.json)")
         if self.threads < 1:
             raise UserError(f"--threads must be >= 1, got {self.threads}")
 
 
 def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set_path: Optional[str] = None,
-                init_set_path: Optional[str] = None, seed: int = 0, steps: Optional[int] = None,
+                init_set_path: Optional[str] = None, init_sampling: str = "uniform", seed: int = 0,
+                steps: Optional[int] = None,
                 passthrough: bool = False, regularize: float = 0.0, eval_every: Optional[int] = None,
                 eval_episodes: int = 16, threads: int = 1,
                 overrides: Optional[dict[str, Any]] = None) -> tuple[RunConfig, list[str]]:
@@ -170,7 +180,8 @@ def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set
         hp = {}
     hp.update(overrides or {})
     cfg = RunConfig(system=system, algo=algo, safeguard=safeguard, passthrough=passthrough, regularize=float(regularize),
-                    set_path=set_path, init_set_path=init_set_path, seed=int(seed), steps=steps,
+                    set_path=set_path, init_set_path=init_set_path, init_sampling=init_sampling, seed=int(seed),
+                    steps=steps,
                     eval_every=int(eval_every if eval_every is not None else max(1, steps // 10)),
                     eval_episodes=int(eval_episodes), threads=int(threads), hyperparameters=hp)
     cfg.validate()
@@ -181,6 +192,9 @@ def load_sets(cfg: RunConfig) -> tuple[SetFile, Optional[SetFile]]:
     """The set in use and the optional initial set, validated for ``cfg.system``."""
     sf = load_set(cfg.set_path, system=cfg.system)
     init = load_set(cfg.init_set_path, system=cfg.system) if cfg.init_set_path else None
+    if cfg.init_sampling == "zonotope" and init is not None and init.zonotope is None:
+        raise UserError(f"--init-sampling zonotope needs an initial set with a zonotope; {cfg.init_set_path} has "
+                        "none (use a published set, or --init-sampling uniform)")
     return sf, init
 
 
@@ -200,7 +214,8 @@ def build_env(cfg: RunConfig, num_envs: int, noise: str, seed: int,
         from reachsafe.safeguards import make_safeguard
 
         sg = make_safeguard(cfg.safeguard, cfg.system, sf, passthrough=cfg.passthrough, outside="fallback")
-    return SafeEnv(cfg.system, sf, num_envs, safeguard=sg, init_set=init, noise=noise, seed=seed, dtype=dtype)
+    return SafeEnv(cfg.system, sf, num_envs, safeguard=sg, init_set=init, init_sampling=cfg.init_sampling, noise=noise,
+                   seed=seed, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- run directory
@@ -325,7 +340,8 @@ def _provenance(cfg: RunConfig, sf: SetFile, init: Optional[SetFile]) -> dict[st
 
 def _check_resume(stored: dict[str, Any], new: dict[str, Any], path: Path) -> None:
     for k in _RESUME_KEYS:
-        if stored.get(k) != new.get(k):
+        # runs made before a setting existed used its default
+        if stored.get(k, _RESUME_DEFAULTS.get(k)) != new.get(k):
             shown = stored.get(k) if k != "hyperparameters" else "(see config.json)"
             raise UserError(f"cannot resume {path}: setting '{k}' differs from the run's ({shown!r}); "
                             "repeat the original flags (only --steps may change)")

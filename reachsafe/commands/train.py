@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="set_path", metavar="FILE", help="invariant set in use (default data/SYSTEM.json)")
     p.add_argument("--init-set", dest="init_set_path", metavar="FILE",
                    help="draw initial states uniformly in this set intersected with --set (e.g. a published set)")
+    p.add_argument("--init-sampling", default="uniform", choices=["uniform", "zonotope"],
+                   help="initial states uniform in --init-set ∩ --set (default), or 'zonotope': c + G beta with beta "
+                        "uniform in [-1, 1]^p from the --init-set's zonotope, restricted to --set (the paper's code)")
     p.add_argument("--seed", type=int, required=True, metavar="N", help="random seed")
     p.add_argument("--steps", type=int, metavar="N", help="budget in environment steps (default 100k pendulum, 200k quadrotor)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (must be new or empty unless --resume)")
@@ -81,11 +84,14 @@ def run(args: argparse.Namespace) -> int:
     args.system = _user_system(args)
     cfg, notes = make_config(
         args.system, args.algo, args.safeguard, set_path=args.set_path, init_set_path=args.init_set_path,
-        seed=args.seed, steps=args.steps, passthrough=args.passthrough, regularize=args.regularize,
+        init_sampling=args.init_sampling, seed=args.seed, steps=args.steps, passthrough=args.passthrough, regularize=args.regularize,
         eval_every=args.eval_every, eval_episodes=args.eval_episodes, threads=args.threads)
     for n in notes:
         print(n)
-    if cfg.init_set_path:
+    if cfg.init_set_path and cfg.init_sampling == "zonotope":
+        print(f"initial states c + G beta (beta uniform) from the zonotope of {cfg.init_set_path}, restricted to "
+              f"{cfg.set_path}")
+    elif cfg.init_set_path:
         print(f"initial states uniform in {cfg.init_set_path} intersected with {cfg.set_path}")
     sys.stdout.flush()
     summary = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
