@@ -135,9 +135,10 @@ def test_repository_configs_parse():
     for s in paper.runs:
         assert Path(s.set_path) == (DATA / f"{s.system}.json").resolve()
         assert Path(s.init_set_path) == (PUBLISHED / f"{s.system}.json").resolve()
+        assert s.init_sampling == "zonotope" and s.make_config().init_sampling == "zonotope"
     cert = load_experiment(ROOT / "experiments" / "certified.toml")
     assert [s.run_id for s in cert.runs] == [s.run_id for s in paper.runs]
-    assert all(s.init_set_path is None for s in cert.runs)
+    assert all(s.init_set_path is None and s.init_sampling == "uniform" for s in cert.runs)
     smoke = load_experiment(ROOT / "experiments" / "smoke.toml")
     assert 2 <= len(smoke.runs) <= 4 and all(s.system == "pendulum" for s in smoke.runs)
     assert all(s.make_config().steps <= 2048 for s in smoke.runs)
@@ -164,6 +165,8 @@ BAD = [
     (TINY_SYSTEM.replace(str(CERT_PEND), "/nonexistent/pendulum.json") + TINY_GRID, ["no such file", "set"]),
     (TINY_SYSTEM.replace("init_set = ", "init_set = \"missing.json\"\n#"), ["no such file", "init_set"]),
     (TINY_SYSTEM + TINY_GRID.replace("seeds = 1", "seeds = 0", 1), ["seeds"]),
+    (TINY_SYSTEM.replace("steps = 512", "steps = 512\ninit_sampling = \"gauss\"") + TINY_GRID, ["init_sampling", "gauss"]),
+    (TINY_SYSTEM.replace("init_set = ", "init_sampling = \"zonotope\"\n#") + TINY_GRID, ["needs 'init_set"]),
     (TINY_SYSTEM + TINY_GRID + TINY_GRID, ["appears twice"]),
     (TINY_SYSTEM, ["no [[grid]] block"]),
     (TINY_SYSTEM + TINY_GRID + "[[grid]\n", ["not valid TOML"]),

@@ -13,7 +13,9 @@ impossible combination or a missing set file is a one-line :class:`UserError`)::
 
     [systems.pendulum]              # one table per system used by the grid
     set = "data/pendulum.json"      # set in use (safeguard + audit); default data/<system>.json
-    init_set = "data/published/pendulum.json"   # optional: initial states uniform in this set
+    init_set = "data/published/pendulum.json"   # optional: initial states drawn from this set
+    init_sampling = "zonotope"      # optional: "uniform" (default) in init_set, or "zonotope": c + G beta
+                                    #   with beta uniform in the cube (the paper's code), both within set
     steps = 100000                  # optional (default: the runner's default for the system)
     eval_every = 2500               # optional (default steps / 10)
     eval_episodes = 16              # optional (default 16)
@@ -53,7 +55,7 @@ __all__ = ["VARIANTS", "RunSpec", "SystemSettings", "Experiment", "load_experime
 
 VARIANTS = ("plain", "passthrough", "regularize", "both")
 _EXPERIMENT_KEYS = {"name", "root", "results_dir", "runs_dir", "description"}
-_SYSTEM_KEYS = {"set", "init_set", "steps", "eval_every", "eval_episodes", "hyperparameters"}
+_SYSTEM_KEYS = {"set", "init_set", "init_sampling", "steps", "eval_every", "eval_episodes", "hyperparameters"}
 _GRID_KEYS = {"systems", "algos", "safeguards", "variants", "regularize", "seeds"}
 _TOP_KEYS = {"experiment", "systems", "grid"}
 
@@ -65,6 +67,7 @@ class SystemSettings:
     system: str
     set_path: str
     init_set_path: Optional[str] = None
+    init_sampling: str = "uniform"
     steps: Optional[int] = None
     eval_every: Optional[int] = None
     eval_episodes: int = 16
@@ -85,6 +88,7 @@ class RunSpec:
     seed: int
     set_path: str
     init_set_path: Optional[str]
+    init_sampling: str
     steps: Optional[int]
     eval_every: Optional[int]
     eval_episodes: int
@@ -110,7 +114,7 @@ class RunSpec:
         from .runner import make_config
 
         cfg, _ = make_config(self.system, self.algo, self.safeguard, set_path=self.set_path,
-                             init_set_path=self.init_set_path, seed=self.seed, steps=self.steps,
+                             init_set_path=self.init_set_path, init_sampling=self.init_sampling, seed=self.seed, steps=self.steps,
                              passthrough=self.passthrough, regularize=self.regularize, eval_every=self.eval_every,
                              eval_episodes=self.eval_episodes, threads=threads, overrides=dict(self.overrides))
         return cfg
@@ -245,6 +249,7 @@ def parse_experiment(data: dict[str, Any], path: Path) -> Experiment:
     """Validate the parsed TOML ``data`` of ``path`` and expand its grid."""
     from reachsafe.systems import UnknownSystemError, get_system
 
+    from .env import INIT_SAMPLING
     from .runner import ALGOS, REPO_ROOT, SAFEGUARDS
 
     src = str(path)
@@ -283,8 +288,13 @@ def parse_experiment(data: dict[str, Any], path: Path) -> Experiment:
                 raise UserError(_where(src, f"{ctx} needs 'set = FILE': {default} does not exist"))
             set_path = default
         init = _path(st["init_set"], root, src, f"{ctx} init_set") if "init_set" in st else None
+        sampling = st.get("init_sampling", "uniform")
+        if sampling not in INIT_SAMPLING:
+            raise UserError(_where(src, f"{ctx} init_sampling {sampling!r}: choose from {', '.join(INIT_SAMPLING)}"))
+        if sampling != "uniform" and init is None:
+            raise UserError(_where(src, f"{ctx} init_sampling = {sampling!r} needs 'init_set = FILE'"))
         systems[sname] = SystemSettings(
-            system=sname, set_path=str(set_path), init_set_path=str(init) if init else None,
+            system=sname, set_path=str(set_path), init_set_path=str(init) if init else None, init_sampling=sampling,
             steps=_pos_int(st["steps"], src, f"{ctx} steps") if "steps" in st else None,
             eval_every=_pos_int(st["eval_every"], src, f"{ctx} eval_every") if "eval_every" in st else None,
             eval_episodes=_pos_int(st.get("eval_episodes", 16), src, f"{ctx} eval_episodes"),
@@ -351,6 +361,7 @@ def parse_experiment(data: dict[str, Any], path: Path) -> Experiment:
                             runs.append(RunSpec(
                                 run_id=rid, system=s, algo=a, safeguard=g, variant=v, passthrough=pt,
                                 regularize=reg, seed=seed, set_path=st.set_path, init_set_path=st.init_set_path,
+                                init_sampling=st.init_sampling,
                                 steps=st.steps, eval_every=st.eval_every, eval_episodes=st.eval_episodes,
                                 overrides=dict(st.hyperparameters.get(a, {}))))
     for spec in runs:  # every run's settings pass the runner's own validation before anything starts

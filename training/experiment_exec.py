@@ -42,6 +42,7 @@ __all__ = ["RESULT_FILES", "execute_run", "ResultsStore", "GridStatus", "grid_st
 
 RESULT_FILES = ("config.json", "metrics.csv", "summary.json", "audit.json", "audit-adversarial.json")
 MARKER = "run.json"
+SPEC_DEFAULTS = {"init_sampling": "uniform"}  # spec keys added later: their value in older run.json files
 AUDIT_MAX_FAILURES = 20  # failing items listed per audit JSON (counts are always complete)
 
 
@@ -113,7 +114,7 @@ class ResultsStore:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise UserError(f"{p}: unreadable ({exc}); delete {p.parent} to rerun the run") from None
         want = json.loads(spec_json(spec, self.exp.root))
-        have = rec.get("spec", {})
+        have = {**SPEC_DEFAULTS, **rec.get("spec", {})}
         diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
         if diff:
             raise UserError(f"finished run {p.parent} was made with other settings (differs in: {', '.join(diff)}); "
