@@ -402,3 +402,18 @@ def test_cli_imports_stay_lazy():
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_demo_computes_a_missing_set(tmp_path, capsys, monkeypatch):
+    """A checkout without data/pendulum.json: the demo certifies a set into --out and uses it."""
+    import training.runner as runner
+
+    monkeypatch.setattr(runner, "REPO_ROOT", tmp_path / "no-repo")
+    out_dir = tmp_path / "demo"
+    code, out, err = run_cli(capsys, "demo", "--out", out_dir, "--steps", "512", "--no-progress")
+    assert code == 0, err
+    assert "computing a certified pendulum set" in out and (out_dir / "pendulum.json").exists()
+    assert (out_dir / "pendulum.proof.json").exists()
+    j = json.loads((out_dir / "audit.json").read_text())
+    assert j["verdict"] == "certified" and j["set"]["path"] == str(out_dir / "pendulum.json")
+    assert not (DATA / "pendulum.json").samefile(out_dir / "pendulum.json")
