@@ -21,6 +21,7 @@ Examples:
   reachsafe experiment experiments/smoke.toml                   # tiny grid, < 1 min
   reachsafe experiment experiments/paper.toml --dry-run         # what would run, what is done
   reachsafe experiment experiments/paper.toml --workers 2
+  reachsafe experiment experiments/paper.toml --only 'pendulum-shac-*-s0'   # a slice of the grid
   reachsafe experiment experiments/paper.toml --backend ray --address auto
   reachsafe experiment experiments/paper.toml --report          # aggregate only, train nothing
 """
