@@ -491,3 +491,60 @@ def test_bench_command_smoke(capsys):
     assert main(["bench", "safeguards", "--set", str(PUB / "pendulum.json"), "--batches", "1,8", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "projection" in out and "raymask" in out
+
+
+# ----------------------------------------------------------------------------- polygon geometry
+def test_float32_edge_is_not_dropped_by_its_own_rounding():
+    """Bug: r_ii = e_i - e_i |n_i|^2 rounds below -geom in float32 and dropped a genuine edge."""
+    from reachsafe.safeguards.actionset import segments, tolerances
+
+    tol = tolerances(torch.float32)
+    G = torch.tensor([[[0.0004046229587402195, 0.037672098726034164], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0],
+                       [0.0, -1.0]]], dtype=torch.float32)
+    h = torch.tensor([[0.03802650049328804] + [0.9999899864196777] * 4], dtype=torch.float32)
+    seg32 = segments(G, h, tol)
+    seg64 = segments(G.double(), h.double(), tol)
+    assert seg64.valid[0, 0] and seg32.valid[0, 0]  # the row cuts the corner (0.877, 1)-(1, 0.9987)
+    assert torch.equal(seg32.valid, seg64.valid)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 8))
+def test_centroid_from_vertex_rows_equals_general_formula(seed, k):
+    """The lean centroid (vertex rows fixed without gradient) has the general formula's value and gradient."""
+    from reachsafe.safeguards.actionset import (box_rows, ccw_vertex_rows, centroid_from_rows, polygon_centre,
+                                                segments, tolerances)
+
+    g = torch.Generator().manual_seed(seed)
+    B = 6
+    ang = torch.rand(B, k, generator=g, dtype=torch.float64) * 2 * torch.pi
+    Gf = torch.stack([ang.cos(), ang.sin()], -1) * (0.2 + torch.rand(B, k, 1, generator=g, dtype=torch.float64))
+    hf = 0.1 + torch.rand(B, k, generator=g, dtype=torch.float64)  # the origin is strictly inside
+    bG, bh = box_rows(-torch.ones(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64), B, 0.0)
+    G = torch.cat([Gf, bG], 1).requires_grad_()
+    h = torch.cat([hf, bh], 1).requires_grad_()
+    tol = tolerances(torch.float64)
+    ia, ib, regular = ccw_vertex_rows(segments(G.detach(), h.detach(), tol))
+    assert regular.all()
+    c_new = centroid_from_rows(G, h, ia, ib)
+    c_old = polygon_centre(segments(G, h, tol), tol.geom)
+    assert torch.allclose(c_new, c_old, atol=1e-10)
+    w = torch.randn(B, 2, generator=g, dtype=torch.float64)
+    gn = torch.autograd.grad((c_new * w).sum(), (G, h))
+    go = torch.autograd.grad((c_old * w).sum(), (G, h))
+    for a, b in zip(gn, go):
+        assert torch.allclose(a, b, atol=1e-8), (a - b).abs().max()
+
+
+def test_degenerate_polygon_uses_the_general_centre():
+    """A segment-shaped S(x) is not regular: the general formula (vertex average) is used."""
+    from reachsafe.safeguards.actionset import ccw_vertex_rows, segments, tolerances
+    from reachsafe.safeguards.raymask import safe_centre
+
+    tol = tolerances(torch.float64)
+    # a2 <= 0 and -a2 <= 0 with the box: the segment a2 = 0, a1 in [-1, 1]
+    G = torch.tensor([[[0.0, 1.0], [0.0, -1.0], [1.0, 0.0], [-1.0, 0.0]]], dtype=torch.float64)
+    h = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    assert not ccw_vertex_rows(segments(G, h, tol))[2].any()
+    c = safe_centre(G, h, tol)
+    assert torch.allclose(c, torch.zeros(1, 2, dtype=torch.float64), atol=1e-12)

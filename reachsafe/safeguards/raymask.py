@@ -30,17 +30,28 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .actionset import Tolerances, box_rows, interval, interval_centre, polygon_centre, ray_exit, segments
+from .actionset import (Tolerances, box_rows, ccw_vertex_rows, centroid_from_rows, interval, interval_centre,
+                        polygon_centre, ray_exit, segments)
 from .base import Safeguard
 
 __all__ = ["RayMaskSafeguard", "TanhRayMaskSafeguard", "ray_mask", "safe_centre"]
 
 
 def safe_centre(G: Tensor, h: Tensor, tol: Tolerances) -> Tensor:
-    """A point strictly inside ``{a : G a <= h}`` when it has an interior, ``[B, m]`` (see module docstring)."""
+    """A point strictly inside ``{a : G a <= h}`` when it has an interior, ``[B, m]`` (see module docstring).
+
+    m = 2: the polygon's vertex structure is found once without gradient (float64); if
+    every polygon of the batch is regular the centroid is evaluated from its vertex rows
+    alone (:func:`~reachsafe.safeguards.actionset.centroid_from_rows`, a fraction of the
+    autograd nodes), otherwise by the general formula on all segments.
+    """
     if G.shape[-1] == 1:
         lo, hi, _ = interval(G, h, tol)
         return interval_centre(lo, hi)
+    with torch.no_grad():
+        idx_a, idx_b, regular = ccw_vertex_rows(segments(G.detach().double(), h.detach().double(), tol))
+    if bool(regular.all()):
+        return centroid_from_rows(G, h, idx_a, idx_b)
     return polygon_centre(segments(G, h, tol), tol.geom)
 
 
