@@ -250,8 +250,14 @@ def _plot(series: list[VariantStats], title: str) -> bytes:
         line, = ax.plot(s, m, "-", marker="." if len(s) < 30 else None,
                         label=f"{v.label} ({len(v.seeds_done)} seed{'s' if len(v.seeds_done) != 1 else ''})")
         ax.fill_between(s, m - sd, m + sd, alpha=0.2, color=line.get_color())
+    lows = [min(v.curve_mean) for v in series if v.curve_mean]
+    highs = [max(abs(x) for x in v.curve_mean[-3:]) for v in series if v.curve_mean]
+    if lows and highs and -min(lows) > 100 * max(1.0, min(highs)):  # early returns dwarf the final ones
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_ylabel("evaluation return, symlog (mean ± std over seeds)")
+    else:
+        ax.set_ylabel("evaluation return (mean ± std over seeds)")
     ax.set_xlabel("environment steps")
-    ax.set_ylabel("evaluation return (mean ± std over seeds)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
