@@ -464,3 +464,13 @@ def test_env_and_audit_count_the_same_interventions(pend_set, kind):
     # a difference at rounding level is no intervention, a real change is
     a = np.zeros((2, 1))
     assert not intervened(a, a + 1e-9).any() and intervened(a, a + 1e-3).all()
+
+
+def test_bench_training_smoke(capsys):
+    code, out, err = run_cli(capsys, "bench", "training", "--steps", 128, "--repeats", 2, "--safeguards", "raymask")
+    assert code == 0, err
+    assert "fastest of 2 interleaved rounds" in out and "cpu vs none" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("none ", "raymask "))]
+    assert [r[0] for r in rows] == ["none", "raymask"] and rows[0][4] == "1.00x"
+    code, _, err = run_cli(capsys, "bench", "training", "--repeats", 0)
+    _one_line_error(code, err, "--repeats")
