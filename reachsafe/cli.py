@@ -19,7 +19,7 @@ from . import __version__
 
 # (name, module under reachsafe.commands, one-line help) in the order --help lists them
 COMMANDS: list[tuple[str, str, str]] = [
-    ("systems", "systems", "list the built-in systems: dimensions, constraint box X, noise box W"),
+    ("systems", "systems", "list the systems (built-in, installed, model files given): dimensions, X, W"),
     ("info", "info", "validate a set file and print its summary (volume, facets, certificate)"),
     ("import-zonotope", "import_zonotope", "convert a published zonotope (JSON) into a set file with its H-representation"),
     ("bench", "bench", "measure components side by side (bench safeguards: ours vs. cvxpylayers vs. a simulator step)"),
