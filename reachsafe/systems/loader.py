@@ -94,9 +94,13 @@ def _user_line(path: Path, exc: BaseException) -> str:
     return f"{path}:{line}" if line else str(path)
 
 
+def _module_name(digest: str) -> str:
+    return f"reachsafe_user_model_{digest[:16]}"
+
+
 def _execute(path: Path, digest: str) -> SystemDefinition:
     """Run the model file as a fresh module and return its ``DEFINITION``."""
-    mod_name = f"reachsafe_user_model_{digest[:16]}"
+    mod_name = _module_name(digest)
     spec = importlib.util.spec_from_file_location(mod_name, path)
     if spec is None or spec.loader is None:
         raise ModelError(f"{path}: cannot be loaded as a Python module; a model file is a .py file")
@@ -199,13 +203,17 @@ def load_model_file(path: str | os.PathLike, builtin: set[str]) -> CompiledSyste
     if hit is not None and hit.sha256 == digest:
         _BY_NAME[hit.compiled.name] = resolved
         return hit.compiled
-    d = _execute(resolved, digest)
-    _check_user_name(d, str(p), builtin, set(installed_systems()))
     try:
-        compiled = CompiledSystem(d)
-    except ModelError as exc:
-        raise ModelError(f"{p}: {_one_line(exc)}") from None
-    check_certifiable(compiled, str(p))
+        d = _execute(resolved, digest)
+        _check_user_name(d, str(p), builtin, set(installed_systems()))
+        try:
+            compiled = CompiledSystem(d)
+        except ModelError as exc:
+            raise ModelError(f"{p}: {_one_line(exc)}") from None
+        check_certifiable(compiled, str(p))
+    except ModelError:
+        sys.modules.pop(_module_name(digest), None)  # a refused model leaves nothing behind
+        raise
     _BY_PATH[resolved] = _Loaded(digest, compiled)
     _BY_NAME[d.name] = resolved
     return compiled
