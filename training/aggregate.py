@@ -151,7 +151,10 @@ def _read_metrics(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def aggregate(exp: Experiment) -> list[VariantStats]:
-    """Statistics of every variant of the grid with at least one finished run (grid order)."""
+    """Statistics of every variant of the grid with at least one finished run.
+
+    Ordered by system (as in the file), algorithm, safeguard, variant.
+    """
     from .experiment_exec import ResultsStore
 
     store = ResultsStore(exp)
@@ -189,6 +192,13 @@ def aggregate(exp: Experiment) -> list[VariantStats]:
             curve_steps=list(common), curve_mean=mat.mean(0).tolist() if mat.size else [],
             curve_std=(mat.std(0, ddof=1) if len(mat) > 1 else np.zeros(len(common))).tolist() if mat.size else [])
         out.append(vs)
+    from .experiment import VARIANTS
+    from .runner import ALGOS, SAFEGUARDS
+
+    sys_order = list(exp.systems)
+    out.sort(key=lambda v: (sys_order.index(v.system) if v.system in sys_order else len(sys_order),
+                            ALGOS.index(v.algo), SAFEGUARDS.index(v.safeguard), VARIANTS.index(v.variant),
+                            v.regularize))
     base = {v.system: v.wall_time_s[0] for v in out if v.algo == "shac" and v.safeguard == "none" and v.variant == "plain"}
     for v in out:
         if v.algo == "shac" and v.system in base and base[v.system] > 0:
