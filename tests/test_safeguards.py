@@ -536,15 +536,22 @@ def test_centroid_from_vertex_rows_equals_general_formula(seed, k):
         assert torch.allclose(a, b, atol=1e-8), (a - b).abs().max()
 
 
-def test_degenerate_polygon_uses_the_general_centre():
-    """A segment-shaped S(x) is not regular: the general formula (vertex average) is used."""
+def test_degenerate_polygons_get_a_finite_centre_inside():
+    """A segment (area 0, regular vertex structure) gets its midpoint with a finite gradient; a
+    point-like polygon with parallel consecutive edges is not regular and takes the general formula."""
     from reachsafe.safeguards.actionset import ccw_vertex_rows, segments, tolerances
     from reachsafe.safeguards.raymask import safe_centre
 
     tol = tolerances(torch.float64)
     # a2 <= 0 and -a2 <= 0 with the box: the segment a2 = 0, a1 in [-1, 1]
-    G = torch.tensor([[[0.0, 1.0], [0.0, -1.0], [1.0, 0.0], [-1.0, 0.0]]], dtype=torch.float64)
-    h = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
-    assert not ccw_vertex_rows(segments(G, h, tol))[2].any()
+    G = torch.tensor([[[0.0, 1.0], [0.0, -1.0], [1.0, 0.0], [-1.0, 0.0]]], dtype=torch.float64, requires_grad=True)
+    h = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    assert ccw_vertex_rows(segments(G.detach(), h.detach(), tol))[2].all()
     c = safe_centre(G, h, tol)
     assert torch.allclose(c, torch.zeros(1, 2, dtype=torch.float64), atol=1e-12)
+    gG, gh = torch.autograd.grad(c.sum(), (G, h))
+    assert torch.isfinite(gG).all() and torch.isfinite(gh).all()
+    # two edges only (a half-plane cut of a sliver): K < 3 is not regular
+    G2 = torch.tensor([[[0.0, 1.0], [0.0, -1.0]]], dtype=torch.float64)
+    h2 = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
+    assert not ccw_vertex_rows(segments(G2, h2, tol))[2].any()

@@ -80,13 +80,28 @@ def tolerances(dtype: torch.dtype) -> Tolerances:
     return Tolerances(tighten=1e-5, geom=1e-7, parallel=1e-6, centre=1e-6)
 
 
+_BOX_CACHE: dict[tuple, tuple[Tensor, Tensor]] = {}
+
+
 def box_rows(lo: Tensor, hi: Tensor, batch: int, tighten: float) -> tuple[Tensor, Tensor]:
-    """Rows of the action box ``lo <= a <= hi`` as ``G [B, 2m, m]``, ``h [B, 2m]`` (shrunk by ``tighten``)."""
+    """Rows of the action box ``lo <= a <= hi`` as ``G [B, 2m, m]``, ``h [B, 2m]`` (shrunk by ``tighten``).
+
+    ``G = [I; -I]``, ``h = [hi; -lo] - tighten``, expanded over the batch (read-only views).
+    The few distinct boxes (one per safeguard, dtype and tightening) are built once and cached.
+    """
+    key = None
+    if not (lo.requires_grad or hi.requires_grad):
+        key = (tuple(lo.tolist()), tuple(hi.tolist()), lo.dtype, lo.device, float(tighten))
+        hit = _BOX_CACHE.get(key)
+        if hit is not None:
+            return hit[0].expand(batch, -1, -1), hit[1].expand(batch, -1)
     m = lo.shape[0]
     eye = torch.eye(m, dtype=lo.dtype, device=lo.device)
-    G = torch.cat([eye, -eye], 0).expand(batch, 2 * m, m)
-    h = (torch.cat([hi, -lo], 0) - tighten).expand(batch, 2 * m)
-    return G, h
+    G1 = torch.cat([eye, -eye], 0).unsqueeze(0)
+    h1 = (torch.cat([hi, -lo], 0) - tighten).unsqueeze(0)
+    if key is not None and len(_BOX_CACHE) < 64:
+        _BOX_CACHE[key] = (G1, h1)
+    return G1.expand(batch, -1, -1), h1.expand(batch, -1)
 
 
 def feasible(G: Tensor, h: Tensor, a: Tensor) -> Tensor:
@@ -224,8 +239,9 @@ def ccw_vertex_rows(seg: Segments, min_turn: float = 1e-9) -> tuple[Tensor, Tens
     States with fewer than ``K_max`` edges repeat their last vertex ``v_(K-1)`` (zero-length
     edges, which add nothing to the shoelace sums).  ``regular`` is False where the polygon has
     fewer than three edges or two consecutive normals turn by less than ``min_turn``
-    (``n_a x n_b``) or its area is not above ``2 geom``: a point, a segment or an
-    ill-conditioned vertex, for which callers use the general formulas.  Structure only: no gradient is recorded.
+    (``n_a x n_b``): an ill-conditioned vertex, for which callers use the general formulas.
+    A regular structure can still have area 0 (a segment whose end caps are edges);
+    :func:`centroid_from_rows` returns the vertex mean then.  Structure only: no gradient is recorded.
     """
     edge = seg.first
     B, M = edge.shape
@@ -240,19 +256,10 @@ def ccw_vertex_rows(seg: Segments, min_turn: float = 1e-9) -> tuple[Tensor, Tens
     nb = seg.n.gather(1, idx_b.unsqueeze(-1).expand(B, Kmax, 2))
     turn = na[..., 0] * nb[..., 1] - na[..., 1] * nb[..., 0]
     regular = (K >= 3) & (turn > min_turn).all(-1)
-    # and a positive area (a segment or point has consecutive edges turning but area 0)
-    e = (seg.p * seg.n).sum(-1)
-    ea, eb = e.gather(1, idx_a), e.gather(1, idx_b)
-    det = torch.where(regular.unsqueeze(-1), turn, torch.ones_like(turn))
-    V = torch.stack([(ea * nb[..., 1] - eb * na[..., 1]) / det, (na[..., 0] * eb - nb[..., 0] * ea) / det], -1)
-    u = V - V.mean(-2, keepdim=True)
-    w = u.roll(-1, 1)
-    area2 = (u[..., 0] * w[..., 1] - u[..., 1] * w[..., 0]).sum(-1)
-    regular = regular & (area2 > 2 * seg.geom)
     return idx_a, idx_b, regular
 
 
-def centroid_from_rows(G: Tensor, h: Tensor, idx_a: Tensor, idx_b: Tensor) -> Tensor:
+def centroid_from_rows(G: Tensor, h: Tensor, idx_a: Tensor, idx_b: Tensor, tiny: float = 1e-12) -> Tensor:
     """Area centroid ``[B, 2]`` of the polygon whose k-th vertex solves rows ``idx_a[k]``, ``idx_b[k]``.
 
     ``v_k = [g_a; g_b]^{-1} [h_a; h_b]`` (one batched 2x2 solve), then the shoelace formulas
@@ -261,7 +268,7 @@ def centroid_from_rows(G: Tensor, h: Tensor, idx_a: Tensor, idx_b: Tensor) -> Te
         2 area = sum_k u_k x u_(k+1),     centroid = o + sum_k (u_k + u_(k+1)) (u_k x u_(k+1)) / (6 area)
 
     The same centroid as :func:`polygon_centre` for a regular polygon
-    (:func:`ccw_vertex_rows`), differentiable in ``G`` and ``h`` with far fewer autograd
+    (:func:`ccw_vertex_rows`), and the vertex mean ``o`` where ``2 area <= 2 tiny``, differentiable in ``G`` and ``h`` with far fewer autograd
     nodes (the vertex structure is fixed by the no-grad pass).
     """
     B, K = idx_a.shape
@@ -273,7 +280,10 @@ def centroid_from_rows(G: Tensor, h: Tensor, idx_a: Tensor, idx_b: Tensor) -> Te
     w = u.roll(-1, 1)
     cross = u[..., 0] * w[..., 1] - u[..., 1] * w[..., 0]
     area2 = cross.sum(-1, keepdim=True)
-    return o.squeeze(-2) + ((u + w) * cross.unsqueeze(-1)).sum(-2) / (3.0 * area2)
+    big = area2 > 2 * tiny
+    den = torch.where(big, 3.0 * area2, torch.ones_like(area2))
+    o = o.squeeze(-2)
+    return torch.where(big, o + ((u + w) * cross.unsqueeze(-1)).sum(-2) / den, o)
 
 
 def ray_exit(G: Tensor, h: Tensor, c: Tensor, d: Tensor, tiny: float) -> Tensor:

@@ -51,7 +51,7 @@ def safe_centre(G: Tensor, h: Tensor, tol: Tolerances) -> Tensor:
     with torch.no_grad():
         idx_a, idx_b, regular = ccw_vertex_rows(segments(G.detach().double(), h.detach().double(), tol))
     if bool(regular.all()):
-        return centroid_from_rows(G, h, idx_a, idx_b)
+        return centroid_from_rows(G, h, idx_a, idx_b, tol.geom)
     return polygon_centre(segments(G, h, tol), tol.geom)
 
 

@@ -104,12 +104,16 @@ class _Batched:
             import torch
 
             ref = next(a for a in arrays if isinstance(a, torch.Tensor))
-            arrays = [torch.as_tensor(a, dtype=ref.dtype, device=ref.device) for a in arrays]
-            batch = torch.broadcast_shapes(*[a.shape[:-1] for a in arrays])
+            if len(arrays) == 1:  # the common case (c, B, E of a state batch): no conversion needed
+                batch = ref.shape[:-1]
+            else:
+                arrays = [torch.as_tensor(a, dtype=ref.dtype, device=ref.device) for a in arrays]
+                batch = torch.broadcast_shapes(*[a.shape[:-1] for a in arrays])
             const, idx = self._torch_consts(ref.dtype, ref.device)
             if not self.varying:
                 return const.expand(*batch, self.k).clone().reshape(*batch, *self.shape)
-            cols = [a[..., i] for a, g in zip(arrays, self.groups) for i in range(len(g))]
+            # unbind: one autograd node for all columns instead of one per column
+            cols = [c for a, g in zip(arrays, self.groups) if len(g) for c in a.unbind(-1)[:len(g)]]
             vals = [v if isinstance(v, torch.Tensor) else torch.as_tensor(v, dtype=ref.dtype, device=ref.device)
                     for v in self._fn("torch")(*cols)]
             var = torch.stack([v.expand(batch) if v.shape != batch else v for v in vals], dim=-1)
