@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .actionset import Tolerances, rowdot, segments
+from .actionset import Tolerances, segments
 
 __all__ = ["select_facets"]
 
@@ -65,7 +65,7 @@ def select_facets(
     B, k, _ = AB.shape
     if k <= direct:
         return None
-    pot = rowdot(AB.abs(), torch.ones(2, dtype=AB.dtype, device=AB.device)) - rhs  # max over U of g_i . a - h_i
+    pot = AB.abs().sum(-1) - rhs  # max over U = [-1, 1]^2 of g_i . a - h_i
     n_rel = int((pot > -tol.geom).sum(-1).max().item()) if B else 0
     K_rel = max(n_rel, 1)
     top = pot.topk(K_rel, dim=-1).indices  # relevant rows first

@@ -60,10 +60,9 @@ def _profile(r: Tensor, t_S: Tensor, t_U: Tensor, mapping: str, tiny: float) -> 
     t_U = t_U.clamp_min(tiny)
     if mapping == "linear":
         return r * t_S / t_U, t_S / t_U
-    ts = t_S.clamp_min(tiny)
+    ts = t_S.clamp_min(tiny)  # t_S normally; the factor t_S / ts -> 0 as t_S -> 0 so that a_s -> c
     den = torch.tanh(t_U / ts)
-    scale = t_S / ts  # 1 normally; -> 0 as t_S -> 0 so that a_s -> c
-    return scale * ts * torch.tanh(r / ts) / den, scale / den
+    return t_S * torch.tanh(r / ts) / den, t_S / (ts * den)
 
 
 def ray_mask(actions: Tensor, G: Tensor, h: Tensor, lo: Tensor, hi: Tensor, tol: Tolerances,
@@ -72,9 +71,11 @@ def ray_mask(actions: Tensor, G: Tensor, h: Tensor, lo: Tensor, hi: Tensor, tol:
     B, m = actions.shape
     c = safe_centre(G, h, tol)
     diff = actions - c
-    small = (diff * diff).sum(-1) <= tol.centre ** 2
-    e1 = torch.zeros_like(diff)
-    e1[:, 0] = 1.0
+    with torch.no_grad():  # a mask: nothing to differentiate
+        dd = diff.detach()
+        small = (dd * dd).sum(-1) <= tol.centre ** 2
+        e1 = torch.zeros(1, m, dtype=diff.dtype, device=diff.device)
+        e1[0, 0] = 1.0
     diff_safe = torch.where(small.unsqueeze(-1), e1, diff)
     t = diff_safe.norm(dim=-1)
     d = diff_safe / t.unsqueeze(-1)
