@@ -11,13 +11,7 @@ import pytest
 from reachsafe.cli import COMMANDS, main
 from reachsafe.setfile import load_set
 
-from .conftest import REFERENCE
-
-
-def run_cli(capsys, *args):
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+from .conftest import REFERENCE, run_cli
 
 
 def test_help_lists_every_subcommand():

@@ -17,23 +17,12 @@ import pytest
 
 from reachsafe.cli import main
 
-from .conftest import DATA, PUBLISHED, ROOT
+from .conftest import DATA, PUBLISHED, ROOT, run_cli
+from .conftest import one_line_error as _one_line_error
 
 CERT_PEND = DATA / "pendulum.json"
 
 
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line_error(code, err, *needles):
-    assert code == 2, err
-    lines = [ln for ln in err.strip().splitlines() if ln]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 TINY_SYSTEM = f"""

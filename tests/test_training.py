@@ -15,7 +15,8 @@ from reachsafe.cli import main
 from reachsafe.setfile import load_set
 from reachsafe.systems import get_system
 
-from .conftest import PUBLISHED
+from .conftest import PUBLISHED, run_cli
+from .conftest import one_line_error as _one_line_error
 
 PEND = PUBLISHED / "pendulum.json"
 
@@ -46,18 +47,6 @@ def _env(kind="none", N=4, noise="uniform", dtype=torch.float32, seed=0, system=
     return SafeEnv(system, sf, N, safeguard=sg, noise=noise, dtype=dtype, seed=seed, **kw)
 
 
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line_error(code, err, *needles):
-    assert code == 2, err
-    lines = [l for l in err.strip().splitlines() if l]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 # ----------------------------------------------------------------------------- environment

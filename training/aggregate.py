@@ -65,16 +65,22 @@ PAPER_SHAC_WALL_S: dict[tuple[str, str], float] = {
 FRACTION = 0.95
 
 
-def steps_to_fraction(steps: Sequence[float], returns: Sequence[float], fraction: float = FRACTION) -> float:
-    """First ``steps[k]`` with ``returns[k] >= R_0 + fraction (R_final - R_0)`` (module docstring).
-
-    :raises ValueError: empty or mismatched input, or a non-finite return.
-    """
+def _curve(steps: Sequence[float], returns: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """A learning curve as float arrays; ValueError for empty, mismatched or non-finite input."""
     s, r = np.asarray(steps, float), np.asarray(returns, float)
     if s.ndim != 1 or s.shape != r.shape or len(s) == 0:
         raise ValueError("steps and returns must be non-empty 1-D sequences of equal length")
     if not np.all(np.isfinite(r)):
         raise ValueError("returns must be finite")
+    return s, r
+
+
+def steps_to_fraction(steps: Sequence[float], returns: Sequence[float], fraction: float = FRACTION) -> float:
+    """First ``steps[k]`` with ``returns[k] >= R_0 + fraction (R_final - R_0)`` (module docstring).
+
+    :raises ValueError: empty or mismatched input, or a non-finite return.
+    """
+    s, r = _curve(steps, returns)
     target = r[0] + fraction * (r[-1] - r[0])
     if r[-1] <= r[0]:
         return float(s[0])
@@ -86,11 +92,7 @@ def steps_to_within(steps: Sequence[float], returns: Sequence[float], rel: float
 
     :raises ValueError: empty or mismatched input, or a non-finite return.
     """
-    s, r = np.asarray(steps, float), np.asarray(returns, float)
-    if s.ndim != 1 or s.shape != r.shape or len(s) == 0:
-        raise ValueError("steps and returns must be non-empty 1-D sequences of equal length")
-    if not np.all(np.isfinite(r)):
-        raise ValueError("returns must be finite")
+    s, r = _curve(steps, returns)
     return float(s[np.flatnonzero(r >= r[-1] - rel * abs(r[-1]))[0]])
 
 
