@@ -89,22 +89,23 @@ seeds = 1
 """)
     exp = load_experiment(p)
     ids = [s.run_id for s in exp.runs]
+    # seed-major (every variant's seed 0 before any seed 1), grid order within a seed
     assert ids == [
-        "pendulum-shac-none-s0", "pendulum-shac-none-s1",
+        "pendulum-shac-none-s0", "pendulum-ppo-raymask-s0", "pendulum-sac-raymask-s0",
+        "pendulum-shac-none-s1",
         "pendulum-shac-projection-s3", "pendulum-shac-projection-pt-s3", "pendulum-shac-projection-reg0.1-s3",
         "pendulum-shac-projection-pt-reg0.1-s3",
         "pendulum-shac-raymask-tanh-s3", "pendulum-shac-raymask-tanh-pt-s3", "pendulum-shac-raymask-tanh-reg0.1-s3",
-        "pendulum-shac-raymask-tanh-pt-reg0.1-s3",
-        "pendulum-ppo-raymask-s0", "pendulum-sac-raymask-s0"]
+        "pendulum-shac-raymask-tanh-pt-reg0.1-s3"]
     assert [s.run_id for s in load_experiment(p).runs] == ids  # stable
-    both = exp.runs[5]
+    both = exp.runs[7]
     assert both.passthrough and both.regularize == 0.1 and both.variant == "both" and both.seed == 3
     assert both.group == "pendulum-shac-projection-pt-reg0.1"
     cfg = both.make_config()
     assert cfg.steps == 512 and cfg.eval_every == 256 and cfg.eval_episodes == 4 and cfg.threads == 1
     assert cfg.hyperparameters["horizon"] == 16 and cfg.hyperparameters["regularize"] == 0.1
     assert cfg.init_set_path == str((PUBLISHED / "pendulum.json").resolve())
-    ppo = exp.runs[10].make_config()
+    ppo = exp.runs[1].make_config()
     assert "horizon" not in ppo.hyperparameters  # shac overrides do not leak into PPO
     assert exp.results_dir == tmp_path / "results" / "exp" and exp.runs_dir == tmp_path / "runs" / "experiments" / "exp"
 

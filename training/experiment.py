@@ -364,6 +364,9 @@ def parse_experiment(data: dict[str, Any], path: Path) -> Experiment:
                                 init_sampling=st.init_sampling,
                                 steps=st.steps, eval_every=st.eval_every, eval_episodes=st.eval_episodes,
                                 overrides=dict(st.hyperparameters.get(a, {}))))
+    # seed-major order (stable within a seed): a grid stopped early has every variant's first
+    # seeds rather than all seeds of the first variants
+    runs.sort(key=lambda r: r.seed)
     for spec in runs:  # every run's settings pass the runner's own validation before anything starts
         spec.make_config()
     return Experiment(name=name, path=path.resolve(), root=root, results_dir=results_dir, runs_dir=runs_dir,
