@@ -407,3 +407,17 @@ def test_demo_computes_a_missing_set(tmp_path, capsys, monkeypatch):
     j = json.loads((out_dir / "audit.json").read_text())
     assert j["verdict"] == "certified" and j["set"]["path"] == str(out_dir / "pendulum.json")
     assert not (DATA / "pendulum.json").samefile(out_dir / "pendulum.json")
+
+
+def test_finished_run_records_are_not_gitignored():
+    """Bug: '.gitignore: runs/' also ignored results/NAME/runs/, so the records that mark a run as
+    finished were never committed and a fresh clone retrained the whole grid."""
+    import shutil
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    for p in ("results/paper/runs/pendulum-shac-none-s0/run.json", "results/x/runs/y/metrics.csv"):
+        r = subprocess.run(["git", "check-ignore", "-q", p], cwd=ROOT)
+        assert r.returncode == 1, f"{p} is git-ignored; finished-run records must be committed"
+    r = subprocess.run(["git", "check-ignore", "-q", "runs/experiments/paper/x/checkpoint/shac.pt"], cwd=ROOT)
+    assert r.returncode == 0, "run directories (checkpoints) under runs/ must stay ignored"
