@@ -253,6 +253,7 @@ def test_aggregate_on_synthetic_runs(tmp_path):
     assert rm.final_return[0] == -9.0 and math.isclose(rm.final_return[1], math.sqrt(2))
     assert rm.wall_time_s[0] == 25.0 and rm.wall_ratio_vs_shac_none == 2.5
     assert rm.curve_steps == [256, 512, 768] and rm.curve_mean == [-55.0, -24.5, -9.0]
+    assert rm.curve_min == [-60.0, -40.0, -10.0] and rm.curve_max == [-50.0, -9.0, -8.0]  # the plot's band limits
     assert rm.paper == (27_392, -8) and rm.paper_wall_s == 552
     paths = write_report(exp, stats, command="reachsafe experiment tiny.toml")
     md = paths["table.md"].read_text()

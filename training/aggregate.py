@@ -136,6 +136,8 @@ class VariantStats:
     curve_steps: list[float] = field(default_factory=list)
     curve_mean: list[float] = field(default_factory=list)
     curve_std: list[float] = field(default_factory=list)
+    curve_min: list[float] = field(default_factory=list)  # per step, over seeds: the band is clipped to these
+    curve_max: list[float] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -192,7 +194,8 @@ def aggregate(exp: Experiment) -> list[VariantStats]:
             paper_wall_s=PAPER_SHAC_WALL_S.get((sp0.system, sp0.safeguard))
             if sp0.algo == "shac" and sp0.variant == "plain" else None,
             curve_steps=list(common), curve_mean=mat.mean(0).tolist() if mat.size else [],
-            curve_std=(mat.std(0, ddof=1) if len(mat) > 1 else np.zeros(len(common))).tolist() if mat.size else [])
+            curve_std=(mat.std(0, ddof=1) if len(mat) > 1 else np.zeros(len(common))).tolist() if mat.size else [],
+            curve_min=mat.min(0).tolist() if mat.size else [], curve_max=mat.max(0).tolist() if mat.size else [])
         out.append(vs)
     from .experiment import VARIANTS
     from .runner import ALGOS, SAFEGUARDS
@@ -261,14 +264,17 @@ def _plot(series: list[VariantStats], title: str) -> bytes:
             continue
         line, = ax.plot(s, m, "-", marker="." if len(s) < 30 else None,
                         label=f"{v.label} ({len(v.seeds_done)} seed{'s' if len(v.seeds_done) != 1 else ''})")
-        ax.fill_between(s, m - sd, m + sd, alpha=0.2, color=line.get_color())
+        # mean ± std, clipped to the seeds' range: with few seeds the std band would otherwise
+        # reach returns no seed attained (e.g. positive returns of an all-negative reward)
+        lo, hi = np.maximum(m - sd, np.array(v.curve_min)), np.minimum(m + sd, np.array(v.curve_max))
+        ax.fill_between(s, lo, hi, alpha=0.2, color=line.get_color())
     lows = [min(v.curve_mean) for v in series if v.curve_mean]
     highs = [max(abs(x) for x in v.curve_mean[-3:]) for v in series if v.curve_mean]
     if lows and highs and -min(lows) > 100 * max(1.0, min(highs)):  # early returns dwarf the final ones
         ax.set_yscale("symlog", linthresh=1.0)
-        ax.set_ylabel("evaluation return, symlog (mean ± std over seeds)")
+        ax.set_ylabel("evaluation return, symlog (mean ± std, within the seeds' range)")
     else:
-        ax.set_ylabel("evaluation return (mean ± std over seeds)")
+        ax.set_ylabel("evaluation return (mean ± std, within the seeds' range)")
     ax.set_xlabel("environment steps")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
