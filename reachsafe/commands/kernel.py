@@ -2,8 +2,9 @@
 invariant set could cover.  A cell is kept while some gridded action sends its centre,
 under every noise vertex, into a kept cell (fixed point).  A reference, not a proof.
 
-Example:
+Examples:
   reachsafe kernel pendulum --cells 400 --actions 81
+  reachsafe kernel examples/drifting_cart.py         # a 2-D model file of your own
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("system", help="a 2-D system (pendulum)")
+    p.add_argument("system", help="a 2-D system: pendulum, or a model file of your own (.py)")
     p.add_argument("--cells", type=int, default=400, help="cells per axis (default 400)")
     p.add_argument("--actions", type=int, default=81, help="action grid size (default 81)")
     p.add_argument("--json", help="write the result as JSON here")
