@@ -258,11 +258,14 @@ def _plot(series: list[VariantStats], title: str) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for v in series:
+    colors = plt.get_cmap("tab10").colors
+    for i, v in enumerate(series):
         s, m, sd = np.array(v.curve_steps), np.array(v.curve_mean), np.array(v.curve_std)
         if not len(s):
             continue
-        line, = ax.plot(s, m, "-", marker="." if len(s) < 30 else None,
+        # ten colours, then the same colours dashed, dotted: up to 30 distinguishable variants
+        line, = ax.plot(s, m, ("-", "--", ":")[(i // len(colors)) % 3], color=colors[i % len(colors)],
+                        marker="." if len(s) < 30 else None,
                         label=f"{v.label} ({len(v.seeds_done)} seed{'s' if len(v.seeds_done) != 1 else ''})")
         # mean ± std, clipped to the seeds' range: with few seeds the std band would otherwise
         # reach returns no seed attained (e.g. positive returns of an all-negative reward)
