@@ -76,7 +76,7 @@ class NoSafeguard(Safeguard):
             x64 = states.detach().to(torch.float64)
             A64, b64 = self._cast(self.A, x64), self._cast(self.b, x64)
             n_outside = int(((x64 @ A64.T - b64).amax(-1) > self.outside_tol).sum())
-            AB64, rhs64 = self._facet_rows(x64, None)
+            AB64, rhs64 = self._facet_rows(x64)
             from .safetynet import verify
 
             ok = verify(AB64, rhs64, actions.detach().to(torch.float64), self._cast(self.a_lo, x64),

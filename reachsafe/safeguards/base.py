@@ -226,7 +226,7 @@ class Safeguard(torch.nn.Module):
         ``a <= hi`` and ``-a <= -lo``.  Differentiable in ``states``; dtype of ``states``.
         """
         self._check_states(states)
-        G, h = self._facet_rows(states, None)
+        G, h = self._facet_rows(states)
         bG, bh = box_rows(self._cast(self.a_lo, states), self._cast(self.a_hi, states), states.shape[0], 0.0)
         return torch.cat([G, bG], 1), torch.cat([h, bh], 1)
 
@@ -283,23 +283,15 @@ class Safeguard(torch.nn.Module):
         per_state = self.n_facets * (self.system.m + 2) + 8 * rows ** 2
         return max(1, self.chunk_entries // per_state)
 
-    def _facet_rows(self, x: Tensor, idx: Tensor | None) -> tuple[Tensor, Tensor]:
-        """``G = A B(x)`` [B, K, m] and ``h = b - A c(x) - h_W(x)`` [B, K] for facets ``idx`` (None: all)."""
+    def _facet_rows(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``G = A B(x)`` [B, k, m] and ``h = b - A c(x) - h_W(x)`` [B, k] for all k facets."""
         A, b, w_c, w_r = (self._cast(t, x) for t in (self.A, self.b, self.w_c, self.w_r))
         c, Bx, E = self.system.affine(x)
-        if idx is None:
-            G = torch.einsum("kn,bnm->bkm", A, Bx)
-            h = b - c @ A.T
-            if self._const_noise:
-                return G, h - self._cast(self.h_w, x)
-            AE = torch.einsum("kn,bnp->bkp", A, E)
-        else:
-            Ai = A[idx]
-            G = Ai @ Bx
-            h = b[idx] - (Ai @ c.unsqueeze(-1)).squeeze(-1)
-            if self._const_noise:
-                return G, h - self._cast(self.h_w, x)[idx]
-            AE = Ai @ E
+        G = torch.einsum("kn,bnm->bkm", A, Bx)
+        h = b - c @ A.T
+        if self._const_noise:
+            return G, h - self._cast(self.h_w, x)
+        AE = torch.einsum("kn,bnp->bkp", A, E)
         return G, h - rowdot(AE.abs(), w_r) - rowdot(AE, w_c)
 
     def _rows(self, AB: Tensor, rhs: Tensor, idx: Tensor | None, tighten: float,
@@ -336,7 +328,7 @@ class Safeguard(torch.nn.Module):
                 raise UserError(f"{n_outside} of {B} states lie outside the invariant set {self.set_description} "
                                 f"(largest distance {float(dist_out.max()):.3g} > outside_tol={self.outside_tol:g}); the "
                                 "safeguard is only defined on the set: reset such states, or pass outside='fallback'")
-        AB, rhs = self._facet_rows(x64, None)
+        AB, rhs = self._facet_rows(x64)
         AB64, rhs64 = AB.detach(), rhs.detach()
         idx = None
         if self.system.m == 2:
