@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -107,3 +108,23 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     test_cmd = next(l for l in ci.splitlines() if l.startswith("python3 -m venv"))
     assert test_cmd in readme
+
+
+def test_closed_output_pipe_stops_quietly(capsys, monkeypatch):
+    """``reachsafe ... | head``: the reader going away ends the command with 141, no traceback."""
+    import reachsafe.commands.systems as systems_cmd
+
+    def writes_into_closed_pipe(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(systems_cmd, "run", writes_into_closed_pipe)
+    code, _, err = run_cli(capsys, "systems")
+    assert code == 141 and err == ""
+
+
+def test_piping_a_long_listing_into_head_gives_no_traceback():
+    cmd = f"{sys.executable} -m reachsafe.cli experiment experiments/paper.toml --dry-run | head -2"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert len(proc.stdout.splitlines()) == 2
+    assert "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr, proc.stderr
