@@ -259,6 +259,10 @@ def test_aggregate_on_synthetic_runs(tmp_path):
     paths = write_report(exp, stats, command="reachsafe experiment tiny.toml")
     md = paths["table.md"].read_text()
     assert "3 of 4 runs finished (partial)" in md and "| 2/3 |" in md and "640 ± 181" in md and "2.50x" in md
+    summary = paths["summary.md"].read_text().splitlines()
+    assert summary[-4] == "| system | safeguard | SHAC | paper SHAC return |"
+    assert summary[-2:] == ["| pendulum | none | -10.00 ± 0.00 (512) [1/1] | -8 |",
+                            "| pendulum | ray mask | -9.00 ± 1.41 (640) [2/3] | -8 |"]
     csv_text = paths["table.csv"].read_text()
     assert csv_text.splitlines()[0].startswith("group,system,algo") and len(csv_text.splitlines()) == 3
     agg = json.loads(paths["aggregate.json"].read_text())

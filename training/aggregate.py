@@ -40,7 +40,7 @@ from reachsafe.setfile import atomic_write_bytes, atomic_write_text
 from .experiment import Experiment, RunSpec
 
 __all__ = ["PAPER", "PAPER_SHAC_WALL_S", "steps_to_fraction", "steps_to_within", "mean_std", "VariantStats", "aggregate",
-           "write_report", "fmt_pm"]
+           "write_report", "fmt_pm", "summary_markdown", "table_markdown"]
 
 # (system, algo, safeguard) -> (steps to 95 %, final return); published version, 10 seeds
 PAPER: dict[tuple[str, str, str], tuple[float, float]] = {
@@ -233,6 +233,38 @@ def table_markdown(stats: list[VariantStats]) -> str:
     return "\n".join(lines) + "\n"
 
 
+SAFEGUARD_NAMES = {"none": "none", "projection": "projection", "raymask": "ray mask", "raymask-tanh": "tanh ray mask"}
+
+
+def summary_markdown(stats: list[VariantStats]) -> str:
+    """The paper's table layout: one row per (system, safeguard), one column per algorithm.
+
+    Only the plain variants (no passthrough, no regulariser), as in the paper. A cell is
+    ``final return mean ± std (steps to 95 %) [seeds done/planned]``; the last column gives
+    the paper's final returns in the same algorithm order.
+    """
+    from .runner import ALGOS
+
+    plain = [v for v in stats if v.variant == "plain"]
+    algos = [a for a in ALGOS if any(v.algo == a for v in plain)]
+    rows: dict[tuple[str, str], dict[str, VariantStats]] = {}
+    for v in plain:
+        rows.setdefault((v.system, v.safeguard), {})[v.algo] = v
+    head = ["system", "safeguard", *(a.upper() for a in algos),
+            "paper " + " / ".join(a.upper() for a in algos) + " return"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for (system, safeguard), by_algo in rows.items():
+        cells = []
+        for a in algos:
+            v = by_algo.get(a)
+            cells.append("–" if v is None else f"{fmt_pm(*v.final_return, digits=2)} ({v.steps95[0]:,.0f}) "
+                         f"[{len(v.seeds_done)}/{v.seeds_planned}]")
+        paper = [PAPER.get((system, a, safeguard)) for a in algos]
+        cells.append(" / ".join(f"{p[1]:,.0f}" for p in paper) if all(paper) else "–")
+        lines.append("| " + " | ".join([system, SAFEGUARD_NAMES.get(safeguard, safeguard), *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def table_csv(stats: list[VariantStats]) -> str:
     cols = ["group", "system", "algo", "safeguard", "variant", "regularize", "seeds_done", "seeds_planned",
             "steps_budget", "steps95_mean", "steps95_std", "steps_within5_mean", "steps_within5_std", "final_return_mean", "final_return_std",
@@ -291,7 +323,7 @@ def _plot(series: list[VariantStats], title: str) -> bytes:
 
 def write_report(exp: Experiment, stats: Optional[list[VariantStats]] = None,
                  command: Optional[str] = None) -> dict[str, Path]:
-    """Write ``table.md``, ``table.csv``, ``aggregate.json`` and ``curves/*.png`` into the results folder."""
+    """Write ``table.md``, ``summary.md``, ``table.csv``, ``aggregate.json`` and ``curves/*.png`` into the results folder."""
     stats = aggregate(exp) if stats is None else stats
     d = exp.results_dir
     (d / "curves").mkdir(parents=True, exist_ok=True)
@@ -302,8 +334,14 @@ def write_report(exp: Experiment, stats: Optional[list[VariantStats]] = None,
             + "Steps to 95 % of the improvement (and to within 5 % of the final return), final evaluation return (16 episodes, uniform noise; adversarial "
               "noise beside), mean ± std over the finished seeds; audit violations summed over both final audits "
               "and seeds.  Paper: published numbers, 10 seeds.\n\n")
-    paths = {"table.md": d / "table.md", "table.csv": d / "table.csv", "aggregate.json": d / "aggregate.json"}
+    paths = {"table.md": d / "table.md", "summary.md": d / "summary.md", "table.csv": d / "table.csv",
+             "aggregate.json": d / "aggregate.json"}
     atomic_write_text(paths["table.md"], head + table_markdown(stats))
+    atomic_write_text(paths["summary.md"], (
+        f"# {exp.name}: summary ({done} of {total} runs finished)\n\n"
+        "Plain variants in the paper's layout: final return mean ± std over seeds (steps to 95 % of the "
+        "improvement) [seeds finished/planned]; the paper's final returns (10 seeds) in the last column. "
+        "Every variant, with audit and wall-time columns: table.md.\n\n" + summary_markdown(stats)))
     atomic_write_text(paths["table.csv"], table_csv(stats))
     agg = {"experiment": exp.name, "runs_total": total, "runs_finished": done, "fraction": FRACTION,
            "variants": [{k: (list(val) if isinstance(val, tuple) else val) for k, val in vars(v).items()}
