@@ -6,6 +6,7 @@ they exercise the machinery (workers, resume/skip, audit, aggregation, Ray), not
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -233,7 +234,7 @@ def _fake_finished(exp, spec, steps, returns, final, wall, violations=0):
 
 
 def test_aggregate_on_synthetic_runs(tmp_path):
-    from training.aggregate import aggregate, write_report
+    from training.aggregate import aggregate, figure_groups, write_report
     from training.experiment import load_experiment
 
     exp = load_experiment(_tiny(tmp_path, grid=TINY_GRID.replace("seeds = [0]", "seeds = 3")))
@@ -259,10 +260,18 @@ def test_aggregate_on_synthetic_runs(tmp_path):
     paths = write_report(exp, stats, command="reachsafe experiment tiny.toml")
     md = paths["table.md"].read_text()
     assert "3 of 4 runs finished (partial)" in md and "| 2/3 |" in md and "640 ± 181" in md and "2.50x" in md
-    summary = paths["summary.md"].read_text().splitlines()
-    assert summary[-4] == "| system | safeguard | SHAC | paper SHAC return |"
-    assert summary[-2:] == ["| pendulum | none | -10.00 ± 0.00 (512) [1/1] | -8 |",
-                            "| pendulum | ray mask | -9.00 ± 1.41 (640) [2/3] | -8 |"]
+    summary = paths["summary.md"].read_text()
+    assert ("| system | safeguard | SHAC | paper SHAC return |\n| --- | --- | --- | --- |\n"
+            "| pendulum | none | -10.00 ± 0.00 (512) [1/1] | -8 |\n"
+            "| pendulum | ray mask | -9.00 ± 1.41 (640) [2/3] | -8 |\n") in summary
+    assert "![pendulum SHAC](curves/pendulum-shac.png)" in summary
+    # combined figures: the plain variants side by side; a safeguard's gradient variants only where there are some
+    assert [(n, [v.group for v in vs]) for n, _, vs in figure_groups(stats)] == [
+        ("pendulum-shac", ["pendulum-shac-none", "pendulum-shac-raymask"])]
+    pt = dataclasses.replace(rm, group="pendulum-shac-raymask-pt", variant="passthrough")
+    assert [(n, [v.group for v in vs]) for n, _, vs in figure_groups([none, rm, pt])] == [
+        ("pendulum-shac", ["pendulum-shac-none", "pendulum-shac-raymask"]),
+        ("pendulum-shac-raymask-variants", ["pendulum-shac-raymask", "pendulum-shac-raymask-pt"])]
     csv_text = paths["table.csv"].read_text()
     assert csv_text.splitlines()[0].startswith("group,system,algo") and len(csv_text.splitlines()) == 3
     agg = json.loads(paths["aggregate.json"].read_text())

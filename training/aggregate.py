@@ -305,11 +305,11 @@ def _plot(series: list[VariantStats], title: str) -> bytes:
         ax.fill_between(s, lo, hi, alpha=0.2, color=line.get_color())
     lows = [min(v.curve_mean) for v in series if v.curve_mean]
     highs = [max(abs(x) for x in v.curve_mean[-3:]) for v in series if v.curve_mean]
-    if lows and highs and -min(lows) > 100 * max(1.0, min(highs)):  # early returns dwarf the final ones
+    if lows and highs and -min(lows) > 20 * max(1.0, min(highs)):  # early returns dwarf the final ones
         ax.set_yscale("symlog", linthresh=1.0)
-        ax.set_ylabel("evaluation return, symlog (mean ± std, within the seeds' range)")
+        ax.set_ylabel("evaluation return (symlog)\nmean ± std, within the seeds' range")
     else:
-        ax.set_ylabel("evaluation return (mean ± std, within the seeds' range)")
+        ax.set_ylabel("evaluation return\nmean ± std, within the seeds' range")
     ax.set_xlabel("environment steps")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -319,6 +319,30 @@ def _plot(series: list[VariantStats], title: str) -> bytes:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def figure_groups(stats: list[VariantStats]) -> list[tuple[str, str, list[VariantStats]]]:
+    """The combined learning-curve figures: ``(file stem, title, variants)``.
+
+    ``SYSTEM-ALGO``: the plain variants (safeguards side by side, the paper's figure);
+    ``SYSTEM-ALGO-SAFEGUARD-variants``: one safeguard with its gradient variants
+    (passthrough, regulariser), where the grid has more than the plain one.
+    """
+    out: list[tuple[str, str, list[VariantStats]]] = []
+    by_sa: dict[tuple[str, str], list[VariantStats]] = {}
+    for v in stats:
+        by_sa.setdefault((v.system, v.algo), []).append(v)
+    for (system, algo), series in by_sa.items():
+        plain = [v for v in series if v.variant == "plain"]
+        if plain:
+            out.append((f"{system}-{algo}", f"{system} {algo.upper()}", plain))
+        by_sg: dict[str, list[VariantStats]] = {}
+        for v in series:
+            by_sg.setdefault(v.safeguard, []).append(v)
+        for sg, variants in by_sg.items():
+            if len(variants) > 1:
+                out.append((f"{system}-{algo}-{sg}-variants", f"{system} {algo.upper()} {sg}: gradient variants", variants))
+    return out
 
 
 def write_report(exp: Experiment, stats: Optional[list[VariantStats]] = None,
@@ -341,7 +365,8 @@ def write_report(exp: Experiment, stats: Optional[list[VariantStats]] = None,
         f"# {exp.name}: summary ({done} of {total} runs finished)\n\n"
         "Plain variants in the paper's layout: final return mean ± std over seeds (steps to 95 % of the "
         "improvement) [seeds finished/planned]; the paper's final returns (10 seeds) in the last column. "
-        "Every variant, with audit and wall-time columns: table.md.\n\n" + summary_markdown(stats)))
+        "Every variant, with audit and wall-time columns: table.md.\n\n" + summary_markdown(stats)
+        + "\n## Learning curves\n\n" + "".join(f"![{title}](curves/{name}.png)\n" for name, title, _ in figure_groups(stats))))
     atomic_write_text(paths["table.csv"], table_csv(stats))
     agg = {"experiment": exp.name, "runs_total": total, "runs_finished": done, "fraction": FRACTION,
            "variants": [{k: (list(val) if isinstance(val, tuple) else val) for k, val in vars(v).items()}
@@ -351,13 +376,10 @@ def write_report(exp: Experiment, stats: Optional[list[VariantStats]] = None,
         p = d / "curves" / f"{v.group}.png"
         atomic_write_bytes(p, _plot([v], f"{exp.name}: {v.system} {v.algo.upper()} {v.label}"))
         paths[f"curves/{v.group}.png"] = p
-    by_sa: dict[tuple[str, str], list[VariantStats]] = {}
-    for v in stats:
-        by_sa.setdefault((v.system, v.algo), []).append(v)
-    for (system, algo), series in by_sa.items():
-        p = d / "curves" / f"{system}-{algo}.png"
-        atomic_write_bytes(p, _plot(series, f"{exp.name}: {system} {algo.upper()}"))
-        paths[f"curves/{system}-{algo}.png"] = p
+    for name, title, series in figure_groups(stats):
+        p = d / "curves" / f"{name}.png"
+        atomic_write_bytes(p, _plot(series, f"{exp.name}: {title}"))
+        paths[f"curves/{name}.png"] = p
     if command:
         cmd_path = d / "commands.txt"
         old = cmd_path.read_text() if cmd_path.exists() else ""
