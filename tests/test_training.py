@@ -5,6 +5,8 @@ Fast by design (small horizons, few critic fits); the paper-scale runs are in th
 
 from __future__ import annotations
 
+import warnings
+
 import json
 
 import numpy as np
@@ -209,8 +211,10 @@ def test_gym_adapters():
 
     genv = SafeGymEnv(_env("raymask", N=1))
     check_env(genv, skip_render_check=True)
-    venv = SafeVecEnv(_env("raymask", N=3, episode_length=4))
-    assert isinstance(venv, VecEnv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. SB3's "render_mode attribute is not defined"
+        venv = SafeVecEnv(_env("raymask", N=3, episode_length=4))
+    assert isinstance(venv, VecEnv) and venv.render_mode is None
     obs = venv.reset()
     assert obs.shape == (3, 3) and obs.dtype == np.float32
     for _ in range(4):

@@ -78,7 +78,9 @@ class SafeVecEnv(VecEnv):
         pass
 
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        return [getattr(self.env, attr_name)] * len(self._get_indices(indices))
+        # SB3 asks every VecEnv for ``render_mode``; these environments do not render
+        value = None if attr_name == "render_mode" else getattr(self.env, attr_name)
+        return [value] * len(self._get_indices(indices))
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
         setattr(self.env, attr_name, value)
