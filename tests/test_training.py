@@ -5,9 +5,8 @@ Fast by design (small horizons, few critic fits); the paper-scale runs are in th
 
 from __future__ import annotations
 
-import warnings
-
 import json
+import warnings
 
 import numpy as np
 import pytest
