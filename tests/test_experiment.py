@@ -256,6 +256,7 @@ def test_aggregate_on_synthetic_runs(tmp_path):
     assert rm.wall_time_s[0] == 25.0 and rm.wall_ratio_vs_shac_none == 2.5
     assert rm.curve_steps == [256, 512, 768] and rm.curve_mean == [-55.0, -24.5, -9.0]
     assert rm.curve_min == [-60.0, -40.0, -10.0] and rm.curve_max == [-50.0, -9.0, -8.0]  # the plot's band limits
+    assert rm.curve_seeds == [[-50.0, -9.0, -8.0], [-60.0, -40.0, -10.0]]  # the thin per-seed lines
     assert rm.paper == (27_392, -8) and rm.paper_wall_s == 552
     paths = write_report(exp, stats, command="reachsafe experiment tiny.toml")
     md = paths["table.md"].read_text()

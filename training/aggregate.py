@@ -138,6 +138,7 @@ class VariantStats:
     curve_std: list[float] = field(default_factory=list)
     curve_min: list[float] = field(default_factory=list)  # per step, over seeds: the band is clipped to these
     curve_max: list[float] = field(default_factory=list)
+    curve_seeds: list[list[float]] = field(default_factory=list)  # per seed (seeds_done order), at curve_steps
 
     @property
     def label(self) -> str:
@@ -195,7 +196,8 @@ def aggregate(exp: Experiment) -> list[VariantStats]:
             if sp0.algo == "shac" and sp0.variant == "plain" else None,
             curve_steps=list(common), curve_mean=mat.mean(0).tolist() if mat.size else [],
             curve_std=(mat.std(0, ddof=1) if len(mat) > 1 else np.zeros(len(common))).tolist() if mat.size else [],
-            curve_min=mat.min(0).tolist() if mat.size else [], curve_max=mat.max(0).tolist() if mat.size else [])
+            curve_min=mat.min(0).tolist() if mat.size else [], curve_max=mat.max(0).tolist() if mat.size else [],
+            curve_seeds=mat.tolist() if mat.size else [])
         out.append(vs)
     from .experiment import VARIANTS
     from .runner import ALGOS, SAFEGUARDS
@@ -283,7 +285,10 @@ def table_csv(stats: list[VariantStats]) -> str:
     return buf.getvalue()
 
 
-def _plot(series: list[VariantStats], title: str) -> bytes:
+def _plot(series: list[VariantStats], title: str, seeds: bool = False) -> bytes:
+    """Learning curves: per variant the mean over seeds with the ± std band (clipped to the
+    seeds' range), or with ``seeds`` the mean and every seed as a thin line (shows a single
+    failed seed that a band smears out)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -301,15 +306,20 @@ def _plot(series: list[VariantStats], title: str) -> bytes:
                         label=f"{v.label} ({len(v.seeds_done)} seed{'s' if len(v.seeds_done) != 1 else ''})")
         # mean ± std, clipped to the seeds' range: with few seeds the std band would otherwise
         # reach returns no seed attained (e.g. positive returns of an all-negative reward)
-        lo, hi = np.maximum(m - sd, np.array(v.curve_min)), np.minimum(m + sd, np.array(v.curve_max))
-        ax.fill_between(s, lo, hi, alpha=0.2, color=line.get_color())
+        if seeds:
+            for curve in v.curve_seeds:
+                ax.plot(s, curve, "-", color=line.get_color(), alpha=0.35, linewidth=0.8)
+        else:
+            lo, hi = np.maximum(m - sd, np.array(v.curve_min)), np.minimum(m + sd, np.array(v.curve_max))
+            ax.fill_between(s, lo, hi, alpha=0.2, color=line.get_color())
+    spread = "mean (thick) and each seed (thin)" if seeds else "mean ± std, within the seeds' range"
     lows = [min(v.curve_mean) for v in series if v.curve_mean]
     highs = [max(abs(x) for x in v.curve_mean[-3:]) for v in series if v.curve_mean]
     if lows and highs and -min(lows) > 20 * max(1.0, min(highs)):  # early returns dwarf the final ones
         ax.set_yscale("symlog", linthresh=1.0)
-        ax.set_ylabel("evaluation return (symlog)\nmean ± std, within the seeds' range")
+        ax.set_ylabel(f"evaluation return (symlog)\n{spread}")
     else:
-        ax.set_ylabel("evaluation return\nmean ± std, within the seeds' range")
+        ax.set_ylabel(f"evaluation return\n{spread}")
     ax.set_xlabel("environment steps")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -374,11 +384,11 @@ def write_report(exp: Experiment, stats: Optional[list[VariantStats]] = None,
     atomic_write_text(paths["aggregate.json"], json.dumps(agg, indent=1, allow_nan=False) + "\n")
     for v in stats:
         p = d / "curves" / f"{v.group}.png"
-        atomic_write_bytes(p, _plot([v], f"{exp.name}: {v.system} {v.algo.upper()} {v.label}"))
+        atomic_write_bytes(p, _plot([v], f"{exp.name}: {v.system} {v.algo.upper()} {v.label}", seeds=True))
         paths[f"curves/{v.group}.png"] = p
     for name, title, series in figure_groups(stats):
         p = d / "curves" / f"{name}.png"
-        atomic_write_bytes(p, _plot(series, f"{exp.name}: {title}"))
+        atomic_write_bytes(p, _plot(series, f"{exp.name}: {title}", seeds=name.endswith("-variants")))
         paths[f"curves/{name}.png"] = p
     if command:
         cmd_path = d / "commands.txt"
