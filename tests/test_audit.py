@@ -363,3 +363,83 @@ def test_load_rollouts_reads_metadata(tmp_path, clean):
     ro = load_rollouts(save(tmp_path, clean))
     assert ro.system == "pendulum" and ro.noise == "uniform" and ro.episodes == E_ and ro.steps == T_
     assert ro.rewards is not None and ro.rewards.shape == (E_, T_)
+
+
+# ----------------------------------------------------------------------------- transition witness
+@functools.lru_cache(maxsize=1)
+def _quadrotor_geometry():
+    from reachsafe.systems import get_definition
+    from verification._certify_intervals import CertModel
+
+    system = get_system("quadrotor")
+    model = CertModel(get_definition("quadrotor"))
+    return system, model, audit_mod._geometry(load_set(ROOT / "data" / "quadrotor.json"), system, model)
+
+
+def _quadrotor_transitions(X, Xn, A):
+    system, model, g = _quadrotor_geometry()
+    enc = model.at_points(X)
+    ym, yr = audit_mod._successor_interval(enc, A)
+    return audit_mod.check_transitions(X, Xn, A, ym, yr, enc["B"].mid, g.E, g.E_pinv, g, 32 * 2.0**-53)
+
+
+def test_large_position_rounding_is_not_blamed_on_a_small_velocity():
+    """Regression: a clean quadrotor step (certified grid, quadrotor-shac-raymask-s3, episode 11,
+    step 47) failed as 'not a successor': least squares carried px's rounding (~4e-16) into vx."""
+    X = np.array([[4.088768597914936, -1.7859978448752463, -0.0061505818936812146, 0.005628649361940971,
+                   0.020686676014156247, -0.03622860239313327]])
+    Xn = np.array([[4.088742964507687, -1.7864451644772457, -0.00796343039878976, -0.0005126681450051723,
+                    -0.008946392039988094, -0.03625697010217094]])
+    A = np.array([[-0.6223062270617148, -0.07271315895200227]])
+    out = _quadrotor_transitions(X, Xn, A)
+    assert out["ok"].all(), out
+
+
+def test_simulated_quadrotor_steps_all_pass_and_corruptions_fail():
+    import torch
+
+    system = get_system("quadrotor")
+    rng = np.random.default_rng(0)
+    N = 100_000
+    lo, hi = np.asarray(system.constraint_lo, float), np.asarray(system.constraint_hi, float)
+    X = rng.uniform(lo, hi, (N, 6))
+    X[:, 2:] *= rng.choice([1e-3, 1e-2, 1.0], (N, 4))  # small angles and rates next to large positions
+    A = rng.uniform(-1, 1, (N, 2))
+    W = rng.uniform(system.noise_lo, system.noise_hi, (N, 2))
+    Xn = system.step(torch.tensor(X), torch.tensor(A), torch.tensor(W)).numpy()
+    assert _quadrotor_transitions(X, Xn, A)["ok"].all()
+    # phi+ has no noise term: 1e-12 off is not a successor; vx+ 1e-9 beyond the W corner is noise outside W
+    bad = Xn[:200].copy()
+    bad[:, 2] += 1e-12
+    out = _quadrotor_transitions(X[:200], bad, A[:200])
+    assert not out["ok"].any() and (out["code"] == 2).all()
+    Wc = np.tile([[0.1 + 2e-8, 0.0]], (200, 1))
+    far = system.step(torch.tensor(X[:200]), torch.tensor(A[:200]), torch.tensor(Wc)).numpy()
+    out = _quadrotor_transitions(X[:200], far, A[:200])
+    assert not out["ok"].any() and (out["code"] == 1).all()
+
+
+def test_tolerance_witness_finds_feasible_noise():
+    from verification.audit import tolerance_witness
+
+    lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    # separable: w0 moves rows 0 and 1, w1 row 2.  Row 0 allows w0 in [0.86, 0.96], the tight row 1
+    # only [0.9495, 0.9505]; least squares (0.942) misses row 1, the interval midpoint does not
+    E = np.array([[[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]]])
+    r = np.array([[0.91, 1.9, 0.3]])
+    d = np.array([[0.05, 1e-3, 0.0]])
+    w_ls = r @ np.linalg.pinv(E[0]).T
+    assert not (np.abs(r - w_ls @ E[0].T) <= d).all()
+    w_in, w_free = tolerance_witness(r, d, E, lo, hi)
+    assert (np.abs(r - np.einsum("Knp,Kp->Kn", E, w_in)) <= d).all()
+    assert np.allclose(w_in, [[0.95, 0.3]]) and np.allclose(w_free, w_in)
+    # infeasible inside W, feasible outside: w_free explains it, w_in does not
+    r2 = np.array([[1.5, 3.0, 0.0]])
+    w_in, w_free = tolerance_witness(r2, np.array([[1e-9, 1e-9, 1e-9]]), E, lo, hi)
+    assert np.allclose(w_free, [[1.5, 0.0]]) and np.allclose(w_in, [[1.0, 0.0]])
+    # non-separable (row 0 moved by both): weighted least squares
+    En = np.array([[[1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]])
+    w_true = np.array([[0.2, -0.3]])
+    rn = np.einsum("Knp,Kp->Kn", En, w_true)
+    w_in, w_free = tolerance_witness(rn, np.full((1, 3), 1e-12), En, lo, hi)
+    assert np.allclose(w_in, w_true) and np.allclose(w_free, w_true)

@@ -56,12 +56,18 @@ check 4 needs a tolerance: ``delta = rtol * s + y_r`` with the magnitude
 (elementwise) and ``rtol = 32 u_s`` (``u_s`` the unit round-off of the stored dtype: ``2^-53``
 for float64, ``2^-24`` for float32); a wrapped coordinate adds ``2 (|lo| + period)`` to ``s``,
 because the simulator's wrap ``hi - ((hi - x) mod period)`` is not an exact identity inside
-``X`` (it moves theta by up to half an ulp of pi, about 2e-16).  The noise is estimated by least squares,
-``w* = pinv(E) r``, clipped to the outward-rounded ``W``; the transition passes iff
-``|r - E w_clip| <= delta``.  ``w_clip`` is a witness in ``W``, so a pass is never wrong;
-for ``E`` with one non-zero pattern per noise coordinate (both built-in systems) the test is
-also exact, otherwise it may raise false alarms.  A failure is reported as "noise outside W"
-when the unclipped ``w*`` explains the step, else as "not a successor under this model".
+``X`` (it moves theta by up to half an ulp of pi, about 2e-16).  The transition passes iff a
+witness ``w`` in the outward-rounded ``W`` gives ``|r - E w| <= delta``, so a pass is never
+wrong.  First witness: the least-squares estimate ``w* = pinv(E) r`` clipped to ``W``.  It
+spreads the rounding of a large coordinate over the small ones (quadrotor: ``px ~ 4`` rounds by
+~4e-16, which ``w*`` carries into ``vx ~ 1e-3`` with its delta of ~5e-17), so a step it leaves
+unexplained gets a second witness that respects the tolerances: when every row of ``E`` has at
+most one non-zero entry (both built-in systems), the midpoint of the exact intersection of
+``W_j`` with the row intervals ``{w_j : |r_i - E_ij w_j| <= delta_i}`` (the test is then exact
+up to the rounding of that midpoint); otherwise the delta-weighted least-squares estimate
+``argmin ||(r - E w) / delta||_2`` clipped to ``W`` (may raise false alarms).  A failure is
+reported as "noise outside W" when a witness without the ``W`` bound explains the step, else as
+"not a successor under this model".
 The pendulum simulator wraps theta to (-pi, pi]; inside ``X`` this never triggers, outside it
 the residual is compared modulo ``2 pi`` (and check 2 has already failed).
 """
@@ -465,6 +471,41 @@ def check_actions(X: np.ndarray, a: np.ndarray, ym: np.ndarray, yr: np.ndarray, 
     return out
 
 
+def tolerance_witness(r: np.ndarray, delta: np.ndarray, E: np.ndarray, w_lo: np.ndarray,
+                      w_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Noise witnesses for ``|r - E w| <= delta`` (elementwise), per row of a batch.
+
+    ``r``, ``delta``: [K, n]; ``E``: [K, n, p]; ``w_lo``, ``w_hi``: [p].  Returns
+    ``(w_in, w_free)`` [K, p]: a candidate in ``[w_lo, w_hi]`` and one without that bound.
+    Where every row ``i`` of ``E`` has at most one non-zero ``E_ij``, the constraints separate:
+    ``w_j`` must lie in ``[(r_i - delta_i) / E_ij, (r_i + delta_i) / E_ij]`` (ordered) for every
+    ``i`` with ``E_ij != 0``; the candidate is the midpoint of the intersection of these
+    intervals (and of ``[w_lo_j, w_hi_j]`` for ``w_in``), so a feasible ``w`` is found whenever
+    one exists (up to the rounding of the midpoint).  Otherwise the delta-weighted least-squares
+    estimate ``pinv(E / delta) (r / delta)``, clipped for ``w_in``.  The caller checks the
+    candidates; they are not proofs by themselves.
+    """
+    K, n, p = E.shape
+    nz = E != 0
+    sep = (nz.sum(axis=2) <= 1).all(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q1 = (r - delta)[:, :, None] / E
+        q2 = (r + delta)[:, :, None] / E
+    lo = np.where(nz, np.minimum(q1, q2), -np.inf).max(axis=1)  # [K, p]
+    hi = np.where(nz, np.maximum(q1, q2), np.inf).min(axis=1)
+    unconstrained = ~nz.any(axis=1)  # noise coordinates that move nothing: any value, take 0 / W's centre
+    centre = 0.5 * (w_lo + w_hi)
+    w_free = np.where(unconstrained, 0.0, 0.5 * (lo + hi))
+    lo_in, hi_in = np.maximum(lo, w_lo), np.minimum(hi, w_hi)
+    w_in = np.where(unconstrained, centre, np.where(lo_in <= hi_in, 0.5 * (lo_in + hi_in), np.clip(w_free, w_lo, w_hi)))
+    if not sep.all():
+        j = np.flatnonzero(~sep)
+        Ew = E[j] / delta[j][:, :, None]
+        wls = np.einsum("Kpn,Kn->Kp", np.linalg.pinv(Ew), r[j] / delta[j])
+        w_free[j], w_in[j] = wls, np.clip(wls, w_lo, w_hi)
+    return np.clip(w_in, w_lo, w_hi), w_free
+
+
 def check_transitions(X: np.ndarray, Xn: np.ndarray, a: np.ndarray, ym: np.ndarray, yr: np.ndarray,
                       Bm: np.ndarray, E: np.ndarray, E_pinv: np.ndarray, g: _Geometry,
                       rtol: float) -> dict[str, np.ndarray]:
@@ -495,6 +536,18 @@ def check_transitions(X: np.ndarray, Xn: np.ndarray, a: np.ndarray, ym: np.ndarr
     res_c = r - times_E(wc)
     explained = finite & (np.abs(res_c) <= delta).all(axis=1)
     free_ok = (np.abs(r - times_E(w)) <= delta).all(axis=1)  # the unclipped estimate explains the step
+    k = np.flatnonzero(finite & ~explained)  # rare: the second, tolerance-aware witness
+    if k.size and w.shape[1]:
+        Ek = E[k] if batched else np.broadcast_to(E, (k.size,) + E.shape)
+        w_in, w_free = tolerance_witness(r[k], delta[k], Ek, g.w_lo, g.w_hi)
+        res_in = r[k] - np.einsum("Knp,Kp->Kn", Ek, w_in)
+        ok2 = (np.abs(res_in) <= delta[k]).all(axis=1)
+        free2 = (np.abs(r[k] - np.einsum("Knp,Kp->Kn", Ek, w_free)) <= delta[k]).all(axis=1)
+        explained[k] |= ok2
+        free_ok[k] |= free2
+        # report the witness that explains the step (or the free one that shows w outside W)
+        w[k] = np.where(ok2[:, None], w_in, np.where(free2[:, None], w_free, w[k]))
+        res_c[k] = np.where(ok2[:, None], res_in, res_c[k])
     rows = np.arange(N)
     excess_w = np.maximum(w - g.w_hi, g.w_lo - w)  # > 0 outside W
     jw = np.argmax(excess_w, axis=1) if w.shape[1] else np.zeros(N, int)
