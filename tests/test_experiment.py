@@ -322,12 +322,30 @@ def test_local_grid_end_to_end_then_skip(tmp_path, capsys, monkeypatch):
     after = _mtimes(res / "runs") | {"runs/" + k: v for k, v in _mtimes(tmp_path / "runs").items()}
     assert after == before
 
+    # --reaudit: a record with a (false) violation is audited again from the run directory and repaired;
+    # the training figures stay, nothing trains
+    d = res / "runs" / "pendulum-shac-raymask-s0"
+    stale = {**rm, "audit_certified": False, "audit_violations": 1}
+    (d / "run.json").write_text(json.dumps(stale))
+    (d / "audit.json").write_text("{}")
+    code, out, err = run_cli(capsys, "experiment", p, "--reaudit", "--only", "*raymask*", "--no-progress")
+    assert code == 0, err
+    assert "audited again: 1 of 1 finished run(s)" in out
+    new = json.loads((d / "run.json").read_text())
+    assert new["audit_certified"] and new["audit_violations"] == 0 and "reaudited" in new
+    assert {k: new[k] for k in ("return_uniform", "wall_time_s", "spec")} == {k: rm[k] for k in ("return_uniform", "wall_time_s", "spec")}
+    assert json.loads((d / "audit.json").read_text())["verdict"] == "certified"
+
     # a fresh clone: the run directories are gone, results/ alone says the runs are finished
     import shutil
 
     shutil.rmtree(tmp_path / "runs")
     code, out, err = run_cli(capsys, "experiment", p, "--dry-run")
     assert code == 0 and out.count("finished ") == 2 and "2 finished, 0 partial, 0 new" in out
+    code, out, err = run_cli(capsys, "experiment", p, "--reaudit", "--no-progress")
+    assert code == 0 and "audited again: 0 of 2 finished run(s); 2 skipped, their rollouts are not in" in out
+    code, out, err = run_cli(capsys, "experiment", p, "--reaudit", "--report")
+    _one_line_error(code, err, "exclude each other")
 
     # changed settings for a finished run -> one line, exit 2, nothing trained
     p.write_text(p.read_text().replace("steps = 512", "steps = 768"))

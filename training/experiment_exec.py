@@ -37,7 +37,7 @@ from reachsafe.setfile import atomic_write_text
 
 from .experiment import Experiment, RunSpec
 
-__all__ = ["RESULT_FILES", "execute_run", "ResultsStore", "GridStatus", "grid_status", "LocalBackend", "RayBackend",
+__all__ = ["RESULT_FILES", "execute_run", "audit_run_dir", "reaudit", "ResultsStore", "GridStatus", "grid_status", "LocalBackend", "RayBackend",
            "make_backend", "run_grid", "RunOutcome"]
 
 RESULT_FILES = ("config.json", "metrics.csv", "summary.json", "audit.json", "audit-adversarial.json")
@@ -56,8 +56,6 @@ def execute_run(spec: RunSpec, run_dir: str, root: str, threads: int = 1) -> dic
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     import torch
 
-    from verification.audit import audit
-
     from .experiment import spec_json
     from .runner import RunDir, train
 
@@ -69,25 +67,65 @@ def execute_run(spec: RunSpec, run_dir: str, root: str, threads: int = 1) -> dic
     train_s = time.perf_counter() - t0
     rd = RunDir(run_dir)
     files: dict[str, str] = {n: (rd.path / n).read_text() for n in ("config.json", "metrics.csv", "summary.json")}
-    audits: dict[str, Any] = {}
-    t1 = time.perf_counter()
-    for noise, name in (("uniform", "audit.json"), ("adversarial", "audit-adversarial.json")):
-        res = audit(rd.rollouts_path(noise), cfg.set_path, max_failures=AUDIT_MAX_FAILURES)
-        j = res.to_json()
-        files[name] = json.dumps(j, indent=1, allow_nan=False) + "\n"
-        audits[noise] = {"verdict": j["verdict"], "certificate_ok": j["checks"]["certificate"]["passed"],
-                         "failed_steps": int(j["failures"]["total"]), "steps": int(j["interventions"]["steps"]),
-                         "interventions": int(j["interventions"]["count"])}
+    audit_files, audit_fields = audit_run_dir(run_dir, cfg.set_path)
+    files.update(audit_files)
     record = {
         "run_id": spec.run_id, "spec": json.loads(spec_json(spec, Path(root))),
         "env_steps": summary["env_steps"], "wall_time_s": summary["wall_time_s"],
         "return_uniform": summary["uniform"]["return_mean"], "return_adversarial": summary["adversarial"]["return_mean"],
-        "audit": audits, "audit_violations": sum(a["failed_steps"] for a in audits.values()),
-        "audit_certified": all(a["verdict"] == "certified" for a in audits.values()),
-        "session_s": round(train_s, 2), "audit_s": round(time.perf_counter() - t1, 2),
+        **audit_fields, "session_s": round(train_s, 2),
         "host": socket.gethostname(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "log": log,
     }
     return {"files": files, "record": record}
+
+
+def audit_run_dir(run_dir: str | Path, set_path: str | Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """Audit both final rollouts of a run directory against ``set_path``.
+
+    Returns the files ``audit.json`` / ``audit-adversarial.json`` (as text) and the record's
+    audit fields: ``audit`` (per noise mode: verdict, failed steps, ...), ``audit_violations``,
+    ``audit_certified``, ``audit_s``, ``audit_tool``.
+    """
+    from verification.audit import audit
+
+    from .runner import RunDir
+
+    rd = RunDir(run_dir)
+    files: dict[str, str] = {}
+    audits: dict[str, Any] = {}
+    tool = ""
+    t1 = time.perf_counter()
+    for noise, name in (("uniform", "audit.json"), ("adversarial", "audit-adversarial.json")):
+        j = audit(rd.rollouts_path(noise), set_path, max_failures=AUDIT_MAX_FAILURES).to_json()
+        files[name] = json.dumps(j, indent=1, allow_nan=False) + "\n"
+        tool = j["tool"]
+        audits[noise] = {"verdict": j["verdict"], "certificate_ok": j["checks"]["certificate"]["passed"],
+                         "failed_steps": int(j["failures"]["total"]), "steps": int(j["interventions"]["steps"]),
+                         "interventions": int(j["interventions"]["count"])}
+    return files, {"audit": audits, "audit_violations": sum(a["failed_steps"] for a in audits.values()),
+                   "audit_certified": all(a["verdict"] == "certified" for a in audits.values()),
+                   "audit_s": round(time.perf_counter() - t1, 2), "audit_tool": tool}
+
+
+def reaudit(exp: Experiment, spec: RunSpec) -> Optional[dict[str, Any]]:
+    """Audit a finished run again from its local run directory (after an audit fix or a new
+    set-file check); rewrites its audit files and the audit fields of ``run.json``, keeping
+    the training figures.  None (nothing written) when the run directory's rollouts are absent
+    (e.g. a fresh clone: only the compact records are committed)."""
+    from .runner import RunDir
+
+    store = ResultsStore(exp)
+    rec = store.record(spec)
+    rd = RunDir(exp.run_dir(spec))
+    if rec is None or not all(rd.rollouts_path(n).exists() for n in ("uniform", "adversarial")):
+        return None
+    files, fields = audit_run_dir(rd.path, spec.make_config().set_path)
+    rec = {**rec, **fields, "reaudited": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    d = store.run_path(spec.run_id)
+    for name, text in files.items():
+        atomic_write_text(d / name, text)
+    atomic_write_text(d / MARKER, json.dumps(rec, indent=1, allow_nan=False) + "\n")
+    return rec
 
 
 # ----------------------------------------------------------------------------- results store

@@ -24,6 +24,7 @@ Examples:
   reachsafe experiment experiments/paper.toml --only 'pendulum-shac-*-s0'   # a slice of the grid
   reachsafe experiment experiments/paper.toml --backend ray --address auto
   reachsafe experiment experiments/paper.toml --report          # aggregate only, train nothing
+  reachsafe experiment experiments/paper.toml --reaudit         # audit finished runs again, train nothing
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="runs in parallel (default: number of cores; Ray: the cluster's CPUs)")
     p.add_argument("--dry-run", action="store_true", help="list the grid and which runs are finished/partial/new; run nothing")
     p.add_argument("--report", action="store_true", help="only aggregate the finished runs into results/NAME; train nothing")
+    p.add_argument("--reaudit", action="store_true",
+                   help="audit the finished runs again from their local run directories (e.g. after an audit fix), "
+                        "update their records, aggregate; train nothing (runs without local rollouts are skipped)")
     p.add_argument("--only", metavar="GLOB", action="append",
                    help="run only the runs whose id matches GLOB, e.g. 'pendulum-shac-*-s0' (repeatable: any may "
                         "match); the report still covers the whole grid")
@@ -60,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     if args.address and args.backend != "ray":
         raise UserError("--address applies to --backend ray only")
-    if args.dry_run and args.report:
-        raise UserError("--dry-run and --report exclude each other")
+    if sum(map(bool, (args.dry_run, args.report, args.reaudit))) > 1:
+        raise UserError("--dry-run, --report and --reaudit exclude each other")
 
     from training.experiment import load_experiment
     from training.experiment_exec import grid_status
@@ -83,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--only {' '.join(args.only)} matches no run id of the grid (see --dry-run)")
         status.partial = [s for s in status.partial if s.run_id in picked]
         status.new = [s for s in status.new if s.run_id in picked]
-        print(f"selected by --only: {len(status.partial)} partial, {len(status.new)} new")
+        print(f"selected by --only: {sum(s.run_id in picked for s in status.finished)} finished, "
+              f"{len(status.partial)} partial, {len(status.new)} new")
 
     if args.dry_run:
         for label, specs in (("finished", status.finished), ("partial", status.partial), ("new", status.new)):
@@ -94,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         if len(sys.argv) > 2 and sys.argv[1] == "experiment" else f"reachsafe experiment {shlex.quote(str(args.config))}"
     if args.report:
         return _report(exp, None)
+    if args.reaudit:
+        return _reaudit(exp, [s for s in status.finished if not args.only or s.run_id in picked], args, command)
 
     outcomes = []
     if status.todo:
@@ -155,6 +162,33 @@ def _execute(exp, status, args) -> list:
     backend.close()
     print(f"{sum(o.ok for o in outcomes)} of {len(todo)} run(s) finished now; {done} of {n} in total")
     return outcomes
+
+
+def _reaudit(exp, finished, args, command) -> int:
+    from tqdm import tqdm
+
+    from training.experiment_exec import reaudit
+
+    if not finished:
+        print("nothing to audit: no selected run is finished")
+        return 0
+    redone, missing, unsafe = 0, [], []
+    for spec in tqdm(finished, unit="run", file=sys.stderr, dynamic_ncols=True, disable=args.no_progress,
+                     desc=f"{exp.name} audit"):
+        rec = reaudit(exp, spec)
+        if rec is None:
+            missing.append(spec.run_id)
+            continue
+        redone += 1
+        if spec.safeguard != "none" and not rec["audit_certified"]:
+            unsafe.append((spec.run_id, rec["audit_violations"]))
+    print(f"audited again: {redone} of {len(finished)} finished run(s)"
+          + (f"; {len(missing)} skipped, their rollouts are not in {exp.runs_dir} (e.g. {missing[0]})" if missing else ""))
+    _report(exp, command)
+    for run_id, v in unsafe:
+        print(f"AUDIT VIOLATIONS {run_id}: {v} failing steps (see {exp.results_dir / 'runs' / run_id / 'audit.json'})",
+              file=sys.stderr)
+    return 1 if unsafe else 0
 
 
 def _report(exp, command) -> int:
