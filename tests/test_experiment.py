@@ -443,6 +443,24 @@ def test_demo_computes_a_missing_set(tmp_path, capsys, monkeypatch):
     assert not (DATA / "pendulum.json").samefile(out_dir / "pendulum.json")
 
 
+def test_demo_default_out_on_a_fresh_clone(tmp_path, capsys, monkeypatch):
+    """Bug: on a fresh clone `reachsafe demo` (no --out) refused to run, because the default
+    folder runs/ is gitignored and so absent."""
+    import shutil
+
+    import training.runner as runner
+
+    clone = tmp_path / "clone"
+    (clone / "data").mkdir(parents=True)
+    for f in ("pendulum.json", "pendulum.proof.json"):
+        shutil.copy(DATA / f, clone / "data" / f)
+    monkeypatch.setattr(runner, "REPO_ROOT", clone)
+    code, out, err = run_cli(capsys, "demo", "--steps", "512", "--no-progress")
+    assert code == 0, err
+    (demo,) = (clone / "runs").iterdir()
+    assert demo.name.startswith("demo-") and (demo / "audit.html").exists() and str(demo / "audit.html") in out
+
+
 def test_finished_run_records_are_not_gitignored():
     """Bug: '.gitignore: runs/' also ignored results/NAME/runs/, so the records that mark a run as
     finished were never committed and a fresh clone retrained the whole grid."""

@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     out = out.resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} exists and is not an empty folder; choose a new one")
+    if not args.out:
+        out.parent.mkdir(exist_ok=True)  # runs/ is gitignored: absent on a fresh clone
     if not out.parent.exists():
         raise UserError(f"--out folder {out.parent} does not exist; create it or choose another --out")
     t0 = time.perf_counter()
