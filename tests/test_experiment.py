@@ -342,8 +342,10 @@ def test_local_grid_end_to_end_then_skip(tmp_path, capsys, monkeypatch):
     shutil.rmtree(tmp_path / "runs")
     code, out, err = run_cli(capsys, "experiment", p, "--dry-run")
     assert code == 0 and out.count("finished ") == 2 and "2 finished, 0 partial, 0 new" in out
+    before = _mtimes(res)
     code, out, err = run_cli(capsys, "experiment", p, "--reaudit", "--no-progress")
     assert code == 0 and "audited again: 0 of 2 finished run(s); 2 skipped, their rollouts are not in" in out
+    assert _mtimes(res) == before  # nothing audited: nothing rewritten, not even commands.txt
     code, out, err = run_cli(capsys, "experiment", p, "--reaudit", "--report")
     _one_line_error(code, err, "exclude each other")
 

@@ -184,7 +184,8 @@ def _reaudit(exp, finished, args, command) -> int:
             unsafe.append((spec.run_id, rec["audit_violations"]))
     print(f"audited again: {redone} of {len(finished)} finished run(s)"
           + (f"; {len(missing)} skipped, their rollouts are not in {exp.runs_dir} (e.g. {missing[0]})" if missing else ""))
-    _report(exp, command)
+    if redone:
+        _report(exp, command)
     for run_id, v in unsafe:
         print(f"AUDIT VIOLATIONS {run_id}: {v} failing steps (see {exp.results_dir / 'runs' / run_id / 'audit.json'})",
               file=sys.stderr)
