@@ -485,7 +485,6 @@ def tolerance_witness(r: np.ndarray, delta: np.ndarray, E: np.ndarray, w_lo: np.
     estimate ``pinv(E / delta) (r / delta)``, clipped for ``w_in``.  The caller checks the
     candidates; they are not proofs by themselves.
     """
-    K, n, p = E.shape
     nz = E != 0
     sep = (nz.sum(axis=2) <= 1).all(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
