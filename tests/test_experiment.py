@@ -267,12 +267,12 @@ def test_aggregate_on_synthetic_runs(tmp_path):
             "| pendulum | ray mask | -9.00 ± 1.41 (640) [2/3] | -8 |\n") in summary
     assert "![pendulum SHAC](curves/pendulum-shac.png)" in summary
     # combined figures: the plain variants side by side; a safeguard's gradient variants only where there are some
-    assert [(n, [v.group for v in vs]) for n, _, vs in figure_groups(stats)] == [
-        ("pendulum-shac", ["pendulum-shac-none", "pendulum-shac-raymask"])]
+    assert [(n, [v.group for v in vs], seeds) for n, _, vs, seeds in figure_groups(stats)] == [
+        ("pendulum-shac", ["pendulum-shac-none", "pendulum-shac-raymask"], False)]
     pt = dataclasses.replace(rm, group="pendulum-shac-raymask-pt", variant="passthrough")
-    assert [(n, [v.group for v in vs]) for n, _, vs in figure_groups([none, rm, pt])] == [
-        ("pendulum-shac", ["pendulum-shac-none", "pendulum-shac-raymask"]),
-        ("pendulum-shac-raymask-variants", ["pendulum-shac-raymask", "pendulum-shac-raymask-pt"])]
+    assert [(n, [v.group for v in vs], seeds) for n, _, vs, seeds in figure_groups([none, rm, pt])] == [
+        ("pendulum-shac", ["pendulum-shac-none", "pendulum-shac-raymask"], False),
+        ("pendulum-shac-raymask-variants", ["pendulum-shac-raymask", "pendulum-shac-raymask-pt"], True)]
     csv_text = paths["table.csv"].read_text()
     assert csv_text.splitlines()[0].startswith("group,system,algo") and len(csv_text.splitlines()) == 3
     agg = json.loads(paths["aggregate.json"].read_text())

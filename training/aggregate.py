@@ -304,12 +304,12 @@ def _plot(series: list[VariantStats], title: str, seeds: bool = False) -> bytes:
         line, = ax.plot(s, m, ("-", "--", ":")[(i // len(colors)) % 3], color=colors[i % len(colors)],
                         marker="." if len(s) < 30 else None,
                         label=f"{v.label} ({len(v.seeds_done)} seed{'s' if len(v.seeds_done) != 1 else ''})")
-        # mean ± std, clipped to the seeds' range: with few seeds the std band would otherwise
-        # reach returns no seed attained (e.g. positive returns of an all-negative reward)
         if seeds:
             for curve in v.curve_seeds:
                 ax.plot(s, curve, "-", color=line.get_color(), alpha=0.35, linewidth=0.8)
         else:
+            # mean ± std, clipped to the seeds' range: with few seeds the std band would otherwise
+            # reach returns no seed attained (e.g. positive returns of an all-negative reward)
             lo, hi = np.maximum(m - sd, np.array(v.curve_min)), np.minimum(m + sd, np.array(v.curve_max))
             ax.fill_between(s, lo, hi, alpha=0.2, color=line.get_color())
     spread = "mean (thick) and each seed (thin)" if seeds else "mean ± std, within the seeds' range"
@@ -331,27 +331,28 @@ def _plot(series: list[VariantStats], title: str, seeds: bool = False) -> bytes:
     return buf.getvalue()
 
 
-def figure_groups(stats: list[VariantStats]) -> list[tuple[str, str, list[VariantStats]]]:
-    """The combined learning-curve figures: ``(file stem, title, variants)``.
+def figure_groups(stats: list[VariantStats]) -> list[tuple[str, str, list[VariantStats], bool]]:
+    """The combined learning-curve figures: ``(file stem, title, variants, per-seed lines)``.
 
-    ``SYSTEM-ALGO``: the plain variants (safeguards side by side, the paper's figure);
+    ``SYSTEM-ALGO``: the plain variants (safeguards side by side, the paper's figure, std bands);
     ``SYSTEM-ALGO-SAFEGUARD-variants``: one safeguard with its gradient variants
-    (passthrough, regulariser), where the grid has more than the plain one.
+    (passthrough, regulariser), where the grid has more than the plain one (every seed drawn).
     """
-    out: list[tuple[str, str, list[VariantStats]]] = []
+    out: list[tuple[str, str, list[VariantStats], bool]] = []
     by_sa: dict[tuple[str, str], list[VariantStats]] = {}
     for v in stats:
         by_sa.setdefault((v.system, v.algo), []).append(v)
     for (system, algo), series in by_sa.items():
         plain = [v for v in series if v.variant == "plain"]
         if plain:
-            out.append((f"{system}-{algo}", f"{system} {algo.upper()}", plain))
+            out.append((f"{system}-{algo}", f"{system} {algo.upper()}", plain, False))
         by_sg: dict[str, list[VariantStats]] = {}
         for v in series:
             by_sg.setdefault(v.safeguard, []).append(v)
         for sg, variants in by_sg.items():
             if len(variants) > 1:
-                out.append((f"{system}-{algo}-{sg}-variants", f"{system} {algo.upper()} {sg}: gradient variants", variants))
+                out.append((f"{system}-{algo}-{sg}-variants", f"{system} {algo.upper()} {sg}: gradient variants",
+                            variants, True))
     return out
 
 
@@ -368,6 +369,7 @@ def write_report(exp: Experiment, stats: Optional[list[VariantStats]] = None,
             + "Steps to 95 % of the improvement (and to within 5 % of the final return), final evaluation return (16 episodes, uniform noise; adversarial "
               "noise beside), mean ± std over the finished seeds; audit violations summed over both final audits "
               "and seeds.  Paper: published numbers, 10 seeds.\n\n")
+    figures = figure_groups(stats)
     paths = {"table.md": d / "table.md", "summary.md": d / "summary.md", "table.csv": d / "table.csv",
              "aggregate.json": d / "aggregate.json"}
     atomic_write_text(paths["table.md"], head + table_markdown(stats))
@@ -376,7 +378,7 @@ def write_report(exp: Experiment, stats: Optional[list[VariantStats]] = None,
         "Plain variants in the paper's layout: final return mean ± std over seeds (steps to 95 % of the "
         "improvement) [seeds finished/planned]; the paper's final returns (10 seeds) in the last column. "
         "Every variant, with audit and wall-time columns: table.md.\n\n" + summary_markdown(stats)
-        + "\n## Learning curves\n\n" + "".join(f"![{title}](curves/{name}.png)\n" for name, title, _ in figure_groups(stats))))
+        + "\n## Learning curves\n\n" + "".join(f"![{title}](curves/{name}.png)\n" for name, title, _, _ in figures)))
     atomic_write_text(paths["table.csv"], table_csv(stats))
     agg = {"experiment": exp.name, "runs_total": total, "runs_finished": done, "fraction": FRACTION,
            "variants": [{k: (list(val) if isinstance(val, tuple) else val) for k, val in vars(v).items()}
@@ -386,9 +388,9 @@ def write_report(exp: Experiment, stats: Optional[list[VariantStats]] = None,
         p = d / "curves" / f"{v.group}.png"
         atomic_write_bytes(p, _plot([v], f"{exp.name}: {v.system} {v.algo.upper()} {v.label}", seeds=True))
         paths[f"curves/{v.group}.png"] = p
-    for name, title, series in figure_groups(stats):
+    for name, title, series, per_seed in figures:
         p = d / "curves" / f"{name}.png"
-        atomic_write_bytes(p, _plot(series, f"{exp.name}: {title}", seeds=name.endswith("-variants")))
+        atomic_write_bytes(p, _plot(series, f"{exp.name}: {title}", seeds=per_seed))
         paths[f"curves/{name}.png"] = p
     if command:
         cmd_path = d / "commands.txt"

@@ -113,9 +113,7 @@ def run(args: argparse.Namespace) -> int:
     unsafe = [o for o in outcomes if o.ok and o.spec.safeguard != "none" and not o.record["audit_certified"]]
     for o in failed:
         print(f"FAILED {o.spec.run_id}: {o.message}", file=sys.stderr)
-    for o in unsafe:
-        print(f"AUDIT VIOLATIONS {o.spec.run_id}: {o.record['audit_violations']} failing steps "
-              f"(see {exp.results_dir / 'runs' / o.spec.run_id / 'audit.json'})", file=sys.stderr)
+    _print_violations(exp, [(o.spec.run_id, o.record["audit_violations"]) for o in unsafe])
     if failed:
         print(f"{len(failed)} run(s) failed; fix the cause and repeat the command to continue", file=sys.stderr)
     return 1 if failed or unsafe else 0
@@ -186,10 +184,15 @@ def _reaudit(exp, finished, args, command) -> int:
           + (f"; {len(missing)} skipped, their rollouts are not in {exp.runs_dir} (e.g. {missing[0]})" if missing else ""))
     if redone:
         _report(exp, command)
+    _print_violations(exp, unsafe)
+    return 1 if unsafe else 0
+
+
+def _print_violations(exp, unsafe: list[tuple[str, int]]) -> None:
+    """One stderr line per safeguarded run with audit violations: ``(run id, failing steps)``."""
     for run_id, v in unsafe:
         print(f"AUDIT VIOLATIONS {run_id}: {v} failing steps (see {exp.results_dir / 'runs' / run_id / 'audit.json'})",
               file=sys.stderr)
-    return 1 if unsafe else 0
 
 
 def _report(exp, command) -> int:
