@@ -4,7 +4,7 @@ audit every finished run, and aggregate the results into a table and learning-cu
 The TOML format is documented in README.md ("Experiments") and training/experiment.py.
 Run directories (checkpoints) go to runs/experiments/NAME/RUN_ID (gitignored); the compact
 record of every finished run (config, metrics, summary, audit JSONs, run.json) goes to
-results/NAME/runs/RUN_ID and the aggregate to results/NAME/{table.md,table.csv,aggregate.json,
+results/NAME/runs/RUN_ID and the aggregate to results/NAME/{table.md,summary.md,table.csv,aggregate.json,
 curves/*.png}, with the exact command appended to results/NAME/commands.txt.
 
 Resumable: runs whose results/NAME/runs/RUN_ID/run.json exists are skipped (also on a fresh
@@ -204,5 +204,5 @@ def _report(exp, command) -> int:
         return 0
     paths = write_report(exp, stats, command)
     print(table_markdown(stats), end="")
-    print(f"report        {paths['table.md']} (+ table.csv, aggregate.json, curves/*.png)")
+    print(f"report        {paths['table.md']} (+ summary.md, table.csv, aggregate.json, curves/*.png)")
     return 0
