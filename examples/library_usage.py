@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. audit through the Python API (the 'verification' package, imported only here)
     from verification.audit import audit
-    from verification.report import write_html
+    from verification.audit.report import write_html
 
     res = audit(path, sf)
     checks = res.to_json()["checks"]

@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 from reachsafe.cli import main
 from reachsafe.setfile import load_set
 from reachsafe.systems import get_system
-from verification import audit as audit_mod
-from verification.audit import audit, facet_bound, load_rollouts
-from verification.audit_bench import safe_interval, simulate_rollouts
+from verification.audit import checks as audit_mod
+from verification.audit import audit, load_rollouts
+from verification.audit.checks import facet_bound
+from verification.audit.bench import safe_interval, simulate_rollouts
 from reachsafe.setfile import set_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ def cert_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("audit")
     shutil.copy(PUB_PENDULUM, d / "pendulum.json")
     try:
-        from verification.certify import certify
+        from verification.certification.certifier import certify
 
         res = certify(d / "pendulum.json", time_budget=120)
     except Exception as exc:  # pragma: no cover - certifier not usable
@@ -238,7 +239,7 @@ def test_tampered_artifact_fails_check_1(tmp_path, clean, cert_dir):
 @functools.lru_cache(maxsize=1)
 def _pendulum_geometry():
     from reachsafe.systems import get_definition
-    from verification._certify_intervals import CertModel
+    from verification.certification.intervals import CertModel
 
     sf = load_set(PUB_PENDULUM)
     return sf, audit_mod._geometry(sf, get_system("pendulum"), CertModel(get_definition("pendulum")))
@@ -369,7 +370,7 @@ def test_load_rollouts_reads_metadata(tmp_path, clean):
 @functools.lru_cache(maxsize=1)
 def _quadrotor_geometry():
     from reachsafe.systems import get_definition
-    from verification._certify_intervals import CertModel
+    from verification.certification.intervals import CertModel
 
     system = get_system("quadrotor")
     model = CertModel(get_definition("quadrotor"))
@@ -420,7 +421,7 @@ def test_simulated_quadrotor_steps_all_pass_and_corruptions_fail():
 
 
 def test_tolerance_witness_finds_feasible_noise():
-    from verification.audit import tolerance_witness
+    from verification.audit.checks import tolerance_witness
 
     lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
     # separable: w0 moves rows 0 and 1, w1 row 2.  Row 0 allows w0 in [0.86, 0.96], the tight row 1

@@ -1,4 +1,4 @@
-"""Tests for the RCI certifier (verification.certify / recheck / per_state) and `reachsafe certify`."""
+"""Tests for the RCI certifier (verification.certification.certifier / recheck / per_state) and `reachsafe certify`."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from reachsafe.setfile import SetFile, load_set
 from reachsafe.sets import HPolytope
 from reachsafe.systems import get_definition, get_system
 from reachsafe.systems import pendulum as pendulum_module
-from verification import _certify_intervals as ia
-from verification.certify import artifact_path_for, certify
-from verification.per_state import safe_action_lp
-from verification.recheck import check_coverage, recheck_artifact
+from verification.certification import intervals as ia
+from verification.certification.certifier import artifact_path_for, certify
+from verification.certification.per_state import safe_action_lp
+from verification.certification.recheck import check_coverage, recheck_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
 PUB_PENDULUM = ROOT / "data" / "published" / "pendulum.json"
@@ -85,7 +85,7 @@ def test_intervals_enclose_constants_and_trig():
 
 
 def test_model_affine_split_matches_compiled():
-    from verification._certify_intervals import CertModel
+    from verification.certification.intervals import CertModel
 
     for name in ("pendulum", "quadrotor"):
         model, sysm = CertModel(get_definition(name)), get_system(name)

@@ -9,8 +9,8 @@ import pytest
 
 from reachsafe import get_system, load_set
 from reachsafe.cli import main
-from verification.decomposition import H_IDX, V_IDX, embed, quadrotor_parts
-from verification.margins import robust_margins
+from verification.synthesis.decomposition import H_IDX, V_IDX, embed, quadrotor_parts
+from verification.synthesis.margins import robust_margins
 
 from .conftest import DATA
 

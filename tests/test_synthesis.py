@@ -8,10 +8,10 @@ from scipy.optimize import linprog
 
 from reachsafe import get_system, load_set
 from reachsafe.sets import HPolytope
-from verification.invariant import SynthesisConfig, boundary_samples, shrink_to_invariant
+from verification.synthesis.invariant import SynthesisConfig, boundary_samples, shrink_to_invariant
 from verification.kernel import grid_kernel
-from verification.margins import normalize_rows, robust_margins
-from verification.templates import box_normals, closed_loop_normals, fan, template_for
+from verification.synthesis.margins import normalize_rows, robust_margins
+from verification.synthesis.templates import box_normals, closed_loop_normals, fan, template_for
 
 
 def _margin_by_linprog(system, A, b, x):

@@ -5,7 +5,7 @@ set fingerprints of set file, model and rollouts agree; (2) every state lies in 
 (3) every executed action lies in U and keeps the successor in P for every noise value;
 (4) every transition is explained by the model with noise in W.  Checks 2 and 3 are proven
 for the exact reals (outward-rounded error bounds; --tol relaxes them), check 4 allows the
-simulator's floating-point rounding.  See verification/audit.py for the math.
+simulator's floating-point rounding.  See verification/audit/checks.py for the math.
 
 Exit codes: 0 every step certified, 1 a violation or a failed certificate/fingerprint check,
 2 bad input (missing, truncated or corrupt file, missing arrays, wrong shapes, system mismatch).
@@ -52,11 +52,11 @@ def run(args: argparse.Namespace) -> int:
     res = audit(ro, sf, recheck=not args.no_recheck, tol=args.tol, max_failures=args.max_failures)
     _print_summary(res)
     if args.json:
-        from verification.report import write_json
+        from verification.audit.report import write_json
 
         print(f"json          {write_json(res, args.json)}")
     if args.html:
-        from verification.report import write_html
+        from verification.audit.report import write_html
 
         print(f"html          {write_html(res, args.html)}")
     return res.exit_code

@@ -46,11 +46,11 @@ TARGETS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] =
     "safeguards": ("safeguards vs. cvxpylayers and one simulator step (forward+backward)",
                    _safeguards_arguments, "reachsafe.safeguards.bench:run"),
     "synthesis": ("synthesis and certification time per system, volume vs. the published set",
-                  _lazy_arguments("verification.synthesis_bench"), "verification.synthesis_bench:run_bench"),
+                  _lazy_arguments("verification.synthesis.bench"), "verification.synthesis.bench:run_bench"),
     "training": ("SHAC wall time with each safeguard vs. unsafeguarded (same seed, short runs)",
                  _lazy_arguments("training.bench"), "training.bench:run_bench"),
     "audit": ("audit throughput in steps per second on synthetic rollouts",
-              _lazy_arguments("verification.audit_bench"), "verification.audit_bench:run_bench"),
+              _lazy_arguments("verification.audit.bench"), "verification.audit.bench:run_bench"),
 }
 
 

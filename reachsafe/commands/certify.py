@@ -52,8 +52,8 @@ def _finite(v):
 def _recheck(args: argparse.Namespace, sf) -> int:
     from pathlib import Path
 
-    from verification.certify import artifact_path_for
-    from verification.recheck import file_sha256, recheck_artifact
+    from verification.certification.certifier import artifact_path_for
+    from verification.certification.recheck import file_sha256, recheck_artifact
 
     from ..errors import UserError
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.recheck:
         return _recheck(args, sf)
 
-    from verification.certify import certify
+    from verification.certification.certifier import certify
 
     res = certify(sf, budget=args.budget, time_budget=args.time_budget, progress=not args.quiet,
                   write=not args.no_write)

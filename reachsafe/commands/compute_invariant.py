@@ -1,8 +1,8 @@
 """Compute a robust control-invariant polytope for SYSTEM and certify it.
 
 Synthesis shrinks a template polytope inside the constraint box X until every sampled
-state keeps all noisy successors inside (verification/invariant.py); the independent
-certifier (verification/certify.py) then proves invariance for the nonlinear model and
+state keeps all noisy successors inside (verification/synthesis/invariant.py); the independent
+certifier (verification/certification/certifier.py) then proves invariance for the nonlinear model and
 every noise value.  If the proof fails, the margin is raised and synthesis continues.
 The set file (and its proof artifact) is written only when certified; otherwise nothing
 is written and the exit code is 1 (3 when the time budget ran out undecided).
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--time-budget must be positive (seconds)")
     if args.facets is not None and args.facets < 2 * system.n:
         raise UserError(f"--facets must be at least {2 * system.n} (the constraint box) for {system.name}")
-    from verification.synthesis_driver import compute_certified_invariant
+    from verification.synthesis.driver import compute_certified_invariant
 
     outcome = compute_certified_invariant(system, out, facets=args.facets, time_budget=args.time_budget,
                                           seed=args.seed, margin=args.margin)

@@ -46,7 +46,7 @@ def _set_for_demo(out, progress: bool):
             reason = f"{repo_set} is not certified"
         except SetFileError as exc:
             reason = str(exc)
-    from verification.synthesis_driver import compute_certified_invariant
+    from verification.synthesis.driver import compute_certified_invariant
 
     target = out / "pendulum.json"
     print(f"computing a certified pendulum set into {target} ({reason})", flush=True)
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
           f"{summary['wall_time_s']:.0f} s; interventions {100 * u['intervention_rate']:.1f}% of steps", flush=True)
 
     from verification.audit import audit
-    from verification.report import write_html, write_json
+    from verification.audit.report import write_html, write_json
 
     print("[3/4] audit   every recorded step against the certified set (proof re-checked)", flush=True)
     ok = True

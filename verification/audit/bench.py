@@ -124,7 +124,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from reachsafe.errors import UserError
     from reachsafe.setfile import load_set
 
-    from .audit import Rollouts, audit
+    from .checks import Rollouts, audit
 
     if args.episodes < 1 or args.steps < 1 or args.repeat < 1:
         raise UserError("--episodes, --steps and --repeat must be >= 1")

@@ -7,7 +7,7 @@ at once (numpy, no Python loop over steps):
 
 1. **Certificate.**  The set file carries a certificate whose proof artifact
    ``<stem>.proof.json`` re-checks (:func:`recheck_certificate`, an adapter around
-   :func:`verification.recheck.recheck_artifact`), and the fingerprints agree: the set's
+   :func:`verification.certification.recheck.recheck_artifact`), and the fingerprints agree: the set's
    model fingerprint equals the current model's, the rollouts' ``model_fingerprint`` too, and
    the rollouts' ``set_fingerprint`` equals :func:`reachsafe.setfile.set_fingerprint`
    of the set file.
@@ -30,7 +30,7 @@ at once (numpy, no Python loop over steps):
 **Exactness of checks 2 and 3 (tolerance 0 by default).**  A state or action passes only if the
 inequality is *proven* for the exact real numbers: the stored doubles are the data, and the
 model functions ``c, B, E`` are enclosed rigorously at those doubles by the certifier's
-outward-rounded interval arithmetic (:class:`verification._certify_intervals.CertModel`),
+outward-rounded interval arithmetic (:class:`verification.certification.intervals.CertModel`),
 ``h_W`` and ``b - h_W`` are bounded by the same arithmetic, and the facet products are
 evaluated in floating point with an a-priori error bound::
 
@@ -235,7 +235,7 @@ class CertificateItem:
 
 
 def recheck_certificate(setfile, recheck: bool = True) -> tuple[bool, str]:
-    """Adapter around the certifier's re-check (:func:`verification.recheck.recheck_artifact`).
+    """Adapter around the certifier's re-check (:func:`verification.certification.recheck.recheck_artifact`).
 
     Valid iff the set file records a certificate, its artifact exists beside the set file,
     matches the recorded sha256 and the current model fingerprint, and (``recheck``) the
@@ -243,8 +243,8 @@ def recheck_certificate(setfile, recheck: bool = True) -> tuple[bool, str]:
     """
     from reachsafe.systems import get_system
 
-    from .certify import artifact_path_for
-    from .recheck import file_sha256, recheck_artifact
+    from ..certification.certifier import artifact_path_for
+    from ..certification.recheck import file_sha256, recheck_artifact
 
     cert = setfile.certificate or {}
     if not setfile.certified:
@@ -312,7 +312,7 @@ class _Geometry:
 
 def _noise_rhs(model, A: np.ndarray, b: np.ndarray, E_iv) -> np.ndarray:
     """Rigorous lower bound of ``b_i - max_{w in W} A_i E w`` over the enclosure ``E_iv`` ([..., n, p])."""
-    from . import _certify_intervals as ia
+    from ..certification import intervals as ia
 
     lead = E_iv.lo.shape[:-2]
     Elo = E_iv.lo.reshape(lead + (1,) + E_iv.lo.shape[-2:])
@@ -437,7 +437,7 @@ def check_states(S: np.ndarray, g: _Geometry, tol: float, chunk: int) -> dict[st
 
 def _successor_interval(enc: dict, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Midpoint/radius of the rigorous enclosure of ``y = c(x) + B(x) a`` ([N, n] each)."""
-    from . import _certify_intervals as ia
+    from ..certification import intervals as ia
 
     c, B = enc["c"], enc["B"]
     Ba = ia.sum_iv(ia.fmul(a[:, None, :], B), axis=-1) if a.shape[1] else ia.Iv(np.zeros_like(c.lo), np.zeros_like(c.hi))
@@ -712,7 +712,7 @@ def audit(rollouts: Rollouts | str | Path, setfile, *, recheck: bool = True, tol
     from reachsafe.setfile import SetFile, load_set
     from reachsafe.systems import get_definition, get_system
 
-    from ._certify_intervals import CertModel
+    from ..certification.intervals import CertModel
 
     t0 = time.perf_counter()
     ro = rollouts if isinstance(rollouts, Rollouts) else load_rollouts(rollouts)

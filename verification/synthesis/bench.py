@@ -26,7 +26,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from reachsafe.commands._common import format_table
     from reachsafe.systems import get_system
 
-    from .synthesis_driver import compute_certified_invariant
+    from .driver import compute_certified_invariant
 
     rows = []
     for name in [s.strip() for s in args.systems.split(",") if s.strip()]:

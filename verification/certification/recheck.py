@@ -1,8 +1,8 @@
 """Small, search-free checker for RCI proof artifacts (the trusted kernel of ``certify``).
 
 It uses no LP solver: only exact rational arithmetic (``fractions.Fraction``) and
-outward-rounded interval arithmetic (:mod:`verification._certify_intervals`) on the stored
-witnesses.  :mod:`verification.certify` calls the same cell checks during the search, so a
+outward-rounded interval arithmetic (:mod:`verification.certification.intervals`) on the stored
+witnesses.  :mod:`verification.certification.certifier` calls the same cell checks during the search, so a
 cell counts as proven only if this module accepts it.
 
 **Claim.**  For ``P = {x : A x <= b}``: (i) ``P`` lies in the constraint box ``X``; (ii) for
@@ -46,8 +46,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import _certify_intervals as ia
-from ._certify_intervals import CertModel, Iv
+from . import intervals as ia
+from .intervals import CertModel, Iv
 
 __all__ = ["ARTIFACT_FORMAT", "set_hash", "CellWitness", "CellCheck", "check_cell", "check_empty",
            "check_root_bounds", "check_coverage", "RecheckResult", "recheck_artifact", "file_sha256",

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linprog
 
-from . import _certify_intervals as ia
-from ._certify_intervals import CertModel, Iv
+from . import intervals as ia
+from .intervals import CertModel, Iv
 
 __all__ = ["SafeActionLP", "safe_action_lp", "farkas_margin", "in_polytope", "Counterexample",
            "prove_no_safe_action", "screen_states", "find_counterexample", "local_search", "pull_inside"]

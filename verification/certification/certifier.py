@@ -5,7 +5,7 @@ Claim for ``P = {x : A x <= b}`` (set file) and the symbolic model ``x+ = f(x, a
     (i)  P ⊆ X;
     (ii) for all x in P there is a in U = [-1, 1]^m with f(x, a, w) in P for all w in W.
 
-Method (the proof obligations are those of :mod:`verification.recheck`, which checks every
+Method (the proof obligations are those of :mod:`verification.certification.recheck`, which checks every
 cell during the search and again, independently of the search, with ``--recheck``):
 
 1. **Counterexample search first** (cheap): boundary states of P (rays from the Chebyshev
@@ -13,15 +13,15 @@ cell during the search and again, independently of the search, with ``--recheck`
    screened with a one-facet bound, the most critical get the per-state LP, and a few
    are refined by sequential-LP descent of the LP value.  A state ``x*`` in P whose safe-
    action set ``S(x*)`` is proven empty by a Farkas certificate
-   (:mod:`verification.per_state`) ends the run: **not invariant**.
+   (:mod:`verification.certification.per_state`) ends the run: **not invariant**.
 2. **Root box and (i)**: for each coordinate an LP over P gives its range; its dual
-   multipliers, with their residuals bounded rigorously (:func:`verification.recheck.root_bounds`),
+   multipliers, with their residuals bounded rigorously (:func:`verification.certification.recheck.root_bounds`),
    give a box containing P.  The box must lie in the inward-rounded X; otherwise a point of
    P outside X is sought.
 3. **Cells**: the root box is split into slabs along the coordinates that enter the model
    nonlinearly, then bisected adaptively (widest relative side, nonlinear coordinates
    preferred).  In each cell one LP searches an affine feedback ``a = K x + k`` and duals
-   ``lambda`` maximising the minimum facet slack (see :mod:`verification.recheck` for the
+   ``lambda`` maximising the minimum facet slack (see :mod:`verification.certification.recheck` for the
    inequalities); the candidate is accepted only if the outward-rounded interval check
    passes.  Cells whose box misses P get a one-row Farkas proof.
 4. On success the proof artifact ``<stem>.proof.json`` (root-box proofs, cells, witnesses)
@@ -40,8 +40,8 @@ import numpy as np
 import scipy.sparse as sps
 from scipy.optimize import linprog
 
-from . import _certify_intervals as ia
-from ._certify_intervals import CertModel
+from . import intervals as ia
+from .intervals import CertModel
 from .per_state import (Counterexample, find_counterexample, in_polytope, local_search, prove_no_safe_action,
                         pull_inside)
 from .recheck import (ARTIFACT_FORMAT, CellWitness, cell_terms, check_cell, file_sha256, root_bounds,

@@ -1,9 +1,9 @@
 """Synthesis + certification loop behind ``reachsafe compute-invariant``.
 
-1. the system's synthesis plan (:func:`verification.plans.plan_for`): template normals,
+1. the system's synthesis plan (:func:`verification.synthesis.plans.plan_for`): template normals,
    possibly over subsystems whose product is the candidate;
 2. shrink each part's offsets until every sampled state has the robust margin
-   (:func:`verification.invariant.shrink_to_invariant`), then take the product;
+   (:func:`verification.synthesis.invariant.shrink_to_invariant`), then take the product;
 3. drop redundant rows, write the candidate into a private temporary folder beside the
    output and run the independent certifier on it;
 4. certified: move the set file and its proof artifact into place (rename, atomic);
@@ -56,7 +56,7 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
     """Run the loop of the module docstring; write ``out`` only when certified."""
     from tqdm import tqdm
 
-    from .certify import certify
+    from ..certification.certifier import certify
 
     t0 = time.monotonic()
     deadline = t0 + time_budget
@@ -95,7 +95,7 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
             provenance={
                 "command": f"reachsafe compute-invariant {model_file_of(system) or system.name}"
                            + (f" --seed {seed}" if seed else ""),
-                "method": "counterexample-guided template shrinking (verification/invariant.py)",
+                "method": "counterexample-guided template shrinking (verification/synthesis/invariant.py)",
                 "parts": [{"system": p.system.name, "coordinates": list(p.idx), "template_rows": int(p.normals.shape[0])}
                           for p in plan],
                 "synthesis_margin": cfg.margin,

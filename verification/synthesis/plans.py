@@ -3,7 +3,7 @@
 A plan is a list of :class:`Part`; the invariant candidate is the product of the parts'
 polytopes, each constraining its own coordinates of the full state (``idx``).  A single
 part covering every coordinate is the plain case (pendulum, user systems); the quadrotor
-uses its two chains (:mod:`verification.decomposition`).
+uses its two chains (:mod:`verification.synthesis.decomposition`).
 """
 
 from __future__ import annotations

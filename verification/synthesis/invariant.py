@@ -1,21 +1,21 @@
 """Robust control-invariant polytope synthesis by counterexample-guided template shrinking.
 
 Template polyhedra: the facet normals ``A`` (unit rows) are fixed per system
-(:mod:`verification.templates`: the constraint box plus directions coupling the
+(:mod:`verification.synthesis.templates`: the constraint box plus directions coupling the
 coordinates that must trade off, e.g. angle with angular velocity); only the offsets
 ``b`` move.  Starting from ``P_0 = T-hull(X)`` (every offset at the support of the
 constraint box) the loop
 
 1. samples states in ``P_k`` (uniform inside, and on the boundary along random rays from
    the Chebyshev centre, where invariance is decided),
-2. computes the robust margin ``s(x)`` of each (:func:`verification.margins.robust_margins`),
+2. computes the robust margin ``s(x)`` of each (:func:`verification.synthesis.margins.robust_margins`),
 3. cuts every bad state (``s(x) < margin``) out of ``P_k`` by moving one facet inward
    (:func:`_cheapest_cuts`): along the normal where it sticks out furthest beyond the
    good states when there is one (no good state is lost), otherwise the cut just past
    it that loses the fewest good sampled states (a volume proxy),
 
 and stops when no sampled state is bad in ``confirm`` consecutive iterations.  The result is only a candidate: it is written
-only after the independent certifier (:mod:`verification.certify`) proves it invariant
+only after the independent certifier (:mod:`verification.certification.certifier`) proves it invariant
 for the nonlinear model and every noise value.  When certification fails, the margin is
 raised and the loop continues from the current set (sets only shrink, so the work is
 monotone and resumable from any intermediate polytope).

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .audit import AuditResult
+from .checks import AuditResult
 
 __all__ = ["write_json", "render_html", "write_html", "figures"]
 
@@ -72,7 +72,7 @@ def _projection(sf, i: int, j: int) -> np.ndarray | None:
     """Projection of P onto (i, j): from its zonotope, or LPs when P has few facets."""
     if not sf.zonotope and sf.A.shape[0] > 5000:
         return None
-    from .plots import _projection as proj
+    from ..plots import _projection as proj
 
     try:
         return proj(sf, i, j)
@@ -92,7 +92,7 @@ def fig_trajectories(result: AuditResult) -> str:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Polygon, Rectangle
 
-    from .plots import PAIRS
+    from ..plots import PAIRS
 
     sf, ro = result.setfile, result.rollouts
     n = ro.states.shape[2]

@@ -41,14 +41,14 @@ def fan(n: int, i: int, j: int, K: int, half_width: np.ndarray, quadrants=(0, 1,
 def template_for(system, facets: int | None = None) -> np.ndarray:
     """Fan template of the pendulum (box + angle/velocity fans); ``facets`` is a size hint.
 
-    Other systems get their normals from :func:`verification.plans.plan_for`.
+    Other systems get their normals from :func:`verification.synthesis.plans.plan_for`.
     """
     n = system.n
     hw = 0.5 * (system.constraint_hi - system.constraint_lo)
     if system.name == "pendulum":
         K = max(1, ((facets or 36) - 2 * n) // 4)
         return np.vstack([box_normals(n), fan(n, 0, 1, K, hw)])
-    raise ValueError(f"no fan template for system {system.name!r}; see verification.plans.plan_for")
+    raise ValueError(f"no fan template for system {system.name!r}; see verification.synthesis.plans.plan_for")
 
 
 def closed_loop_normals(system, steps=(1, 2, 3, 5, 8, 12, 18, 27, 40), r_weight: float = 1.0) -> np.ndarray:

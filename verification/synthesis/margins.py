@@ -11,7 +11,7 @@ The maximisation is one LP per state; all states of a batch are solved together 
 sparse, separable LP (HiGHS), which maximises each ``s`` independently.
 
 This is a search tool (synthesis, kernel comparisons): it is not rigorous.  Proofs are the
-certifier's job (:mod:`verification.certify`).
+certifier's job (:mod:`verification.certification.certifier`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,56 @@
+"""The import direction the design promises, read from the source (not from a running process).
+
+* ``verification.certification`` (the proof) imports nothing of ``verification.synthesis``
+  (the search that proposes sets), so a certificate never rests on the code that made the set.
+* ``reachsafe`` (the core) imports ``verification`` and ``training`` only inside functions of
+  the command-line modules (lazily), never at module level and never elsewhere.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(absolute module name, at module level) for every import in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    pkg = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    top_level = {id(node) for node in tree.body}
+    out: list[tuple[str, bool]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, id(node) in top_level) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            names = [mod] if node.module else [f"{mod}.{a.name}" for a in node.names]
+            out += [(n, id(node) in top_level) for n in names]
+    return out
+
+
+def test_certification_never_imports_synthesis() -> None:
+    files = sorted((ROOT / "verification" / "certification").glob("*.py"))
+    assert len(files) >= 4
+    offenders = [(f.name, mod) for f in files for mod, _ in _imports(f) if mod.startswith("verification.synthesis")]
+    assert offenders == []
+
+
+def test_the_relative_import_resolver_sees_synthesis_imports() -> None:
+    # the driver does import the certifier and the synthesis modules: the reader must see both kinds
+    mods = [m for m, _ in _imports(ROOT / "verification" / "synthesis" / "driver.py")]
+    assert any(m.startswith("verification.certification") for m in mods)
+    assert any(m.startswith("verification.synthesis.") for m in mods)
+
+
+def test_core_imports_verification_and_training_only_lazily_in_commands() -> None:
+    for f in sorted((ROOT / "reachsafe").rglob("*.py")):
+        for mod, top in _imports(f):
+            if mod.split(".")[0] in ("verification", "training"):
+                assert "commands" in f.relative_to(ROOT).parts or f.name == "cli.py", (f, mod)
+                assert not top, (f, mod)
