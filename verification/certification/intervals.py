@@ -275,11 +275,13 @@ class CertModel:
         E = F.jacobian(self.w).applyfunc(sp.expand) if self.w else sp.zeros(self.n, 0)
         self._check_affine(f, c, B, E)
         Jc = sp.Matrix(c).jacobian(self.x).applyfunc(sp.expand)
-        self.c_exprs, self.B_exprs, self.E_exprs, self.Jc_exprs = c, B, E, Jc
+        DB = [sp.expand(sp.diff(B[i, j], xd)) for i in range(self.n) for j in range(self.m) for xd in self.x]
+        self.c_exprs, self.B_exprs, self.E_exprs, self.Jc_exprs, self.DB_exprs = c, B, E, Jc, DB
         self._fc = [_compile(e) for e in c]
         self._fB = [_compile(e) for e in B]
         self._fE = [_compile(e) for e in E]
         self._fJ = [_compile(e) for e in Jc]
+        self._fDB = [_compile(e) for e in DB]
         nonlin = set()
         for e in list(Jc) + list(B) + list(E):
             nonlin |= e.free_symbols
@@ -322,7 +324,8 @@ class CertModel:
         return Iv(lo, hi)
 
     def enclose(self, lo, hi, jacobian: bool = True) -> dict[str, Iv]:
-        """Enclosures over N boxes ``[lo_k, hi_k]`` ([N, n]): ``c`` [N,n], ``B`` [N,n,m], ``E`` [N,n,p], ``Jc`` [N,n,n]."""
+        """Enclosures over N boxes ``[lo_k, hi_k]`` ([N, n]): ``c`` [N,n], ``B`` [N,n,m], ``E`` [N,n,p], and with
+        ``jacobian`` also ``Jc = dc/dx`` [N,n,n] and ``DB = dB/dx`` [N,n,m,n] (``DB[k, i, j, d] = dB_ij/dx_d``)."""
         lo = np.atleast_2d(np.asarray(lo, dtype=np.float64))
         hi = np.atleast_2d(np.asarray(hi, dtype=np.float64))
         N, n, m, p = lo.shape[0], self.n, self.m, self.p
@@ -334,6 +337,7 @@ class CertModel:
         }
         if jacobian:
             out["Jc"] = self._stack(self._fJ, env, N, (n, n))
+            out["DB"] = self._stack(self._fDB, env, N, (n, m, n))
         return out
 
     def at_points(self, x) -> dict[str, Iv]:
