@@ -376,18 +376,19 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     assert cfg["safeguard"] == "raymask" and cfg["init_set_fingerprint"]
     assert cfg["set_fingerprint"] == set_fingerprint(load_set(PEND))
     assert cfg["hyperparameters"]["horizon"] == 64 and cfg["reachsafe_version"]
-    from training.evaluate import load_rollouts
+    from reachsafe.rollouts import Rollouts
 
-    z = load_rollouts(out / "rollouts-adversarial.npz")
-    assert z["states"].shape == (4, 241, 2) and z["actions"].shape == (4, 240, 1) == z["policy_actions"].shape
-    assert z["rewards"].shape == (4, 240) and str(z["noise"]) == "adversarial" and str(z["system"]) == "pendulum"
-    assert str(z["set_fingerprint"]) == cfg["set_fingerprint"] and str(z["model_fingerprint"]).startswith("sha256:")
-    assert load_set(PEND).polytope().contains(z["states"].reshape(-1, 2)).all()
+    z = Rollouts.load(out / "rollouts-adversarial.npz")
+    assert z.states.shape == (4, 241, 2) and z.actions.shape == (4, 240, 1) == z.policy_actions.shape
+    assert z.rewards.shape == (4, 240) and z.noise == "adversarial" and z.system == "pendulum"
+    assert z.set_fingerprint == cfg["set_fingerprint"] and z.model_fingerprint.startswith("sha256:")
+    assert z.extra["safeguard"] == "raymask" and z.extra["algo"] == "shac" and z.intervened.shape == (4, 240)
+    assert load_set(PEND).polytope().contains(z.states.reshape(-1, 2)).all()
 
     code, stdout, err = run_cli(capsys, "evaluate", out, "--episodes", 3, "--noise", "adversarial")
     assert code == 0, err
     assert "return" in stdout and "violations    0 outside the set" in stdout
-    assert load_rollouts(out / "rollouts-adversarial.npz")["states"].shape[0] == 3
+    assert Rollouts.load(out / "rollouts-adversarial.npz").episodes == 3
 
 
 @pytest.mark.parametrize("argv, needles", [

@@ -6,7 +6,7 @@ A run directory holds::
     metrics.csv              one row per evaluation (METRIC_COLUMNS)
     checkpoint/shac.pt       SHAC: networks, optimisers, obs statistics, counters, RNG (atomic)
     checkpoint/model.zip     PPO/SAC: the SB3 model (+ replay.pkl for SAC, state.json)
-    rollouts.npz             final evaluation, uniform noise   (format: training.evaluate)
+    rollouts.npz             final evaluation, uniform noise   (format: reachsafe.rollouts)
     rollouts-adversarial.npz final evaluation, adversarial noise
     summary.json             final figures
     curve.png                learning curve (eval return vs env steps, intervention rate)
@@ -36,14 +36,15 @@ import torch
 
 import reachsafe
 from reachsafe.errors import UserError
+from reachsafe.rollouts import Rollouts
 from reachsafe.setfile import SetFile, atomic_write_bytes, atomic_write_text, load_set, set_fingerprint
 from reachsafe.systems import get_system
 
 from .env import SafeEnv
-from .evaluate import Policy, Rollouts, run_episodes, save_rollouts
+from .evaluate import Policy, run_episodes
 
-__all__ = ["RunConfig", "RunDir", "train", "set_fingerprint", "default_set_path", "git_commit", "build_env",
-           "load_policy", "EVAL_SEED", "METRIC_COLUMNS", "SAFEGUARDS", "ALGOS"]
+__all__ = ["RunConfig", "RunDir", "train", "evaluate_run", "set_fingerprint", "default_set_path", "git_commit",
+           "build_env", "load_policy", "rollout_meta", "EVAL_SEED", "METRIC_COLUMNS", "SAFEGUARDS", "ALGOS"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVAL_SEED = 20250602  # every evaluation of every run starts from the same initial states and noise
@@ -365,6 +366,44 @@ def load_policy(run: RunDir, cfg: RunConfig, venv: Any = None) -> Policy:
     return sb3_policy(load_model(cfg.algo, str(run.ckpt_dir / "model.zip"), venv))
 
 
+def rollout_meta(cfg: RunConfig, set_fp: str) -> dict[str, Any]:
+    """Metadata of a run's rollouts files beyond what the environment records (:mod:`reachsafe.rollouts`)."""
+    return {"set_fingerprint": set_fp, "safeguard": cfg.safeguard, "algo": cfg.algo, "set_path": cfg.set_path}
+
+
+def evaluate_run(run_dir: str | os.PathLike, episodes: int = 16, noise: str = "uniform",
+                 out: str | os.PathLike | None = None) -> tuple[dict[str, float], Path]:
+    """Evaluate the last checkpoint of a run directory; write its rollouts file.
+
+    :param run_dir: the ``--out`` of a ``reachsafe train`` run.
+    :param episodes: number of episodes ``E`` (run in parallel).
+    :param noise: ``"uniform"`` or ``"adversarial"``.
+    :param out: rollouts file (default ``RUN_DIR/rollouts.npz``, ``RUN_DIR/rollouts-adversarial.npz``).
+    :returns: the summary (:meth:`reachsafe.rollouts.Rollouts.summary`) and the rollouts path.
+    """
+    from .env import NOISE_MODES
+
+    if episodes < 1:
+        raise UserError(f"--episodes must be >= 1, got {episodes}")
+    if noise not in NOISE_MODES:
+        raise UserError(f"unknown --noise {noise!r}; choose one of {', '.join(NOISE_MODES)}")
+    run = RunDir(run_dir)
+    stored = run.read_config()
+    cfg = RunConfig(**{k: stored[k] for k in RunConfig.__dataclass_fields__ if k in stored})
+    sets = load_sets(cfg)
+    fp = set_fingerprint(sets[0])
+    if stored.get("set_fingerprint") not in (None, fp):
+        raise UserError(f"the set file {cfg.set_path} changed since the run was trained (fingerprint differs); "
+                        "restore it or retrain")
+    torch.set_num_threads(int(cfg.threads))
+    env = build_env(cfg, episodes, noise, EVAL_SEED, sets, dtype=torch.float64)
+    policy = load_policy(run, cfg)
+    ro = run_episodes(env, policy, EVAL_SEED).with_meta(**rollout_meta(cfg, fp))
+    path = Path(out) if out is not None else run.rollouts_path(noise)
+    ro.save(path)
+    return ro.summary(), path
+
+
 # ----------------------------------------------------------------------------- training driver
 class _Driver:
     """Evaluation, metrics, checkpoints and progress shared by SHAC and the baselines."""
@@ -391,7 +430,7 @@ class _Driver:
 
     def evaluate(self, noise: str = "uniform") -> Rollouts:
         self.eval_env.noise = noise
-        return run_episodes(self.eval_env, self.policy(), EVAL_SEED)
+        return run_episodes(self.eval_env, self.policy(), EVAL_SEED, self.meta["set_fingerprint"])
 
     def hook(self, steps: int, stats: Optional[dict[str, float]] = None) -> bool:
         """Called by the algorithm after every update (SHAC) or vectorised step (SB3); True stops."""
@@ -457,9 +496,7 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
     num_envs = int(hp.get("num_envs", 8))
     env = build_env(cfg, num_envs, "uniform", cfg.seed, sets)
     eval_env = build_env(cfg, cfg.eval_episodes, "uniform", EVAL_SEED, sets, dtype=torch.float64)
-    meta = {"system": cfg.system, "set_fingerprint": meta_cfg["set_fingerprint"],
-            "model_fingerprint": meta_cfg["model_fingerprint"], "noise_lo": env.system.noise_lo,
-            "noise_hi": env.system.noise_hi, "safeguard": cfg.safeguard, "algo": cfg.algo, "set_path": cfg.set_path}
+    meta = rollout_meta(cfg, meta_cfg["set_fingerprint"])
 
     rows = run.read_metrics()
     start_steps, wall_offset = 0, 0.0
@@ -540,8 +577,8 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
                                "wall_time_s": round(drv.wall(), 2)}
     for noise in ("uniform", "adversarial"):
         eval_env.noise = noise
-        ro = run_episodes(eval_env, policy, EVAL_SEED)
-        save_rollouts(run.rollouts_path(noise), ro, {**meta, "noise": noise})
+        ro = run_episodes(eval_env, policy, EVAL_SEED).with_meta(**meta)
+        ro.save(run.rollouts_path(noise))
         summary[noise] = ro.summary()
     summary["train"] = {"interventions": env.total_interventions, "violations_P": env.total_violations_P,
                         "violations_X": env.total_violations_X, "fallbacks": env.total_fallbacks,

@@ -45,9 +45,11 @@ def run(args: argparse.Namespace) -> int:
     if args.max_failures < 0:
         raise UserError(f"--max-failures must be >= 0, got {args.max_failures}")
 
-    from verification.audit import audit, load_rollouts
+    from verification.audit import audit
 
-    ro = load_rollouts(args.rollouts)
+    from ..rollouts import Rollouts
+
+    ro = Rollouts.load(args.rollouts)
     sf = load_set(args.setfile, check_fingerprint=False)
     res = audit(ro, sf, recheck=not args.no_recheck, tol=args.tol, max_failures=args.max_failures)
     _print_summary(res)

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from training.evaluate import evaluate_run
+    from training.runner import evaluate_run
 
     s, path = evaluate_run(args.run_dir, args.episodes, args.noise, args.out)
     cfg = json.loads((Path(args.run_dir) / "config.json").read_text())
