@@ -20,7 +20,11 @@ without reachsafe (MATLAB, Julia, ``json.load``).  Fields (``format_version`` 1)
                      absolute path of that file, where load_set finds the model again
 
 Loading validates everything and refuses with one line (:class:`SetFileError`) that
-names the problem and the fix.  Writing is atomic: a temporary file in the same folder
+names the problem and the fix.  That includes the certificate's binding to its proof artifact
+(:mod:`reachsafe.certificate`: the artifact exists, its hash is the recorded one, and it is for
+this ``A``, ``b`` and model); a load that does not rely on the certificate (``certify``, the
+audit, ``info``, ``plot``) passes ``check_certificate=False`` and reads the finding from
+:attr:`SetFile.certificate_problem`.  Writing is atomic: a temporary file in the same folder
 is written, flushed, fsync'ed and renamed over the target, so a crash never leaves a
 half-written set file.
 """
@@ -66,6 +70,7 @@ class SetFile:
     format_version: int = FORMAT_VERSION
     model_file: str | None = None
     path: Path | None = None
+    certificate_problem: str | None = None  # set by load_set: why the certificate does not bind, if it does not
 
     # ---------------------------------------------------------- convenience
     @property
@@ -74,7 +79,16 @@ class SetFile:
 
     @property
     def certified(self) -> bool:
-        return bool(self.certificate) and self.certificate.get("status") == "certified"
+        """The file records a certificate and (when loaded from disk) it binds to its proof artifact."""
+        return (bool(self.certificate) and self.certificate.get("status") == "certified"
+                and self.certificate_problem is None)
+
+    @property
+    def certificate_status(self) -> str:
+        """``"certified"``, ``"none"`` (never certified) or ``"mismatch"`` (the certificate does not bind)."""
+        if self.certificate_problem is not None:
+            return "mismatch"
+        return "certified" if self.certified else "none"
 
     def polytope(self):
         """The set as :class:`reachsafe.sets.HPolytope`."""
@@ -268,6 +282,7 @@ def load_set(
     path: str | os.PathLike,
     system: str | None = None,
     check_fingerprint: bool = True,
+    check_certificate: bool = True,
 ) -> SetFile:
     """Load and validate a set file.
 
@@ -275,6 +290,9 @@ def load_set(
     :param system: if given, the set must be for this system (a name, or the path of a model
         file, which is then used instead of the set's recorded ``model_file``).
     :param check_fingerprint: refuse a set made for another version of the model (default).
+    :param check_certificate: refuse a set whose certificate does not bind to its proof
+        artifact (default; :mod:`reachsafe.certificate`).  With False the finding is kept in
+        :attr:`SetFile.certificate_problem` and the set counts as not certified.
     :raises SetFileError: one line naming the problem and the fix.
     """
     p = str(path)
@@ -317,7 +335,7 @@ def load_set(
             p,
             f"model fingerprint {str(fp)[:19]}... does not match the current {name} model "
             f"({compiled.fingerprint[:19]}...): the set was made for another model; recompute it "
-            f"(reachsafe compute-invariant {_model_file_or_name(compiled)})",
+            f"(reachsafe compute-invariant {_model_file_or_name(compiled)} --out {p})",
         )
     sf = SetFile(
         system=name,
@@ -355,4 +373,10 @@ def load_set(
     if volume := sf.volume:
         if not isinstance(volume, dict) or not isinstance(volume.get("value"), (int, float)) or not math.isfinite(volume["value"]):
             raise _fail(p, "field 'volume' must be an object with a finite 'value'")
+    from .certificate import certificate_problem
+
+    sf.certificate_problem = certificate_problem(sf)
+    if check_certificate and sf.certificate_problem is not None:
+        raise _fail(p, f"certificate does not match: {sf.certificate_problem}; re-certify it with "
+                       f"'reachsafe certify {p}' (or restore the set file and its proof artifact)")
     return sf

@@ -385,10 +385,18 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     assert z.extra["safeguard"] == "raymask" and z.extra["algo"] == "shac" and z.intervened.shape == (4, 240)
     assert load_set(PEND).polytope().contains(z.states.reshape(-1, 2)).all()
 
+    final = (out / "rollouts-adversarial.npz").read_bytes()
     code, stdout, err = run_cli(capsys, "evaluate", out, "--episodes", 3, "--noise", "adversarial")
     assert code == 0, err
     assert "return" in stdout and "violations    0 outside the set" in stdout
-    assert Rollouts.load(out / "rollouts-adversarial.npz").episodes == 3
+    assert Rollouts.load(out / "evaluate-adversarial.npz").episodes == 3
+    assert (out / "rollouts-adversarial.npz").read_bytes() == final  # the audit's input is left alone
+    # the run's final rollouts are replaced only when named with --out and --overwrite, checked before any work
+    code, stdout, err = run_cli(capsys, "evaluate", out, "--out", out / "rollouts.npz")
+    _one_line_error(code, err, "rollouts.npz exists", "the audit's input", "--overwrite")
+    code, stdout, err = run_cli(capsys, "evaluate", out, "--episodes", 2, "--out", out / "rollouts.npz", "--overwrite")
+    assert code == 0, err
+    assert Rollouts.load(out / "rollouts.npz").episodes == 2
 
 
 @pytest.mark.parametrize("argv, needles", [

@@ -63,7 +63,7 @@ def execute_run(spec: RunSpec, run_dir: str, root: str, threads: int = 1) -> dic
     log: list[str] = []
     cfg = spec.make_config(threads=threads)
     t0 = time.perf_counter()
-    summary = train(cfg, run_dir, resume=True, progress=False, log=log.append)
+    summary = train(cfg, run_dir, resume=True, progress=False, log=log.append, warn=log.append)
     train_s = time.perf_counter() - t0
     rd = RunDir(run_dir)
     files: dict[str, str] = {n: (rd.path / n).read_text() for n in ("config.json", "metrics.csv", "summary.json")}

@@ -124,6 +124,7 @@ class RunConfig:
     eval_episodes: int = 16
     threads: int = 1
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    allow_unverified_set: bool = False  # use a set whose certificate does not match its proof artifact (warned)
 
     def validate(self) -> None:
         if self.algo not in ALGOS:
@@ -157,7 +158,7 @@ def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set
                 init_set_path: Optional[str] = None, init_sampling: str = "uniform", seed: int = 0,
                 steps: Optional[int] = None,
                 passthrough: bool = False, regularize: float = 0.0, eval_every: Optional[int] = None,
-                eval_episodes: int = 16, threads: int = 1,
+                eval_episodes: int = 16, threads: int = 1, allow_unverified_set: bool = False,
                 overrides: Optional[dict[str, Any]] = None) -> tuple[RunConfig, list[str]]:
     """A validated :class:`RunConfig` with the paper's defaults filled in, and notes for the user."""
     from .shac import DEFAULT_STEPS, paper_defaults
@@ -184,15 +185,25 @@ def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set
                     set_path=set_path, init_set_path=init_set_path, init_sampling=init_sampling, seed=int(seed),
                     steps=steps,
                     eval_every=int(eval_every if eval_every is not None else max(1, steps // 10)),
-                    eval_episodes=int(eval_episodes), threads=int(threads), hyperparameters=hp)
+                    eval_episodes=int(eval_episodes), threads=int(threads), hyperparameters=hp,
+                    allow_unverified_set=bool(allow_unverified_set))
     cfg.validate()
     return cfg, notes
 
 
 def load_sets(cfg: RunConfig) -> tuple[SetFile, Optional[SetFile]]:
-    """The set in use and the optional initial set, validated for ``cfg.system``."""
-    sf = load_set(cfg.set_path, system=cfg.system)
-    init = load_set(cfg.init_set_path, system=cfg.system) if cfg.init_set_path else None
+    """The set in use and the optional initial set, validated for ``cfg.system``.
+
+    The set in use must not carry a certificate that fails its binding to the proof artifact
+    (:mod:`reachsafe.certificate`) unless ``cfg.allow_unverified_set``; the initial set only
+    supplies initial states and is not relied on for safety.
+    """
+    sf = load_set(cfg.set_path, system=cfg.system, check_certificate=False)
+    if sf.certificate_problem is not None and not cfg.allow_unverified_set:
+        raise UserError(f"{cfg.set_path}: certificate does not match: {sf.certificate_problem}; re-certify it with "
+                        f"'reachsafe certify {cfg.set_path}', or pass --allow-unverified-set to use it without a "
+                        "valid certificate")
+    init = load_set(cfg.init_set_path, system=cfg.system, check_certificate=False) if cfg.init_set_path else None
     if cfg.init_sampling == "zonotope" and init is not None and init.zonotope is None:
         raise UserError(f"--init-sampling zonotope needs an initial set with a zonotope; {cfg.init_set_path} has "
                         "none (use a published set, or --init-sampling uniform)")
@@ -325,6 +336,7 @@ def _provenance(cfg: RunConfig, sf: SetFile, init: Optional[SetFile]) -> dict[st
     d.update(
         set_fingerprint=set_fingerprint(sf),
         set_certified=sf.certified,
+        set_certificate=sf.certificate_status,
         init_set_fingerprint=set_fingerprint(init) if init is not None else None,
         model_fingerprint=get_system(cfg.system).fingerprint,
         reachsafe_version=reachsafe.__version__,
@@ -372,13 +384,14 @@ def rollout_meta(cfg: RunConfig, set_fp: str) -> dict[str, Any]:
 
 
 def evaluate_run(run_dir: str | os.PathLike, episodes: int = 16, noise: str = "uniform",
-                 out: str | os.PathLike | None = None) -> tuple[dict[str, float], Path]:
-    """Evaluate the last checkpoint of a run directory; write its rollouts file.
+                 out: str | os.PathLike | None = None, overwrite: bool = False) -> tuple[dict[str, float], Path]:
+    """Evaluate the last checkpoint of a run directory; write the rollouts file.
 
     :param run_dir: the ``--out`` of a ``reachsafe train`` run.
     :param episodes: number of episodes ``E`` (run in parallel).
     :param noise: ``"uniform"`` or ``"adversarial"``.
-    :param out: rollouts file (default ``RUN_DIR/rollouts.npz``, ``RUN_DIR/rollouts-adversarial.npz``).
+    :param out: rollouts file (default ``RUN_DIR/evaluate-NOISE.npz``).
+    :param overwrite: allow replacing the run's final rollouts (``rollouts*.npz``, the audit's input).
     :returns: the summary (:meth:`reachsafe.rollouts.Rollouts.summary`) and the rollouts path.
     """
     from .env import NOISE_MODES
@@ -389,8 +402,16 @@ def evaluate_run(run_dir: str | os.PathLike, episodes: int = 16, noise: str = "u
         raise UserError(f"unknown --noise {noise!r}; choose one of {', '.join(NOISE_MODES)}")
     run = RunDir(run_dir)
     stored = run.read_config()
+    path = Path(out) if out is not None else run.path / f"evaluate-{noise}.npz"
+    finals = {run.rollouts_path(n).resolve() for n in ("uniform", "adversarial")}
+    if path.exists() and path.resolve() in finals and not overwrite:
+        raise UserError(f"{path} holds the run's final rollouts (the audit's input); write elsewhere, or pass "
+                        "--overwrite to replace them")
     cfg = RunConfig(**{k: stored[k] for k in RunConfig.__dataclass_fields__ if k in stored})
     sets = load_sets(cfg)
+    if sets[0].certificate_problem is not None:  # the run was trained with --allow-unverified-set
+        _to_stderr(f"warning: {cfg.set_path}: certificate does not match ({sets[0].certificate_problem}); "
+                   "evaluated anyway (the run was trained with --allow-unverified-set)")
     fp = set_fingerprint(sets[0])
     if stored.get("set_fingerprint") not in (None, fp):
         raise UserError(f"the set file {cfg.set_path} changed since the run was trained (fingerprint differs); "
@@ -399,7 +420,6 @@ def evaluate_run(run_dir: str | os.PathLike, episodes: int = 16, noise: str = "u
     env = build_env(cfg, episodes, noise, EVAL_SEED, sets, dtype=torch.float64)
     policy = load_policy(run, cfg)
     ro = run_episodes(env, policy, EVAL_SEED).with_meta(**rollout_meta(cfg, fp))
-    path = Path(out) if out is not None else run.rollouts_path(noise)
     ro.save(path)
     return ro.summary(), path
 
@@ -411,7 +431,7 @@ class _Driver:
     def __init__(self, cfg: RunConfig, run: RunDir, env: SafeEnv, eval_env: SafeEnv, meta: dict[str, Any],
                  start_steps: int, wall_offset: float, rows: list[dict[str, float]], progress: bool,
                  save_checkpoint: Callable[[int, float], None], policy: Callable[[], Policy]):
-        from tqdm import tqdm
+        from reachsafe.progress import progress_bar
 
         self.cfg, self.run, self.env, self.eval_env, self.meta = cfg, run, env, eval_env, meta
         self.rows = rows
@@ -422,7 +442,7 @@ class _Driver:
         self.last_eval: Optional[dict[str, float]] = rows[-1] if rows else None
         self.title = f"{cfg.system} {cfg.algo.upper()} safeguard={cfg.safeguard}" + (" passthrough" if cfg.passthrough else "") \
             + (f" reg={cfg.regularize:g}" if cfg.regularize else "")
-        self.pbar = tqdm(total=cfg.steps, initial=min(start_steps, cfg.steps), unit="step", file=sys.stderr,
+        self.pbar = progress_bar(total=cfg.steps, initial=min(start_steps, cfg.steps), unit="step", file=sys.stderr,
                          disable=not progress, dynamic_ncols=True, desc=f"{cfg.system} {cfg.algo}/{cfg.safeguard}")
 
     def wall(self) -> float:
@@ -464,15 +484,20 @@ class _Driver:
         self.pbar.close()
 
 
+def _to_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress: bool = True,
-          log: Callable[[str], None] = print) -> dict[str, Any]:
+          log: Callable[[str], None] = print, warn: Callable[[str], None] = _to_stderr) -> dict[str, Any]:
     """Train (or resume) a run into ``out``; returns the summary (also written to ``summary.json``).
 
     :param cfg: settings (:func:`make_config`).
     :param out: run directory; must be empty or absent unless ``resume``.
     :param resume: continue from the last checkpoint in ``out``.
-    :param progress: show a tqdm bar on stderr.
+    :param progress: show progress on stderr (a bar on a terminal, plain lines otherwise).
     :param log: where the one-line messages go.
+    :param warn: where warnings go (default stderr).
     """
     cfg.validate()
     run = RunDir(out)
@@ -485,9 +510,12 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
         _check_resume(run.read_config(), meta_cfg, run.path)
     if resume and fresh:
         log(f"note: {run.path} held no run; starting a new one")
-    if cfg.safeguard != "none" and not sf.certified:
-        log(f"warning: {cfg.set_path} is not certified; the safeguard guarantees safety only on a robust "
-            "control-invariant set (run 'reachsafe certify')")
+    if sf.certificate_problem is not None:  # only with cfg.allow_unverified_set (load_sets refuses it otherwise)
+        warn(f"warning: {cfg.set_path}: certificate does not match ({sf.certificate_problem}); used anyway "
+             "(--allow-unverified-set): the safeguard guarantees nothing on it")
+    elif cfg.safeguard != "none" and not sf.certified:
+        warn(f"warning: {cfg.set_path} is not certified; the safeguard guarantees safety only on a robust "
+             "control-invariant set (run 'reachsafe certify')")
     run.write_config(meta_cfg)
 
     torch.set_num_threads(cfg.threads)

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from ..rollouts import Rollouts
 
     ro = Rollouts.load(args.rollouts)
-    sf = load_set(args.setfile, check_fingerprint=False)
+    sf = load_set(args.setfile, check_fingerprint=False, check_certificate=False)  # check 1 reports it
     res = audit(ro, sf, recheck=not args.no_recheck, tol=args.tol, max_failures=args.max_failures)
     _print_summary(res)
     if args.json:

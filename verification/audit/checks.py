@@ -129,6 +129,8 @@ def recheck_certificate(setfile, recheck: bool = True) -> tuple[bool, str]:
     from ..certification.recheck import file_sha256, recheck_artifact
 
     cert = setfile.certificate or {}
+    if getattr(setfile, "certificate_problem", None):
+        return False, f"certificate does not match: {setfile.certificate_problem}; run 'reachsafe certify SETFILE'"
     if not setfile.certified:
         return False, "set file has no certificate; run 'reachsafe certify SETFILE' first"
     if setfile.path is None:
@@ -598,7 +600,7 @@ def audit(rollouts: Rollouts | str | Path, setfile, *, recheck: bool = True, tol
 
     t0 = time.perf_counter()
     ro = rollouts.validate() if isinstance(rollouts, Rollouts) else Rollouts.load(rollouts)
-    sf = setfile if isinstance(setfile, SetFile) else load_set(setfile, check_fingerprint=False)
+    sf = setfile if isinstance(setfile, SetFile) else load_set(setfile, check_fingerprint=False, check_certificate=False)
     if not (tol >= 0 and np.isfinite(tol)):
         raise UserError(f"--tol must be a finite number >= 0, got {tol}")
     if ro.system != sf.system:

@@ -54,7 +54,7 @@ def _volume(P: HPolytope, rng_seed: int) -> dict:
 def compute_certified_invariant(system, out: Path, facets: int | None = None, time_budget: float = 1200.0,
                                 seed: int = 0, margin: float | None = None, progress: bool = True) -> Outcome:
     """Run the loop of the module docstring; write ``out`` only when certified."""
-    from tqdm import tqdm
+    from reachsafe.progress import progress_bar as tqdm  # plain lines when stderr is not a terminal
 
     from ..certification.certifier import certify
 
