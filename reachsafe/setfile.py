@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["SetFile", "SetFileError", "FORMAT_VERSION", "load_set", "atomic_write_text", "atomic_write_bytes",
-           "set_fingerprint", "set_fingerprint_arrays"]
+           "set_fingerprint", "set_fingerprint_arrays", "install_certified_set"]
 
 FORMAT_VERSION = 1
 
@@ -162,6 +162,36 @@ def set_fingerprint_arrays(A: Any, b: Any, model_fingerprint: str) -> str:
 def set_fingerprint(setfile: "SetFile") -> str:
     """Fingerprint of a loaded set file (see :func:`set_fingerprint_arrays`)."""
     return set_fingerprint_arrays(setfile.A, setfile.b, setfile.model_fingerprint)
+
+
+def install_certified_set(candidate: str | os.PathLike, out: str | os.PathLike) -> bool:
+    """Move a certified set file and its proof artifact (from a work folder) to ``out``; False if kept.
+
+    When ``out`` already holds the same set -- same ``A``, ``b`` and model fingerprint
+    (:func:`set_fingerprint`), with a certificate bound to its proof artifact -- nothing is
+    moved and the existing files stay untouched (bytes and timestamps), so recomputing a
+    committed set leaves the working tree clean.  Otherwise the artifact, then the set file,
+    are renamed into ``out``'s folder (each rename atomic; same file system).
+
+    :returns: True if the new files were installed, False if the existing ones were kept.
+    """
+    from .certificate import artifact_path
+
+    cand, out = Path(candidate), Path(out)
+    new = load_set(cand)
+    if not new.certified:
+        raise SetFileError(f"{cand}: not certified; only a certified set is installed")
+    if out.is_file():
+        try:
+            old = load_set(out)
+        except SetFileError:  # unreadable, another model, a certificate that does not bind: replace it
+            old = None
+        if old is not None and old.certified and set_fingerprint(old) == set_fingerprint(new):
+            return False
+    art = artifact_path(cand, new.certificate)
+    art.replace(out.parent / art.name)
+    cand.replace(out)
+    return True
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -208,6 +208,8 @@ class Backend(Protocol):
 
     def wait_one(self, pending: list[Any]) -> tuple[Any, dict[str, Any] | BaseException]: ...
 
+    def cancel(self, pending: list[Any]) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -237,6 +239,13 @@ class LocalBackend:
         fut = next(iter(done))
         exc = fut.exception()
         return fut, (exc if exc is not None else fut.result())
+
+    def cancel(self, pending: list[Any]) -> None:
+        """Stop the runs in flight (Ctrl-C, SIGTERM): their checkpoints stay, a repeat resumes them."""
+        for fut in pending:
+            fut.cancel()
+        for proc in list(getattr(self.pool, "_processes", {}).values()):  # running ones: stop the workers
+            proc.terminate()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -279,6 +288,14 @@ class RayBackend:
         except Exception as exc:  # RayTaskError wraps the worker's exception
             cause = getattr(exc, "cause", None)
             return ref, cause if isinstance(cause, BaseException) else exc
+
+    def cancel(self, pending: list[Any]) -> None:
+        """Stop the tasks in flight (Ctrl-C, SIGTERM); their checkpoints stay on the workers."""
+        for ref in pending:
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # already finished, or the cluster is gone
+                pass
 
     def close(self) -> None:
         if self.started:
@@ -324,27 +341,31 @@ def run_grid(exp: Experiment, specs: list[RunSpec], backend: Backend,
             inflight[backend.submit(spec, str(exp.run_dir(spec)), str(exp.root))] = spec
             on_event("start", spec, len(inflight), len(queue))
 
-    fill()
-    while inflight:
-        handle, res = backend.wait_one(list(inflight))
-        spec = inflight.pop(handle)
-        if isinstance(res, BaseException):
-            if isinstance(res, KeyboardInterrupt):
-                raise res
-            msg = str(res).splitlines()[0] if str(res) else type(res).__name__
-            if not isinstance(res, UserError):
-                msg = f"{type(res).__name__}: {msg}"
-                _log_failure(exp, spec, res)
-            out = RunOutcome(spec, False, msg)
-        else:
-            store.write(spec.run_id, res)
-            rec = res["record"]
-            out = RunOutcome(spec, True, f"return {rec['return_uniform']:.2f}, {rec['wall_time_s']:.0f} s, audit "
-                                         f"{'certified' if rec['audit_certified'] else str(rec['audit_violations']) + ' violations'}",
-                             rec)
-        outcomes.append(out)
+    try:
         fill()
-        on_event("done", out, len(inflight), len(queue))
+        while inflight:
+            handle, res = backend.wait_one(list(inflight))
+            spec = inflight.pop(handle)
+            if isinstance(res, BaseException):
+                if isinstance(res, KeyboardInterrupt):
+                    raise res
+                msg = str(res).splitlines()[0] if str(res) else type(res).__name__
+                if not isinstance(res, UserError):
+                    msg = f"{type(res).__name__}: {msg}"
+                    _log_failure(exp, spec, res)
+                out = RunOutcome(spec, False, msg)
+            else:
+                store.write(spec.run_id, res)
+                rec = res["record"]
+                audit_txt = "certified" if rec["audit_certified"] else f"{rec['audit_violations']} violations"
+                out = RunOutcome(spec, True, f"return {rec['return_uniform']:.2f}, {rec['wall_time_s']:.0f} s, "
+                                             f"audit {audit_txt}", rec)
+            outcomes.append(out)
+            fill()
+            on_event("done", out, len(inflight), len(queue))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the runs in flight (their checkpoints are kept)
+        backend.cancel(list(inflight))
+        raise
     return outcomes
 
 

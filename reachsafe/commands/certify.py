@@ -88,6 +88,9 @@ def _recheck(args: argparse.Namespace, sf) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
     from ..errors import UserError
     from ..setfile import load_set
     from ._common import check_output_path
@@ -100,13 +103,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--time-budget must be > 0, got {args.time_budget}")
     sf = load_set(args.setfile, check_certificate=False)  # certifying (or re-checking) does not rely on it
     if not args.recheck and not args.no_write:
-        import os
-        from pathlib import Path
+        from ..workdir import remove_stale_workdirs
 
         folder = Path(args.setfile).parent
         if not os.access(folder, os.W_OK | os.X_OK):
             raise UserError(f"{args.setfile}: folder {folder} is not writable, so the certificate and proof artifact "
                             "cannot be written; pass --no-write, or copy the set file to a writable folder")
+        remove_stale_workdirs(folder)  # left by a killed compute-invariant beside this set
     if args.recheck:
         return _recheck(args, sf)
 

@@ -15,9 +15,7 @@
 from __future__ import annotations
 
 import datetime
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from reachsafe import __version__
-from reachsafe.setfile import SetFile, load_set
+from reachsafe.setfile import SetFile, install_certified_set, load_set
 from reachsafe.systems import model_file_of
+from reachsafe.workdir import make_workdir, remove_workdir
 from reachsafe.sets import HPolytope
 
 from .decomposition import embed
@@ -105,22 +104,22 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             },
         )
-        tmpdir = Path(tempfile.mkdtemp(prefix=".reachsafe-", dir=out.parent))
+        tmpdir = make_workdir(out.parent)  # stale .reachsafe-* folders of killed runs are removed here
         try:
             cand = tmpdir / out.name
             sf.save(cand)
             result = certify(cand, time_budget=max(1.0, deadline - time.monotonic()), progress=progress)
             last_status = result.status
             if result.status == "certified":
-                for f in tmpdir.iterdir():
-                    f.replace(out.parent / f.name)
+                # an identical certified set already at `out` stays untouched (clean working tree)
+                done = "wrote" if install_certified_set(cand, out) else "kept (same A, b and model)"
                 bar.close()
                 final = load_set(out)
-                return Outcome(0, f"wrote {out}: {system.name}, {P.A.shape[0]} facets, volume {vol['value']:.4g}"
+                return Outcome(0, f"{done} {out}: {system.name}, {P.A.shape[0]} facets, volume {vol['value']:.4g}"
                                   f" ({vol['method']}), certified in {result.time_s:.1f} s "
                                   f"(total {time.monotonic() - t0:.1f} s)", final)
         finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            remove_workdir(tmpdir)
         if result.counterexample is not None:
             counterexamples.append(np.asarray(result.counterexample.x, dtype=np.float64))
         cfg.margin *= 1.5
