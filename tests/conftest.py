@@ -1,6 +1,6 @@
-"""Shared fixtures and helpers: paths to the repository's data and the shared reference
-folder, and the two helpers every CLI test uses (run a command in-process, assert the
-project's error contract: exit 2 and one line on stderr)."""
+"""Shared fixtures and helpers: paths to the repository's data (the published zonotopes included),
+and the two helpers every CLI test uses (run a command in-process, assert the project's error
+contract: exit 2 and one line on stderr)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 PUBLISHED = DATA / "published"
-REFERENCE = ROOT.parent / "shared" / "reference" / "published_sets.json"
+REFERENCE = PUBLISHED / "zonotopes.json"  # the paper's zonotopes, shipped in the repository
 
 
 @pytest.fixture

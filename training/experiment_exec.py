@@ -7,8 +7,11 @@ finished run lives under ``results_dir`` (``results/<name>/runs/<run_id>/``): ``
 and, written last and atomically, ``run.json`` (the run's spec, verdicts and figures).
 
 **Finished / skipped / resumed.**  A run is *finished* iff ``results/<name>/runs/<id>/run.json``
-exists; its recorded spec must equal the grid's (sets by sha256, steps, hyperparameters, ...),
-otherwise the experiment stops with a one-line error before training anything.  Finished runs
+exists; its recorded spec must equal the grid's (sets by :func:`reachsafe.setfile.set_fingerprint`,
+steps, hyperparameters, ...), otherwise the experiment stops with a one-line error before
+training anything.  Records written before sets were identified by fingerprint carry
+``set_sha256`` (of the file's bytes) instead; for them the fingerprints come from the run's
+committed ``config.json``, which the trainer wrote from the sets it used.  Finished runs
 are skipped, so a fresh clone with the committed ``results/`` continues where the grid stopped.
 Every other run is trained with the runner's ``resume=True``: an interrupted run directory
 continues from its last checkpoint, a missing one starts afresh.
@@ -43,6 +46,9 @@ __all__ = ["RESULT_FILES", "execute_run", "audit_run_dir", "reaudit", "ResultsSt
 RESULT_FILES = ("config.json", "metrics.csv", "summary.json", "audit.json", "audit-adversarial.json")
 MARKER = "run.json"
 SPEC_DEFAULTS = {"init_sampling": "uniform"}  # spec keys added later: their value in older run.json files
+# older run.json files identify sets by the sha256 of their bytes; the fingerprint replaces it
+LEGACY_SET_KEYS = {"set_sha256": ("set_fingerprint", "set_path"),
+                   "init_set_sha256": ("init_set_fingerprint", "init_set_path")}
 AUDIT_MAX_FAILURES = 20  # failing items listed per audit JSON (counts are always complete)
 
 
@@ -152,12 +158,45 @@ class ResultsStore:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise UserError(f"{p}: unreadable ({exc}); delete {p.parent} to rerun the run") from None
         want = json.loads(spec_json(spec, self.exp.root))
-        have = {**SPEC_DEFAULTS, **rec.get("spec", {})}
+        have = self._migrated({**SPEC_DEFAULTS, **rec.get("spec", {})}, p.parent, spec, want)
         diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        sets = [k for k in diff if k in ("set_fingerprint", "init_set_fingerprint")]
+        if sets and sets == diff:
+            paths = ", ".join(str(getattr(spec, k.replace("fingerprint", "path"))) for k in sets)
+            raise UserError(f"finished run {p.parent} was trained with another set than {paths} (its A, b or model "
+                            "differ); restore that set file (e.g. 'git checkout' it), or give the experiment another "
+                            f"name to train with the new set (deleting {p.parent} retrains the run)")
         if diff:
             raise UserError(f"finished run {p.parent} was made with other settings (differs in: {', '.join(diff)}); "
                             f"delete {p.parent} to rerun it, or give the experiment another name")
         return rec
+
+    @staticmethod
+    def _migrated(have: dict[str, Any], run_path: Path, spec: RunSpec, want: dict[str, Any]) -> dict[str, Any]:
+        """A recorded spec with legacy ``set_sha256`` keys turned into set fingerprints (module docstring)."""
+        import hashlib
+
+        if not any(k in have for k in LEGACY_SET_KEYS):
+            return have
+        have = dict(have)
+        try:
+            cfg = json.loads((run_path / "config.json").read_text())
+        except (OSError, ValueError):
+            cfg = {}
+        for old, (new, path_attr) in LEGACY_SET_KEYS.items():
+            sha = have.pop(old, None)
+            if new in have:
+                continue
+            if new in cfg:  # the fingerprint the trainer recorded for the set it used
+                have[new] = cfg[new]
+            elif sha is None:
+                have[new] = None
+            else:  # no config.json: the same file bytes still identify the same set
+                path = getattr(spec, path_attr)
+                same = path is not None and Path(path).is_file() and \
+                    hashlib.sha256(Path(path).read_bytes()).hexdigest() == sha
+                have[new] = want.get(new) if same else f"unknown (file sha256 {sha[:12]}...)"
+        return have
 
     def write(self, run_id: str, result: dict[str, Any]) -> Path:
         """Write the compact files, then ``run.json`` (atomic; its presence marks the run finished)."""
