@@ -359,7 +359,8 @@ def test_sb3_run_dir_and_resume(tmp_path, algo):
     steps = [r["env_steps"] for r in runner.RunDir(out).read_metrics()]
     assert steps[:2] == [128, 256] and steps[-1] >= 384
     assert (out / "checkpoint" / "model.zip").exists()
-    assert (out / "checkpoint" / "replay.pkl").exists() == (algo == "sac")
+    ck = runner.RunDir(out).load_torch("sb3.pt")  # one atomic checkpoint: model, replay buffer, env, RNGs
+    assert (ck["replay"] is not None) == (algo == "sac") and ck["env_steps"] == steps[-1]
 
 
 def test_cli_train_then_evaluate(tmp_path, capsys):

@@ -4,8 +4,9 @@ A run directory holds::
 
     config.json              every setting, set fingerprints, package versions, git commit
     metrics.csv              one row per evaluation (METRIC_COLUMNS)
-    checkpoint/shac.pt       SHAC: networks, optimisers, obs statistics, counters, RNG (atomic)
-    checkpoint/model.zip     PPO/SAC: the SB3 model (+ replay.pkl for SAC, state.json)
+    checkpoint/shac.pt       SHAC: networks, optimisers, obs statistics, environment state, every RNG (atomic)
+    checkpoint/sb3.pt        PPO/SAC: the SB3 model, SAC's replay buffer, environment state, every RNG (atomic)
+    checkpoint/model.zip     PPO/SAC: the SB3 model alone (what evaluate loads)
     rollouts.npz             final evaluation, uniform noise   (format: reachsafe.rollouts)
     rollouts-adversarial.npz final evaluation, adversarial noise
     summary.json             final figures
@@ -15,6 +16,15 @@ A run directory holds::
 and, every ``eval_every`` environment steps, evaluates the deterministic policy
 (:func:`training.evaluate.run_episodes`), appends a metrics row and writes a checkpoint.
 ``resume=True`` continues from the last checkpoint (metrics rows after it are dropped).
+
+**Bit-exact resume.**  A checkpoint holds everything the rest of the run depends on: the
+networks and optimisers, the training environments' state (states, episode clocks, returns,
+unused initial states, their numpy and torch random streams, see
+:meth:`training.env.SafeEnv.state_dict`) and the process's random states (Python, numpy,
+torch; for PPO/SAC also the action space's).  A run interrupted at any point and resumed
+therefore reproduces the uninterrupted run bit for bit (same metrics, weights and rollouts;
+wall times aside).  SHAC checkpoints at every evaluation; PPO/SAC checkpoint at the first
+rollout boundary after an evaluation (inside a rollout SB3 holds unsaved buffers).
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import io
 import json
 import os
 import platform
+import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -284,7 +295,8 @@ class RunDir:
 
     # checkpoints
     def has_checkpoint(self) -> bool:
-        return (self.ckpt_dir / "shac.pt").exists() or (self.ckpt_dir / "state.json").exists()
+        # state.json: PPO/SAC checkpoints of older reachsafe versions (model.zip, replay.pkl, state.json)
+        return any((self.ckpt_dir / n).exists() for n in ("shac.pt", "sb3.pt", "state.json"))
 
     def save_torch(self, obj: Any, name: str) -> None:
         buf = io.BytesIO()
@@ -349,6 +361,17 @@ def _provenance(cfg: RunConfig, sf: SetFile, init: Optional[SetFile]) -> dict[st
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     return d
+
+
+def _rng_state() -> dict[str, Any]:
+    """The process's random states (Python, numpy's global generator, torch's CPU generator)."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(d: dict[str, Any]) -> None:
+    random.setstate(d["python"])
+    np.random.set_state(d["numpy"])
+    torch.set_rng_state(d["torch"])
 
 
 def _check_resume(stored: dict[str, Any], new: dict[str, Any], path: Path) -> None:
@@ -430,12 +453,14 @@ class _Driver:
 
     def __init__(self, cfg: RunConfig, run: RunDir, env: SafeEnv, eval_env: SafeEnv, meta: dict[str, Any],
                  start_steps: int, wall_offset: float, rows: list[dict[str, float]], progress: bool,
-                 save_checkpoint: Callable[[int, float], None], policy: Callable[[], Policy]):
+                 save_checkpoint: Callable[[int, float], None], policy: Callable[[], Policy], deferred: bool = False):
         from reachsafe.progress import progress_bar
 
         self.cfg, self.run, self.env, self.eval_env, self.meta = cfg, run, env, eval_env, meta
         self.rows = rows
         self.save_checkpoint, self.policy = save_checkpoint, policy
+        self.deferred = deferred  # checkpoint at the next flush_checkpoint() (SB3: a rollout boundary)
+        self.pending: Optional[tuple[int, float]] = None
         self.t0 = time.perf_counter() - wall_offset
         self.next_eval = (start_steps // cfg.eval_every + 1) * cfg.eval_every
         self.last_steps = start_steps
@@ -470,7 +495,9 @@ class _Driver:
                    "train_violations_X": self.env.total_violations_X, "train_fallbacks": self.env.total_fallbacks}
             self.rows.append(row)
             self.run.write_metrics(self.rows)
-            self.save_checkpoint(steps, self.wall())
+            self.pending = (steps, self.wall())
+            if not self.deferred:
+                self.flush_checkpoint()
             self.run.plot_curve(self.title)
             self.last_eval = row
             self.pbar.set_postfix(eval=f"{ev['return_mean']:.1f}", viol=ev["violations_P"], refresh=False)
@@ -479,6 +506,13 @@ class _Driver:
                                   eval=f"{self.last_eval['eval_return_mean']:.1f}" if self.last_eval else "-",
                                   refresh=False)
         return steps >= self.cfg.steps
+
+    def flush_checkpoint(self) -> None:
+        """Write the checkpoint an evaluation asked for (at once for SHAC; SB3: at a rollout boundary)."""
+        if self.pending is not None:
+            steps, wall = self.pending
+            self.pending = None
+            self.save_checkpoint(steps, wall)
 
     def close(self) -> None:
         self.pbar.close()
@@ -534,27 +568,33 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
         from .shac import SHACAgent, SHACConfig, train_shac
 
         agent = SHACAgent(env.obs_dim, env.m, SHACConfig.from_dict(hp))
+        exact = True
         if resumed:
             ck = run.load_torch("shac.pt")
             agent.load_full_state(ck["agent"])
-            env.load_counters(ck["counters"])
-            env.completed_returns = list(ck["completed_returns"])
-            torch.set_rng_state(ck["torch_rng"])
+            if "env" in ck:
+                env.load_state_dict(ck["env"])
+                _set_rng_state(ck["rng"])
+            else:  # a checkpoint of an older reachsafe: counters and torch's RNG only
+                exact = False
+                env.load_counters(ck["counters"])
+                env.completed_returns = list(ck["completed_returns"])
+                torch.set_rng_state(ck["torch_rng"])
             start_steps, wall_offset = int(ck["env_steps"]), float(ck["wall_time_s"])
 
         def save_shac(steps: int, wall: float) -> None:
-            run.save_torch({"agent": agent.full_state(), "counters": env.counters(), "env_steps": steps,
-                            "wall_time_s": wall, "completed_returns": env.completed_returns[-1000:],
-                            "torch_rng": torch.get_rng_state()}, "shac.pt")
+            run.save_torch({"agent": agent.full_state(), "env": env.state_dict(), "rng": _rng_state(),
+                            "env_steps": steps, "wall_time_s": wall}, "shac.pt")
 
         rows = [r for r in rows if r["env_steps"] <= start_steps]
         drv = _Driver(cfg, run, env, eval_env, meta, start_steps, wall_offset, rows, progress, save_shac,
                       lambda: agent.act)
         if resumed:
-            log(f"resuming {run.path} at {start_steps} env steps")
+            log(f"resuming {run.path} at {start_steps} env steps"
+                + ("" if exact else " (checkpoint of an older reachsafe without RNG states: not bit-exact)"))
         try:
             if start_steps < cfg.steps:
-                train_shac(agent, env, cfg.steps, start_steps, callback=drv.hook)
+                train_shac(agent, env, cfg.steps, start_steps, callback=drv.hook, reset=not resumed)
         finally:
             drv.close()
         policy: Policy = agent.act
@@ -564,7 +604,20 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
 
         venv = SafeVecEnv(env)
         model_path = run.ckpt_dir / "model.zip"
-        if resumed:
+        exact = True
+        if resumed and (run.ckpt_dir / "sb3.pt").exists():
+            ck = run.load_torch("sb3.pt")
+            # SB3 reseeds every RNG on load (restored below); without force_reset it keeps its last
+            # observation, which matches the restored environments
+            model = load_model(cfg.algo, io.BytesIO(ck["model"]), venv, force_reset=False)
+            if ck["replay"] is not None:
+                model.load_replay_buffer(io.BytesIO(ck["replay"]))
+            env.load_state_dict(ck["env"])
+            _set_rng_state(ck["rng"])
+            model.action_space.np_random.bit_generator.state = ck["action_space"]
+            start_steps, wall_offset = int(model.num_timesteps), float(ck["wall_time_s"])
+        elif resumed:  # a checkpoint of an older reachsafe: counters only, the environments restart
+            exact = False
             st = json.loads((run.ckpt_dir / "state.json").read_text())
             model = load_model(cfg.algo, str(model_path), venv)
             if cfg.algo == "sac" and (run.ckpt_dir / "replay.pkl").exists():
@@ -576,26 +629,29 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
             model = make_model(cfg.algo, venv, cfg.seed, hp)
 
         def save_sb3(steps: int, wall: float) -> None:
-            tmp = run.ckpt_dir / ".model.tmp.zip"
-            model.save(str(tmp))
-            os.replace(tmp, model_path)
+            buf = io.BytesIO()
+            model.save(buf)
+            atomic_write_bytes(model_path, buf.getvalue())  # for evaluate; the checkpoint proper is sb3.pt
+            replay = None
             if cfg.algo == "sac":
-                tmpr = run.ckpt_dir / ".replay.tmp.pkl"
-                model.save_replay_buffer(str(tmpr))
-                os.replace(tmpr, run.ckpt_dir / "replay.pkl")
-            atomic_write_text(run.ckpt_dir / "state.json", json.dumps(
-                {"env_steps": steps, "wall_time_s": wall, "counters": env.counters(),
-                 "completed_returns": env.completed_returns[-1000:]}))
+                rbuf = io.BytesIO()
+                model.save_replay_buffer(rbuf)
+                replay = rbuf.getvalue()
+            run.save_torch({"model": buf.getvalue(), "replay": replay, "env": env.state_dict(), "rng": _rng_state(),
+                            "action_space": model.action_space.np_random.bit_generator.state, "env_steps": steps,
+                            "wall_time_s": wall}, "sb3.pt")  # one atomic file: never half a checkpoint
 
         rows = [r for r in rows if r["env_steps"] <= start_steps]
         drv = _Driver(cfg, run, env, eval_env, meta, start_steps, wall_offset, rows, progress, save_sb3,
-                      lambda: sb3_policy(model))
+                      lambda: sb3_policy(model), deferred=True)
         if resumed:
-            log(f"resuming {run.path} at {start_steps} env steps")
+            log(f"resuming {run.path} at {start_steps} env steps"
+                + ("" if exact else " (checkpoint of an older reachsafe without RNG states: not bit-exact)"))
         try:
             if start_steps < cfg.steps:
                 model.learn(total_timesteps=cfg.steps - start_steps, reset_num_timesteps=not resumed,
-                            callback=HookCallback(lambda s: drv.hook(s)))
+                            callback=HookCallback(drv.hook, on_rollout_start=drv.flush_checkpoint))
+            drv.flush_checkpoint()
         finally:
             drv.close()
         policy = sb3_policy(model)

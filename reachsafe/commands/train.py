@@ -3,7 +3,9 @@ with a safeguard inside the environment; everything goes to one run directory.
 
 The run directory holds config.json, metrics.csv, checkpoint/, rollouts.npz (final
 evaluation, uniform noise), rollouts-adversarial.npz, summary.json and curve.png.
-Interrupted runs continue with --resume (same flags; --steps may grow).
+Interrupted runs continue with --resume (same flags; --steps may grow): checkpoints hold the
+networks, optimisers, the environments' state and every random state, so a resumed run
+reproduces the uninterrupted one bit for bit (wall times aside).
 
 Default --set: data/SYSTEM.json, else (pendulum only) data/published/pendulum.json.
 The set's certificate is checked for its binding to the proof artifact (it exists, it is the
