@@ -385,13 +385,32 @@ def test_interrupted_run_resumes(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- Ray
-def test_ray_backend_local_instance(tmp_path, capsys):
-    """A tiny grid on a local Ray instance started by the backend (ray is in the dev extra)."""
+def test_ray_backend_local_instance(tmp_path, capsys, monkeypatch):
+    """A tiny grid on a local Ray instance started by the backend (ray is in the dev extra); every
+    server of the instance listens on 127.0.0.1 only (Ray's default is the interface address)."""
+    import os
+
     import ray  # noqa: F401  (installed by pip install -e ".[dev]")
 
+    from training.ray_connect import RayConnection
+
+    from .test_ray_cluster import LOOPBACK_HEX, _listening, _tree
+
+    seen: dict = {}
+    real_start = RayConnection.start_local
+
+    def start_local(self, cpus, **kw):
+        real_start(self, cpus, **kw)
+        seen["addrs"] = _listening(_tree(os.getpid()))
+        seen["env"] = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+
+    monkeypatch.setattr(RayConnection, "start_local", start_local)
+    before = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
     p = _tiny(tmp_path, "tinyray")
     code, out, err = run_cli(capsys, "experiment", p, "--backend", "ray", "--workers", "1", "--no-progress")
     assert code == 0, err
+    assert seen["addrs"] and set(seen["addrs"]) <= LOOPBACK_HEX, seen
+    assert seen["env"] == "0" and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == before  # restored
     assert "on ray with 1 worker" in out
     res = tmp_path / "results" / "tinyray" / "runs"
     recs = {d.name: json.loads((d / "run.json").read_text()) for d in res.iterdir()}

@@ -291,7 +291,8 @@ class LocalBackend:
 
 
 class RayBackend:
-    """Runs on a Ray cluster (``address``) or a local Ray instance (``num_cpus = workers``).
+    """Runs on a Ray cluster (``address``) or a local Ray instance (``num_cpus = workers``) bound to
+    127.0.0.1; connection details (token authentication, loopback) in :mod:`training.ray_connect`.
 
     Every task asks for one CPU.  Workers must import this package (installed on every node)
     and see the set files at the same paths; run directories are written on the worker's node.
@@ -303,15 +304,20 @@ class RayBackend:
         except ImportError:
             raise UserError("--backend ray needs Ray, which is not installed; "
                             "pip install -e '.[ray]' (or use --backend local)") from None
+        from .ray_connect import RayConnection, parse_address
+
+        if address:
+            parse_address(address)  # a malformed address is bad input before anything starts
         self.ray = ray
         self.started = not ray.is_initialized()
+        self.connection = RayConnection(ray)
         if self.started:
             kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                   "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}}}
             if address:
-                ray.init(address=address, **kw)
+                self.connection.connect(address, **kw)
             else:
-                ray.init(num_cpus=workers or os.cpu_count() or 1, **kw)
+                self.connection.start_local(workers or os.cpu_count() or 1, **kw)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.slots = workers or max(1, cpus)
         self.remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
@@ -339,6 +345,7 @@ class RayBackend:
     def close(self) -> None:
         if self.started:
             self.ray.shutdown()
+            self.connection.close()
 
 
 def make_backend(name: str, workers: Optional[int], address: Optional[str]) -> Backend:

@@ -11,8 +11,10 @@ Resumable: runs whose results/NAME/runs/RUN_ID/run.json exists are skipped (also
 clone), interrupted runs continue from their last checkpoint; just repeat the command.
 
 Backends: local processes (default; --workers N, default = cores, 1 torch thread per run) or a
-Ray cluster (--backend ray [--address ADDR]; needs pip install -e '.[ray]'; without --address a
-local Ray instance with --workers CPUs is started).
+Ray cluster (--backend ray [--address HOST:PORT]; needs pip install -e '.[ray]'; without
+--address a local Ray instance with --workers CPUs is started, bound to 127.0.0.1).  With token
+authentication (Ray >= 2.5x) the driver uses the token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+~/.ray/auth_token; README "Experiments" shows how to start a cluster.
 
 Exit codes: 0 every run finished and every safeguarded run's audit certified every step,
 1 a run failed or a safeguarded run has audit violations, 2 bad input (one line).
@@ -22,7 +24,7 @@ Examples:
   reachsafe experiment experiments/paper.toml --dry-run         # what would run, what is done
   reachsafe experiment experiments/paper.toml --workers 2
   reachsafe experiment experiments/paper.toml --only 'pendulum-shac-*-s0'   # a slice of the grid
-  reachsafe experiment experiments/paper.toml --backend ray --address auto
+  reachsafe experiment experiments/paper.toml --backend ray --address 127.0.0.1:6379
   reachsafe experiment experiments/paper.toml --report          # aggregate only, train nothing
   reachsafe experiment experiments/paper.toml --reaudit         # audit finished runs again, train nothing
 """
@@ -106,7 +108,6 @@ def run(args: argparse.Namespace) -> int:
 
     outcomes = []
     if status.todo:
-        exp.results_dir.mkdir(parents=True, exist_ok=True)
         outcomes = _execute(exp, status, args)
     else:
         print("nothing to run: every selected run of the grid is finished")
@@ -142,7 +143,8 @@ def _execute(exp, status, args) -> list:
 
     todo = status.todo
     n = len(exp.runs)
-    backend = make_backend(args.backend, args.workers, args.address)
+    backend = make_backend(args.backend, args.workers, args.address)  # a bad cluster fails here: nothing written
+    exp.results_dir.mkdir(parents=True, exist_ok=True)
     print(f"running {len(todo)} run(s) on {args.backend} with {backend.slots} worker(s) "
           f"({len(status.partial)} resumed from checkpoints)")
     sys.stdout.flush()
