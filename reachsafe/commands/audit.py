@@ -8,7 +8,8 @@ for the exact reals (outward-rounded error bounds; --tol relaxes them), check 4 
 simulator's floating-point rounding.  See verification/audit/checks.py for the math.
 
 Exit codes: 0 every step certified, 1 a violation or a failed certificate/fingerprint check,
-2 bad input (missing, truncated or corrupt file, missing arrays, wrong shapes, system mismatch).
+2 bad input (missing, truncated or corrupt file, not an .npz archive, missing arrays, wrong shapes or
+dtypes, NaN, system mismatch: the rollouts contract, reachsafe.rollouts).
 
 Examples:
   reachsafe audit runs/pendulum-shac/ --set data/pendulum.json --html audit.html

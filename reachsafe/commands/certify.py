@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recheck", action="store_true",
                    help="validate the stored proof artifact (no search, no LP solver) instead of certifying")
     p.add_argument("--no-write", action="store_true", help="prove without writing the artifact or the certificate")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress (a bar on a terminal, plain lines in logs)")
 
 
 def _write_json(path, payload: dict) -> None:
