@@ -89,8 +89,9 @@ def test_a_never_certified_set_keeps_its_warning_on_stderr(tmp_path, capsys):
     code, out, err = run_cli(capsys, "info", PUBLISHED / "pendulum.json")
     assert code == 0 and "certificate   none" in out
     run = tmp_path / "run"
-    code, out, err = run_cli(capsys, "train", "pendulum", "--safeguard", "raymask", "--set", PUBLISHED / "pendulum.json",
-                             "--seed", 0, "--steps", 256, "--eval-every", 256, "--eval-episodes", 2, "--out", run,
+    code, out, err = run_cli(capsys, "train", "pendulum", "--safeguard", "raymask",
+                             "--set", PUBLISHED / "pendulum.json", "--seed", 0, "--steps", 256, "--eval-every", 256,
+                             "--eval-episodes", 2, "--out", run,
                              "--quiet")
     assert code == 0, err
     assert "is not certified" in err and "is not certified" not in out

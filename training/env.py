@@ -408,7 +408,8 @@ class SafeEnv:
         (numpy: initial states; torch: noise), the initial-state samples drawn but not yet
         used, the counters and the completed episodes' returns.
         """
-        return {"x": self.x.detach().clone(), "context": None if self.context is None else self.context.detach().clone(),
+        ctx = None if self.context is None else self.context.detach().clone()
+        return {"x": self.x.detach().clone(), "context": ctx,
                 "obs": self.obs.detach().clone(), "t": self.t.clone(), "episode_return": self.episode_return.clone(),
                 "np_rng": self.np_rng.bit_generator.state, "torch_rng": self.torch_rng.get_state(),
                 "sampler_buf": self.sampler._buf.copy(), "counters": self.counters(),
@@ -417,7 +418,8 @@ class SafeEnv:
     def load_state_dict(self, d: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (same system, set, number of environments and seed streams)."""
         if tuple(d["x"].shape) != (self.num_envs, self.n):
-            raise UserError(f"checkpoint holds {list(d['x'].shape)} states, this environment [{self.num_envs}, {self.n}]")
+            raise UserError(f"checkpoint holds {list(d['x'].shape)} states, this environment "
+                            f"[{self.num_envs}, {self.n}]")
         self.x, self.obs = d["x"].to(self.dtype).clone(), d["obs"].to(self.dtype).clone()
         self.context = None if d["context"] is None else d["context"].clone()
         self.t, self.episode_return = d["t"].clone(), d["episode_return"].clone()

@@ -600,7 +600,8 @@ def audit(rollouts: Rollouts | str | Path, setfile, *, recheck: bool = True, tol
 
     t0 = time.perf_counter()
     ro = rollouts.validate() if isinstance(rollouts, Rollouts) else Rollouts.load(rollouts)
-    sf = setfile if isinstance(setfile, SetFile) else load_set(setfile, check_fingerprint=False, check_certificate=False)
+    sf = setfile if isinstance(setfile, SetFile) else \
+        load_set(setfile, check_fingerprint=False, check_certificate=False)  # check 1 reports both
     if not (tol >= 0 and np.isfinite(tol)):
         raise UserError(f"--tol must be a finite number >= 0, got {tol}")
     if ro.system != sf.system:
