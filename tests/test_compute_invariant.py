@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -17,13 +18,30 @@ from .conftest import DATA
 
 def test_pendulum_set_is_computed_certified_and_large(tmp_path, capsys):
     out = tmp_path / "pendulum.json"
+    shutil.copy(DATA / "published" / "pendulum.json", out)  # another set at --out is replaced
     assert main(["compute-invariant", "pendulum", "--out", str(out), "--time-budget", "300"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {out}")
     sf = load_set(out)
     assert sf.certified and sf.certificate["cells"] > 0
     assert sf.volume["value"] >= 115  # published: 66.86
     assert (tmp_path / "pendulum.proof.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pendulum.json", "pendulum.proof.json"]  # no temp left
     assert main(["certify", str(out), "--recheck"]) == 0
+
+
+def test_recomputing_the_committed_set_keeps_its_files_untouched(tmp_path, capsys):
+    """README command (a) rewrote the tracked data/pendulum.json (only its time stamps changed), which
+    broke every finished experiment run; the same A, b and model now keep the existing files."""
+    for name in ("pendulum.json", "pendulum.proof.json"):
+        shutil.copy2(DATA / name, tmp_path / name)
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    assert main(["compute-invariant", "pendulum", "--out", str(tmp_path / "pendulum.json"), "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith(f"kept (same A, b and model) {tmp_path / 'pendulum.json'}")
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()} == before
+    # a set whose certificate no longer binds (artifact gone) is not kept: it is replaced by a valid one
+    (tmp_path / "pendulum.proof.json").unlink()
+    assert main(["compute-invariant", "pendulum", "--out", str(tmp_path / "pendulum.json"), "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("wrote") and load_set(tmp_path / "pendulum.json").certified
 
 
 UNCONTROLLABLE = """

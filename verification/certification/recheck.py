@@ -55,6 +55,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from reachsafe.certificate import artifact_set_hash
+
 from . import intervals as ia
 from .intervals import CertModel, Iv
 
@@ -66,12 +68,12 @@ ARTIFACT_FORMAT = "reachsafe-rci-proof/1"
 
 
 def set_hash(A: np.ndarray, b: np.ndarray) -> str:
-    """sha256 of the exact doubles of ``A`` and ``b`` (little-endian, with the shape)."""
-    h = hashlib.sha256()
-    h.update(np.asarray(A.shape, dtype="<i8").tobytes())
-    h.update(np.ascontiguousarray(A, dtype="<f8").tobytes())
-    h.update(np.ascontiguousarray(b, dtype="<f8").tobytes())
-    return "sha256:" + h.hexdigest()
+    """sha256 of the exact doubles of ``A`` and ``b`` (little-endian, with the shape).
+
+    One definition with the binding check every set-file load makes
+    (:func:`reachsafe.certificate.artifact_set_hash`).
+    """
+    return artifact_set_hash(A, b)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -423,9 +425,9 @@ def _recheck(model: CertModel, A: np.ndarray, b: np.ndarray, art: dict, progress
         return RecheckResult(False, f"coverage: {err}")
     it = range(len(cells))
     if progress:
-        from tqdm import tqdm
+        from reachsafe.progress import progress_bar
 
-        it = tqdm(it, desc="recheck", unit="cell", file=__import__("sys").stderr)
+        it = progress_bar(it, desc="recheck", unit="cell")
     min_slack = np.inf
     for ci in it:
         c = cells[ci]

@@ -26,9 +26,7 @@ action moves each coordinate in one step (:func:`.scaling.one_step_authority`).
 from __future__ import annotations
 
 import datetime
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from reachsafe import __version__
-from reachsafe.setfile import SetFile, load_set
+from reachsafe.setfile import SetFile, install_certified_set, load_set
+from reachsafe.workdir import make_workdir, remove_workdir
 from reachsafe.sets import HPolytope
 from reachsafe.systems import model_file_of
 
@@ -214,21 +213,21 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             },
         )
-        tmpdir = Path(tempfile.mkdtemp(prefix=".reachsafe-", dir=out.parent))
+        tmpdir = make_workdir(out.parent)  # stale .reachsafe-* folders of killed runs are removed here
         try:
             cand_path = tmpdir / out.name
             sf.save(cand_path)
             result = certify(cand_path, time_budget=max(1.0, deadline - time.monotonic()), progress=progress,
                              workers=workers)
             if result.status == "certified":
-                for f in tmpdir.iterdir():
-                    f.replace(out.parent / f.name)
+                # an identical certified set already at `out` stays untouched (clean working tree)
+                done = "wrote" if install_certified_set(cand_path, out) else "kept (same A, b and model)"
                 final = load_set(out)
-                return Outcome(0, f"wrote {out}: {system.name}, {P.A.shape[0]} facets, volume {vol['value']:.4g}"
+                return Outcome(0, f"{done} {out}: {system.name}, {P.A.shape[0]} facets, volume {vol['value']:.4g}"
                                   f" ({vol['method']}), certified in {result.time_s:.1f} s "
                                   f"(total {time.monotonic() - t0:.1f} s)", final, log.lines)
         finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            remove_workdir(tmpdir)
         if result.status == "undecided":
             queued = result.stats.get("queued")
             last = (f"certifier undecided after {result.cells} cells proven"
