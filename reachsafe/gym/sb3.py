@@ -17,7 +17,6 @@ lane ``i`` with ``s + i`` at the next reset, as ``DummyVecEnv`` does.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -79,11 +78,12 @@ class ShieldVecEnv(VecEnv):
             infos.append(info)
         return _stack(res.obs), res.rewards.astype(np.float32), dones, infos
 
-    def save_rollouts(self, path: str | Path) -> Path:
-        """Write the complete recorded episodes of all environments to ``path`` (``record=True``)."""
+    @property
+    def recorder(self) -> Any:
+        """The complete episodes of every environment (``record=True``): ``.save(path)``, ``.rollouts()``."""
         if self.lanes.recorder is None:
             raise ShieldError("this ShieldVecEnv does not record; create it with record=True")
-        return self.lanes.recorder.save(path)
+        return self.lanes.recorder
 
     def close(self) -> None:
         for e in self.envs:

@@ -32,12 +32,11 @@ outside P.  The sampling generator is seeded by ``reset(seed=...)``.
 With ``record=True`` every complete episode (ended by termination or truncation) is kept by a
 :class:`~reachsafe.recorder.RolloutRecorder` (states read from the environment itself, the
 executed and the policy's normalised actions, the environment's rewards; ``noise`` =
-``"environment"``), and :meth:`Shield.save_rollouts` writes them for ``reachsafe audit``.
+``"environment"``), and ``shield.recorder.save(path)`` writes them for ``reachsafe audit``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -65,7 +64,7 @@ class Shield(gym.Wrapper):
     :param start: ``"sample"`` or ``"refuse"`` (module docstring).
     :param safeguard: ``"projection"`` (default), ``"raymask"``, ``"raymask-tanh"``.
     :param outside: ``"raise"`` (default) or ``"fallback"`` when the state leaves P.
-    :param record: keep complete episodes for :meth:`save_rollouts`.
+    :param record: keep complete episodes in :attr:`recorder` (``shield.recorder.save(path)``).
     :param tighten: the safeguard's margin (default from the action dtype, :mod:`.guard`).
     """
 
@@ -79,11 +78,18 @@ class Shield(gym.Wrapper):
         sysm = self.guard.system
         self.access = EnvAccess(sysm.n, tuple(sysm.state_names), state_fn, set_state_fn, obs_fn, start)
         self.access.check_wrappers(env)
-        self.recorder = RolloutRecorder(sysm, self.guard.setfile, noise="environment", safeguard=safeguard) \
+        self._recorder = RolloutRecorder(sysm, self.guard.setfile, noise="environment", safeguard=safeguard) \
             if record else None
         self._rng = as_generator(None)
         self._x: np.ndarray | None = None
         self._open = False
+
+    @property
+    def recorder(self) -> RolloutRecorder:
+        """The episodes recorded so far (``record=True``); ``.save(path)`` writes them, ``.rollouts()`` returns them."""
+        if self._recorder is None:
+            raise ShieldError("this Shield does not record; create it with record=True")
+        return self._recorder
 
     @property
     def state(self) -> np.ndarray | None:
@@ -95,8 +101,8 @@ class Shield(gym.Wrapper):
         if seed is not None:
             self._rng = as_generator(seed)
         self._x, obs = self.access.begin(self.env, obs, self.guard, self._rng)
-        if self.recorder is not None:
-            self.recorder.start(self._x[None])
+        if self._recorder is not None:
+            self._recorder.start(self._x[None])
         self._open = True
         return obs, info
 
@@ -111,8 +117,8 @@ class Shield(gym.Wrapper):
         info = dict(info, intervened=bool(d.intervened[0]), policy_action=np.asarray(action).copy(),
                     action=d.u_env[0].copy(), outside_P=outside, verified=bool(d.verified[0]))
         done = bool(terminated or truncated)
-        if self.recorder is not None and self._open:
-            self.recorder.step(x_next[None], d.a_exec, d.a_pol, [float(reward)], done=done)
+        if self._recorder is not None and self._open:
+            self._recorder.step(x_next[None], d.a_exec, d.a_pol, [float(reward)], done=done)
         self._open = self._open and not done
         prev, self._x = self._x, x_next
         if outside and self.guard.outside == "raise":
@@ -122,9 +128,3 @@ class Shield(gym.Wrapper):
                               "environment (a wrong parameter, or state_fn reads another state). Audit the "
                               "recorded rollouts, or pass outside='fallback' to carry on")
         return obs, reward, terminated, truncated, info
-
-    def save_rollouts(self, path: str | Path) -> Path:
-        """Write the complete recorded episodes to ``path`` (``record=True``), for ``reachsafe audit``."""
-        if self.recorder is None:
-            raise ShieldError("this Shield does not record; create it with record=True")
-        return self.recorder.save(path)

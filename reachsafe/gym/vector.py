@@ -12,13 +12,12 @@ steps them in this process, but the safeguard runs once per step for all ``N`` s
 (:mod:`.lanes`).  ``autoreset_mode``: ``"next_step"`` (gymnasium's default) or
 ``"same_step"`` (the final observation and info are in ``info["final_obs"]`` and
 ``info["final_info"]``).  Keyword arguments are those of :class:`~.shield.Shield`;
-``record=True`` keeps complete episodes of every lane for :meth:`save_rollouts`.
+``record=True`` keeps complete episodes of every lane in :attr:`recorder`.
 """
 
 from __future__ import annotations
 
 from copy import deepcopy
-from pathlib import Path
 from typing import Any, Sequence
 
 import gymnasium as gym
@@ -99,11 +98,12 @@ class ShieldVectorEnv(VectorEnv):
                 out = self._add_info(out, res.infos[i], i)
         return self._batch(res.obs), res.rewards.copy(), res.terminated.copy(), res.truncated.copy(), out
 
-    def save_rollouts(self, path: str | Path) -> Path:
-        """Write the complete recorded episodes of all lanes to ``path`` (``record=True``)."""
+    @property
+    def recorder(self) -> Any:
+        """The complete episodes of every environment (``record=True``): ``.save(path)``, ``.rollouts()``."""
         if self.lanes.recorder is None:
             raise ShieldError("this ShieldVectorEnv does not record; create it with record=True")
-        return self.lanes.recorder.save(path)
+        return self.lanes.recorder
 
     def close_extras(self, **kwargs: Any) -> None:
         for e in self.envs:
