@@ -175,9 +175,8 @@ def test_installed_system_via_entry_point(tmp_path: Path, monkeypatch, capsys):
 def test_example_pipeline_end_to_end(model: Path, tmp_path: Path, monkeypatch, capsys):
     """compute-invariant -> certify --recheck -> train (SHAC, 2000 steps) -> evaluate -> audit -> plot."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "data").mkdir()
-    assert main(["compute-invariant", str(model), "--time-budget", "120"]) == 0  # -> data/drifting_cart.json
-    setfile = tmp_path / "data" / "drifting_cart.json"
+    assert main(["compute-invariant", str(model), "--time-budget", "120"]) == 0  # -> sets/drifting_cart.json
+    setfile = tmp_path / "sets" / "drifting_cart.json"
     sf = load_set(setfile)
     assert sf.certified and sf.model_file == str(model.resolve())
     assert sf.volume["value"] > 0.8 * 12.0  # X has area 4 x 3 = 12
@@ -185,7 +184,7 @@ def test_example_pipeline_end_to_end(model: Path, tmp_path: Path, monkeypatch, c
     assert main(["train", str(model), "--safeguard", "raymask", "--seed", "0", "--steps", "2000",
                  "--eval-episodes", "4", "--out", "run", "--no-progress", "--threads", "1"]) == 0  # default --set
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert cfg["system"] == "drifting_cart" and cfg["set_path"] == "data/drifting_cart.json"
+    assert cfg["system"] == "drifting_cart" and cfg["set_path"] == "sets/drifting_cart.json"
     assert main(["evaluate", "run", "--episodes", "4", "--noise", "adversarial"]) == 0
     for ro in ("run", "run/rollouts-adversarial.npz"):
         assert main(["audit", ro, "--set", str(setfile), "--json", "audit.json"]) == 0

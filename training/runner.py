@@ -100,7 +100,9 @@ def git_commit(root: Path = REPO_ROOT) -> Optional[str]:
 
 
 def default_set_path(system: str) -> tuple[Path, str]:
-    """``(path, note)``: ``data/SYSTEM.json`` if it exists, else the published pendulum set.
+    """``(path, note)``: the shipped ``data/SYSTEM.json`` if it exists, else ``sets/SYSTEM.json`` in
+    the current folder (where ``compute-invariant`` writes by default), else the published
+    pendulum set.
 
     :raises UserError: for a system without a committed set and no usable published one.
     """
@@ -108,10 +110,13 @@ def default_set_path(system: str) -> tuple[Path, str]:
     own = data / f"{system}.json"
     if own.exists():
         return own, f"default set {own} (data/{system}.json)"
+    computed = Path("sets") / f"{system}.json"
+    if computed.exists():
+        return computed, f"default set {computed} (computed by compute-invariant)"
     if system == "pendulum":
         pub = data / "published" / "pendulum.json"
         return pub, f"default set {pub} (published set; data/pendulum.json does not exist yet)"
-    raise UserError(f"{system} needs --set FILE: data/{system}.json does not exist yet and the published "
+    raise UserError(f"{system} needs --set FILE: neither data/{system}.json nor sets/{system}.json exists and the published "
                     f"{system} set is not invariant (use it only as --init-set); compute one with "
                     f"'reachsafe compute-invariant {system}'")
 

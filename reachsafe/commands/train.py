@@ -7,7 +7,8 @@ Interrupted runs continue with --resume (same flags; --steps may grow): checkpoi
 networks, optimisers, the environments' state and every random state, so a resumed run
 reproduces the uninterrupted one bit for bit (wall times aside).
 
-Default --set: data/SYSTEM.json, else (pendulum only) data/published/pendulum.json.
+Default --set: the shipped data/SYSTEM.json, else sets/SYSTEM.json (what compute-invariant writes by
+default), else (pendulum only) data/published/pendulum.json.
 The set's certificate is checked for its binding to the proof artifact (it exists, it is the
 recorded one, it is for this A, b and model): a set whose certificate does not match is refused
 (exit 2) unless --allow-unverified-set; a set that was never certified is used with a warning
@@ -34,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="safeguard applied to every action inside the environment (default none)")
     p.add_argument("--passthrough", action="store_true", help="SHAC: straight-through (identity) gradient of the safeguard")
     p.add_argument("--regularize", type=float, default=0.0, metavar="C", help="SHAC: add C * |a_s - a|^2 to the actor loss")
-    p.add_argument("--set", dest="set_path", metavar="FILE", help="invariant set in use (default data/SYSTEM.json)")
+    p.add_argument("--set", dest="set_path", metavar="FILE", help="invariant set in use (default data/SYSTEM.json, else sets/SYSTEM.json)")
     p.add_argument("--init-set", dest="init_set_path", metavar="FILE",
                    help="draw initial states uniformly in this set intersected with --set (e.g. a published set)")
     p.add_argument("--init-sampling", default="uniform", choices=["uniform", "zonotope"],
