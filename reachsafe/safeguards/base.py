@@ -42,10 +42,12 @@ from ..intervention import INTERVENTION_TOL
 from ..setfile import SetFile, load_set
 from ..systems import CompiledSystem, get_system
 from .actionset import Tolerances, box_rows, rowdot, tolerances
-from .facets import select_facets
+from .facets import relevant_facets
 from .safetynet import centre_of, minmax_action, relevant_rows, verify
 
-__all__ = ["Safeguard", "SafeguardInfo", "InvariantSetLike"]
+__all__ = ["Safeguard", "SafeguardInfo", "InvariantSetLike", "MAX_ACTIONS"]
+
+MAX_ACTIONS = 8  # largest m the safeguards accept (tested at m = 1, 2, 3, 4, 6)
 
 InvariantSetLike = Union[SetFile, str, os.PathLike, tuple]
 
@@ -179,8 +181,9 @@ class Safeguard(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.system = _resolve_system(system)
-        if self.system.m > 2:
-            raise UserError(f"safeguards have closed forms for m <= 2 actions; {self.system.name} has m={self.system.m}")
+        if self.system.m > MAX_ACTIONS:
+            raise UserError(f"safeguards are exact for m <= {MAX_ACTIONS} actions (batched active sets and centres "
+                            f"cost O(m^3) per state); {self.system.name} has m={self.system.m}")
         if outside not in ("raise", "fallback"):
             raise UserError(f"outside must be 'raise' or 'fallback', got {outside!r}")
         if empty not in ("raise", "fallback"):
@@ -284,36 +287,31 @@ class Safeguard(torch.nn.Module):
         return max(1, self.chunk_entries // per_state)
 
     def _facet_rows(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``G = A B(x)`` [B, k, m] and ``h = b - A c(x) - h_W(x)`` [B, k] for all k facets."""
+        """``G = A B(x)`` [B, k, m] and ``h = b - A c(x) - h_W(x)`` [B, k] for all k facets.
+
+        ``A B(x)`` is one matrix product ``[B m, n] @ [n, k]`` (a batched einsum is several
+        times slower on a CPU); the result is a ``[B, k, m]`` view of a ``[B, m, k]`` tensor.
+        """
         A, b, w_c, w_r = (self._cast(t, x) for t in (self.A, self.b, self.w_c, self.w_r))
         c, Bx, E = self.system.affine(x)
-        G = torch.einsum("kn,bnm->bkm", A, Bx)
+        B, n, m = Bx.shape
+        G = (Bx.transpose(1, 2).reshape(B * m, n) @ A.T).view(B, m, -1).transpose(1, 2)
         h = b - c @ A.T
         if self._const_noise:
             return G, h - self._cast(self.h_w, x)
-        AE = torch.einsum("kn,bnp->bkp", A, E)
+        p = E.shape[-1]
+        AE = (E.transpose(1, 2).reshape(B * p, n) @ A.T).view(B, p, -1).transpose(1, 2)
         return G, h - rowdot(AE.abs(), w_r) - rowdot(AE, w_c)
 
-    def _rows(self, AB: Tensor, rhs: Tensor, idx: Tensor | None, tighten: float,
-              dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """Tightened ``G, h`` of the kept facets ``idx`` plus the box rows, in ``dtype``.
-
-        ``AB, rhs`` are the float64 rows of all facets (:meth:`_facet_rows`); they keep their
-        graph, so ``G, h`` are differentiable in the states.
-        """
-        if idx is not None:
-            AB = torch.gather(AB, 1, idx.unsqueeze(-1).expand(*idx.shape, AB.shape[-1]))
-            rhs = torch.gather(rhs, 1, idx)
-        G, h = AB.to(dtype), rhs.to(dtype)
-        bG, bh = box_rows(self.a_lo.to(dtype), self.a_hi.to(dtype), G.shape[0], tighten)
-        return torch.cat([G, bG], 1), torch.cat([h - tighten, bh], 1)
-
     def _prepare(self, states: Tensor, dtype: torch.dtype) -> dict[str, Any]:
-        """Steps 1-2 of the module docstring for one chunk: float64 rows, facet selection, ``G, h``.
+        """Steps 1-2 of the module docstring for one chunk: float64 rows, relevant facets, ``G, h``.
 
         The rows ``A B(x)``, ``b - A c(x) - h_W(x)`` are evaluated once, in float64 and with
-        their graph: detached they feed the facet selection and the safety net, cast to
-        ``dtype`` they are the differentiable ``G, h`` of the map.
+        their graph: detached they feed the facet selection and the safety net; gathered for
+        the relevant facets (those that cut U, :func:`~reachsafe.safeguards.facets.relevant_facets`)
+        and tightened they are the differentiable ``G [B, K + 2m, m]``, ``h [B, K + 2m]`` of the
+        map (the K facet rows first, then the box rows ``[I; -I]``).  The tightening is the
+        one of the output ``dtype``; the map itself runs in float64.
         """
         tol = self.tolerances(dtype)
         tol64 = dataclasses.replace(tolerances(torch.float64), tighten=tol.tighten)
@@ -330,37 +328,44 @@ class Safeguard(torch.nn.Module):
                                 "safeguard is only defined on the set: reset such states, or pass outside='fallback'")
         AB, rhs = self._facet_rows(x64)
         AB64, rhs64 = AB.detach(), rhs.detach()
-        idx = None
-        if self.system.m == 2:
-            bG, bh = box_rows(lo64, hi64, B, tol.tighten)
-            idx = select_facets(AB64, rhs64 - tol.tighten, bG, bh, tol64, direct=self.direct_facets)
-        G, h = self._rows(AB, rhs, idx, tol.tighten, dtype)
+        idx = relevant_facets(AB64, rhs64 - tol.tighten, lo64, hi64)
+        G, h = self._rows(AB, rhs, idx, tol.tighten, torch.float64)
         return dict(G=G, h=h, tol=tol, tol64=tol64, AB64=AB64, rhs64=rhs64, idx=idx, outside=outside,
                     n_outside=n_outside)
 
+    def _rows(self, AB: Tensor, rhs: Tensor, idx: Tensor, tighten: float,
+              dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """Tightened ``G, h`` of the facets ``idx [B, K]`` plus the box rows, in ``dtype``.
+
+        ``AB, rhs`` are the float64 rows of all facets (:meth:`_facet_rows`); they keep their
+        graph, so ``G, h`` are differentiable in the states.
+        """
+        AB = torch.gather(AB, 1, idx.unsqueeze(-1).expand(*idx.shape, AB.shape[-1]))
+        rhs = torch.gather(rhs, 1, idx)
+        G, h = AB.to(dtype), rhs.to(dtype)
+        bG, bh = box_rows(self.a_lo.to(dtype), self.a_hi.to(dtype), G.shape[0], tighten)
+        return torch.cat([G, bG], 1), torch.cat([h - tighten, bh], 1)
+
     def _forward_chunk(self, states: Tensor, actions: Tensor) -> tuple[Tensor, SafeguardInfo]:
         d = self._prepare(states, actions.dtype)
-        out = self._map(actions, d["G"], d["h"], d["tol"])
+        out = self._map(actions.to(torch.float64), d["G"], d["h"], d["tol"]).to(actions.dtype)
         out, counts, unsafe = self._safety_net(out, d["AB64"], d["rhs64"], d["idx"], d["tol64"], d["outside"])
         dist = (out.detach() - actions.detach()).norm(dim=-1)
         return out, SafeguardInfo(intervened=dist > INTERVENTION_TOL, distance=dist, n_outside=d["n_outside"], unsafe=unsafe,
                                   **counts)
 
     @torch.no_grad()
-    def _fallback(self, AB64: Tensor, rhs64: Tensor, idx: Tensor | None, tol64: Tolerances,
+    def _fallback(self, AB64: Tensor, rhs64: Tensor, idx: Tensor, tol64: Tolerances,
                   dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """Float64 centre of ``S(x)`` (rounded to ``dtype``) for the given states, and their empty flags."""
         B = AB64.shape[0]
-        if idx is None:
-            Gk, hk = AB64, rhs64
-        else:
-            Gk = torch.gather(AB64, 1, idx.unsqueeze(-1).expand(*idx.shape, AB64.shape[-1]))
-            hk = torch.gather(rhs64, 1, idx)
+        Gk = torch.gather(AB64, 1, idx.unsqueeze(-1).expand(*idx.shape, AB64.shape[-1]))
+        hk = torch.gather(rhs64, 1, idx)
         bG, bh = box_rows(self._cast(self.a_lo, AB64), self._cast(self.a_hi, AB64), B, tol64.tighten)
         c, empty = centre_of(torch.cat([Gk, bG], 1), torch.cat([hk - tol64.tighten, bh], 1), tol64)
         return c.to(dtype).to(torch.float64), empty
 
-    def _safety_net(self, out: Tensor, AB64: Tensor, rhs64: Tensor, idx: Tensor | None,
+    def _safety_net(self, out: Tensor, AB64: Tensor, rhs64: Tensor, idx: Tensor,
                     tol64: Tolerances, outside: Tensor) -> tuple[Tensor, dict[str, int], Tensor]:
         lo64, hi64 = self._cast(self.a_lo, AB64), self._cast(self.a_hi, AB64)
         ok = verify(AB64, rhs64, out.detach().to(torch.float64), lo64, hi64, self.margin)
@@ -371,7 +376,7 @@ class Safeguard(torch.nn.Module):
         with torch.no_grad():
             f = (~ok).nonzero().squeeze(-1)
             ABf, rhsf = AB64[f], rhs64[f]
-            cand, empty = self._fallback(ABf, rhsf, None if idx is None else idx[f], tol64, out.dtype)
+            cand, empty = self._fallback(ABf, rhsf, idx[f], tol64, out.dtype)
             if bool(empty.any()):
                 if self.empty == "raise" and bool((empty & ~outside[f]).any()):
                     raise UserError(f"S(x) is empty for {int((empty & ~outside[f]).sum())} states inside the set "

@@ -1,49 +1,118 @@
-"""Exact Euclidean projection onto the safe action set (closed form, m <= 2).
+"""Exact Euclidean projection onto the safe action set, any m, with a closed-form backward pass.
 
-    a_s = argmin_{a' in S(x)} |a' - a|^2,        S(x) = {a' : G a' <= h}
+    a_s = argmin_{z in S(x)} |z - a|^2,        S(x) = {z : G z <= h}
 
-m = 1: ``S(x) = [lo, hi]`` and ``a_s = min(max(a, lo), hi)``.
+(``G, h``: the relevant facet rows followed by the box rows ``[I; -I]``, see
+:mod:`reachsafe.safeguards.base`).
 
-m = 2: if ``a`` is in ``S`` then ``a_s = a``; otherwise ``a_s`` lies on the boundary, the
-union of the segments ``{p_i + s t_i : s in [s_lo_i, s_hi_i]}`` (one per row, see
-:mod:`reachsafe.safeguards.actionset`).  The nearest point of segment i is
-``p_i + clamp(t_i . a, s_lo_i, s_hi_i) t_i`` (the projection onto the line
-``a - (n_i . a - e_i) n_i`` or one of its end points, the vertices); ``a_s`` is the nearest
-over all non-empty segments.  O(M^2) per state for M rows; sets with many facets are first
-reduced exactly to the facets of ``S(x)`` (:mod:`reachsafe.safeguards.facets`).
+Forward (float64, no graph): ``a`` is clamped to the box; where the clamped point already
+satisfies every facet row it *is* the projection (the projection onto U lies in ``S(x)``).
+Elsewhere the dual active-set method (:mod:`reachsafe.safeguards.activeset`) starts from
+the clamped point with the clipped box rows active and returns the exact projection, its
+active rows ``N`` (at most m, linearly independent) and multipliers ``lambda >= 0``,
+checked by the KKT conditions.  A state whose result fails that check gets NaN, which the
+float64 safety net can never accept: it is replaced by a verified fallback and counted
+(``info.n_fallback``), never returned unproven.
 
-Jacobian (from autograd on the selected formula): ``I`` inside ``S``, ``I - n_i n_i^T`` on an
-edge, ``0`` at a vertex (with respect to ``a``); the exact derivative of the same formula
-with respect to the state through ``G(x), h(x)``.
+Backward (closed form, :class:`ProjectionFunction`): at the solution ``z = a - N^T lambda``,
+``N z = h_N``.  Differentiating both (``K = N N^T``, ``P = I - N^T K^{-1} N``)::
+
+    dz = P (da - dN^T lambda) + N^T K^{-1} (dh_N - dN z)
+
+so for an upstream gradient ``v`` (``u = K^{-1} N v``)::
+
+    dL/da = P v,      dL/dh_i = u_i,      dL/dg_i = -lambda_i P v - u_i z      (i active; 0 otherwise)
+
+i.e. ``I`` inside ``S``, the projector onto the active facets' tangent space on the boundary,
+and the exact derivative with respect to the state through ``G(x), h(x)`` (the box rows are
+constants).  A facet that is active with ``lambda_i = 0`` (a measure-zero set of actions) gets
+the one-sided derivative of the active set found.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from .actionset import Tolerances, feasible, interval, segments
+from .actionset import Tolerances, rowdot
+from .activeset import OPTIMAL, _gather_rows, gram_solve, project_active_set
 from .base import Safeguard
 
-__all__ = ["ProjectionSafeguard", "project"]
+__all__ = ["ProjectionSafeguard", "ProjectionFunction", "project", "project_with_active_set"]
 
 
-def project(actions: Tensor, G: Tensor, h: Tensor, tol: Tolerances) -> Tensor:
-    """Euclidean projection of ``actions [B, m]`` onto ``{a : G a <= h}`` (``G [B, M, m]``, ``h [B, M]``, m <= 2).
+@torch.no_grad()
+def project_with_active_set(a: Tensor, G: Tensor, h: Tensor, m_box: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(z, idx, lam, ok)`` of the projection of ``a [B, m]`` onto ``{z : G z <= h}``.
 
-    An empty set gives an arbitrary point (the safety net replaces it).
+    The last 2m rows must be the box ``[I; -I]`` (``m_box``).  ``idx [B, m]`` active rows
+    (-1: empty slot), ``lam [B, m]`` their multipliers, ``ok [B]`` solved and KKT-checked
+    (False also for an empty set).
     """
-    if actions.shape[-1] == 1:
-        lo, hi, _ = interval(G, h, tol)
-        return torch.minimum(torch.maximum(actions[:, 0], lo), hi).unsqueeze(-1)
-    seg = segments(G, h, tol)
-    sa = (seg.t * actions.unsqueeze(-2)).sum(-1)
-    s = torch.minimum(torch.maximum(sa, seg.s_lo), seg.s_hi)
-    cand = seg.p + s.unsqueeze(-1) * seg.t  # [B, M, 2]
-    dist = ((cand - actions.unsqueeze(-2)) ** 2).sum(-1)
-    best = torch.where(seg.valid, dist, torch.full_like(dist, float("inf"))).argmin(-1)
-    proj = cand.gather(1, best.view(-1, 1, 1).expand(-1, 1, 2)).squeeze(1)
-    return torch.where(feasible(G, h, actions).unsqueeze(-1), actions, proj)
+    B, M, m = G.shape
+    K = M - 2 * m
+    hi, lo = h[:, K:K + m], -h[:, K + m:]
+    z = torch.minimum(torch.maximum(a, lo), hi)
+    slot = torch.arange(m, device=a.device).expand(B, m)
+    idx = torch.where(a > hi, K + slot, torch.where(a < lo, K + m + slot, torch.full_like(slot, -1)))
+    lam = (a - z).abs()
+    ok = torch.ones(B, dtype=torch.bool, device=a.device)
+    if K == 0:
+        return z, idx, lam, ok & (lo <= hi).all(-1)
+    bad = ((rowdot(G[:, :K], z) - h[:, :K]) > 0).any(-1) | (lo > hi).any(-1)
+    if bool(bad.any()):
+        f = bad.nonzero().squeeze(-1)
+        res = project_active_set(G[f], h[f], a[f], start=(z[f], idx[f], lam[f]))
+        z[f], idx[f], lam[f] = res.z, res.idx, res.lam
+        ok[f] = res.status == OPTIMAL
+    return z, idx, lam, ok
+
+
+class ProjectionFunction(torch.autograd.Function):
+    """``z = proj_{G z <= h}(a)`` with the closed-form backward of the module docstring.
+
+    Inputs ``a [B, m]``, ``G [B, M, m]``, ``h [B, M]`` (float64; the last 2m rows are the
+    box); output ``[B, m]`` (NaN where unsolved).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, G: Tensor, h: Tensor) -> Tensor:
+        z, idx, lam, ok = project_with_active_set(a.detach(), G.detach(), h.detach())
+        N = _gather_rows(G.detach(), idx)
+        ctx.save_for_backward(N, idx, lam, z, ok)
+        ctx.M = G.shape[1]
+        return torch.where(ok.unsqueeze(-1), z, torch.full_like(z, float("nan")))
+
+    @staticmethod
+    def backward(ctx: Any, v: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        N, idx, lam, z, ok = ctx.saved_tensors
+        v = torch.where(ok.unsqueeze(-1), v, torch.zeros_like(v))
+        valid = idx >= 0
+        u = gram_solve(N, valid, (N @ v.unsqueeze(-1)).squeeze(-1))
+        Pv = v - (N * u.unsqueeze(-1)).sum(-2)
+        gG = gh = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            B, m = v.shape
+            tgt = idx.clamp_min(0)
+            w = valid.to(v.dtype)
+            gh = torch.zeros(B, ctx.M, dtype=v.dtype, device=v.device).scatter_add_(1, tgt, u * w)
+            dg = -(lam * w).unsqueeze(-1) * Pv.unsqueeze(-2) - (u * w).unsqueeze(-1) * z.unsqueeze(-2)
+            gG = torch.zeros(B, ctx.M, m, dtype=v.dtype, device=v.device).scatter_add_(
+                1, tgt.unsqueeze(-1).expand(B, m, m), dg)
+        return Pv, gG, gh
+
+
+def project(actions: Tensor, G: Tensor, h: Tensor, tol: Tolerances | None = None) -> Tensor:
+    """Euclidean projection of ``actions [B, m]`` onto ``{a : G a <= h}`` (``G [B, M, m]``, ``h [B, M]``).
+
+    The last 2m rows must be the box rows ``[I; -I]``.  Computed in float64, returned in the
+    dtype of ``actions``; differentiable in all three (closed-form backward).  NaN where the
+    set is empty or the result could not be verified (module docstring).
+    """
+    f64 = torch.float64
+    return ProjectionFunction.apply(actions.to(f64), G.to(f64), h.to(f64)).to(actions.dtype)
 
 
 class ProjectionSafeguard(Safeguard):

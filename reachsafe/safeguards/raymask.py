@@ -13,9 +13,12 @@ and with ``r = min(t, t_U)`` (actions outside U are first pulled back to U along
 
 Both map ``[0, t_U]`` monotonically onto ``[0, t_S]``, so ``a_s`` is in ``S(x)``.
 
-Centre: m = 1 the midpoint of ``S = [lo, hi]``; m = 2 the average of the vertices of the
-polygon ``S(x)`` (a convex combination of all vertices, strictly inside when ``S`` has an
-interior; continuous in ``x`` except where the polygon's vertex set changes).
+Centre (strictly inside ``S(x)`` when it has an interior, continuous in ``x``):
+m = 1 the midpoint of ``S = [lo, hi]``; m = 2 the area centroid of the polygon ``S(x)``
+(closed form, :mod:`reachsafe.safeguards.actionset`); m >= 3 the weighted analytic centre
+(:mod:`reachsafe.safeguards.centre`, Newton's method with an exact implicit derivative).
+A state whose analytic centre cannot be found (``S(x)`` without interior) gets NaN, which
+the float64 safety net replaces by a verified action and counts.
 
 Special cases, handled explicitly so that values and gradients stay finite:
 
@@ -33,6 +36,7 @@ from torch import Tensor
 from .actionset import (Tolerances, box_rows, ccw_vertex_rows, centroid_from_rows, interval, interval_centre,
                         polygon_centre, ray_exit, segments)
 from .base import Safeguard
+from .centre import analytic_centre, differentiable_centre, row_weights
 
 __all__ = ["RayMaskSafeguard", "TanhRayMaskSafeguard", "ray_mask", "safe_centre"]
 
@@ -44,15 +48,36 @@ def safe_centre(G: Tensor, h: Tensor, tol: Tolerances) -> Tensor:
     every polygon of the batch is regular the centroid is evaluated from its vertex rows
     alone (:func:`~reachsafe.safeguards.actionset.centroid_from_rows`, a fraction of the
     autograd nodes), otherwise by the general formula on all segments.
+
+    m >= 3: the weighted analytic centre (:mod:`reachsafe.safeguards.centre`); the last 2m
+    rows must be the box ``[I; -I]`` (weight 1), the others get the cut-depth weights.
+    NaN where it does not exist (no interior).
     """
     if G.shape[-1] == 1:
         lo, hi, _ = interval(G, h, tol)
         return interval_centre(lo, hi)
+    if G.shape[-1] >= 3:
+        return _analytic(G, h)
     with torch.no_grad():
         idx_a, idx_b, regular = ccw_vertex_rows(segments(G.detach().double(), h.detach().double(), tol))
     if bool(regular.all()):
         return centroid_from_rows(G, h, idx_a, idx_b, tol.geom)
     return polygon_centre(segments(G, h, tol), tol.geom)
+
+
+def _analytic(G: Tensor, h: Tensor) -> Tensor:
+    """Weighted analytic centre with its implicit derivative (rows: facets, then the box)."""
+    B, M, m = G.shape
+    K = M - 2 * m
+    hb = h[:, K:].detach()
+    lo, hi = -hb[:, m:], hb[:, :m]
+    w_facets = row_weights(G[:, :K], h[:, :K], lo, hi) if K else G.new_zeros(B, 0)
+    w = torch.cat([w_facets, torch.ones(B, 2 * m, dtype=G.dtype, device=G.device)], 1)
+    with torch.no_grad():
+        c_star, ok = analytic_centre(G.detach(), h.detach(), w.detach(), 0.5 * (lo + hi))
+        c_star = torch.where(ok.unsqueeze(-1), c_star, 0.5 * (lo + hi))
+    c = differentiable_centre(c_star, G, h, w)
+    return torch.where(ok.unsqueeze(-1), c, torch.full_like(c, float("nan")))
 
 
 def _profile(r: Tensor, t_S: Tensor, t_U: Tensor, mapping: str, tiny: float) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,297 @@
+"""Safeguards for any number of actions (m = 1, 2, 3, 4, 6), checked independently of their code.
+
+Two levels:
+
+* the maps on random polytopes ``S = {z : G z <= h}`` (random facets plus the box
+  ``[-1, 1]^m``), not only on committed sets: the projection against a reference QP
+  (cvxpy with tight tolerances, then polished on the active rows it identifies, checked by
+  its own KKT conditions in numpy), membership checked row by row in numpy, the interior
+  (Chebyshev radius) by an LP written here (scipy linprog), gradients by finite differences
+  (``torch.autograd.gradcheck``, float64);
+* whole safeguards of a small m-action system built in the test (a cart driven by m
+  thrusters of different gains, with a noise input), whose executed actions must keep
+  every noisy successor inside P.
+
+Actions include corners of U, huge values (1e6) and actions already in ``S``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+from reachsafe import UserError
+from reachsafe.safeguards import make_safeguard
+from reachsafe.safeguards.actionset import tolerances
+from reachsafe.safeguards.projection import project
+from reachsafe.safeguards.raymask import ray_mask, safe_centre
+
+MS = [1, 2, 3, 4, 6]
+HYP = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def chebyshev(G: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre and radius of the largest ball in ``{z : G z <= h}`` (LP), radius -1 if empty."""
+    m = G.shape[1]
+    nrm = np.linalg.norm(G, axis=1)
+    res = linprog(np.r_[np.zeros(m), -1.0], A_ub=np.c_[G, nrm], b_ub=h, bounds=[(None, None)] * m + [(None, None)],
+                  method="highs")
+    return (res.x[:m], -res.fun) if res.status == 0 else (np.zeros(m), -1.0)
+
+
+def random_polytope(rng: np.random.Generator, m: int, B: int, K: int, r_min: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+    """``G [B, K + 2m, m]``, ``h [B, K + 2m]``: K random facets through the box, each set with an interior."""
+    Gs, hs = [], []
+    box_G = np.vstack([np.eye(m), -np.eye(m)])
+    while len(Gs) < B:
+        G = rng.normal(size=(K, m)) * rng.choice([0.3, 1.0, 5.0], size=(K, 1))
+        p = rng.uniform(-0.6, 0.6, m)
+        h = G @ p + rng.uniform(0.0, 1.0, K) * np.linalg.norm(G, axis=1)
+        Gf, hf = np.vstack([G, box_G]), np.r_[h, np.ones(2 * m)]
+        if chebyshev(Gf, hf)[1] >= r_min:
+            Gs.append(Gf)
+            hs.append(hf)
+    return np.stack(Gs), np.stack(hs)
+
+
+def actions_for(rng: np.random.Generator, G: np.ndarray, h: np.ndarray, kind: str) -> np.ndarray:
+    B, _, m = G.shape
+    if kind == "uniform":
+        return rng.uniform(-1.5, 1.5, (B, m))
+    if kind == "corner":
+        return rng.choice([-1.0, 1.0], size=(B, m)) * rng.choice([1.0, 1.3], size=(B, 1))
+    if kind == "huge":
+        return rng.choice([-1e6, 1e6], size=(B, m)) * rng.uniform(0.5, 1.0, (B, m))
+    # "safe": points of S (convex combination of the Chebyshev centre and a random direction, clipped)
+    out = np.empty((B, m))
+    for b in range(B):
+        c, r = chebyshev(G[b], h[b])
+        d = rng.normal(size=m)
+        out[b] = c + 0.9 * r * d / np.linalg.norm(d)
+    return out
+
+
+def reference_projection(G: np.ndarray, h: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Projection by cvxpy (tight tolerances), polished: exact KKT solve on its active rows, verified."""
+    import cvxpy as cp
+
+    z = cp.Variable(a.shape[0])
+    scale = max(1.0, float(np.abs(a).max()))  # |z - a|^2 up to a constant, scaled for huge a
+    cp.Problem(cp.Minimize((cp.sum_squares(z) - 2 * a @ z) / scale), [G @ z <= h]).solve(
+        solver=cp.CLARABEL, tol_gap_abs=1e-13, tol_gap_rel=1e-13, tol_feas=1e-13)
+    zc = z.value
+    if (G @ a - h <= 0).all():
+        return a
+    for thr in (1e-9, 1e-8, 1e-7, 1e-6, 1e-5):  # active rows of the solver's answer, then the exact KKT solve
+        act = np.where(h - G @ zc < thr)[0]
+        if act.size == 0:
+            continue
+        N = G[act]
+        lam, *_ = np.linalg.lstsq(N @ N.T, N @ a - h[act], rcond=None)
+        zp = a - N.T @ lam
+        if (lam >= -1e-12 * scale).all() and (G @ zp - h <= 1e-12 * scale).all():
+            return zp
+    raise AssertionError("reference QP could not be polished")
+
+
+def in_set(G: np.ndarray, h: np.ndarray, z: np.ndarray, tol: float = 0.0) -> np.ndarray:
+    return (np.einsum("bkm,bm->bk", G, z) - h <= tol).all(-1)
+
+
+# ------------------------------------------------------------------ the maps
+@pytest.mark.parametrize("m", MS)
+@given(seed=st.integers(0, 2**31 - 1), kind=st.sampled_from(["uniform", "corner", "huge", "safe"]))
+@HYP
+def test_projection_is_the_exact_projection(m, seed, kind):
+    rng = np.random.default_rng(seed)
+    G, h = random_polytope(rng, m, 6, K=int(rng.integers(1, 3 * m + 2)))
+    a = actions_for(rng, G, h, kind)
+    z = project(torch.tensor(a), torch.tensor(G), torch.tensor(h), tolerances(torch.float64)).numpy()
+    assert np.isfinite(z).all()
+    assert in_set(G, h, z, 1e-12 * (1 + np.abs(a).max())).all()  # float64 rounding grows with |a|
+    for b in range(G.shape[0]):
+        ref = reference_projection(G[b], h[b], a[b])
+        # 1e-9 absolute; for |a| ~ 1e6 float64 itself carries ~1e-16 |a| cond(N N^T) in both answers
+        assert np.abs(z[b] - ref).max() <= max(1e-9, 1e-13 * np.abs(a[b]).max()), (b, z[b], ref)
+    if kind == "safe":
+        np.testing.assert_array_equal(z, a)
+
+
+@pytest.mark.parametrize("m", MS)
+@pytest.mark.parametrize("mapping", ["linear", "tanh"])
+@given(seed=st.integers(0, 2**31 - 1), kind=st.sampled_from(["uniform", "corner", "huge", "safe"]))
+@HYP
+def test_ray_mask_lands_in_the_set(m, mapping, seed, kind):
+    rng = np.random.default_rng(seed)
+    G, h = random_polytope(rng, m, 6, K=int(rng.integers(1, 3 * m + 2)))
+    a = actions_for(rng, G, h, kind)
+    Gt, ht, tol = torch.tensor(G), torch.tensor(h), tolerances(torch.float64)
+    lo, hi = -torch.ones(m, dtype=torch.float64), torch.ones(m, dtype=torch.float64)
+    c = safe_centre(Gt, ht, tol).numpy()
+    assert in_set(G, h, c, -1e-9).all(), "centre not strictly inside"
+    z = ray_mask(torch.tensor(a), Gt, ht, lo, hi, tol, mapping).numpy()
+    assert np.isfinite(z).all() and in_set(G, h, z, 1e-12).all()
+    # the ray mask keeps the direction from the centre
+    d_in, d_out = a - c, z - c
+    cos = (d_in * d_out).sum(-1) / (np.linalg.norm(d_in, axis=-1) * np.linalg.norm(d_out, axis=-1) + 1e-300)
+    assert ((cos > 1 - 1e-9) | (np.linalg.norm(d_out, axis=-1) < 1e-9)).all()
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 6])
+def test_analytic_centre_matches_an_independent_newton(m):
+    """m >= 3: the centre is the weighted analytic centre; checked by its optimality condition."""
+    if m < 3:
+        pytest.skip("closed-form centres for m <= 2 are tested in test_safeguards.py")
+    from reachsafe.safeguards.centre import row_weights
+
+    rng = np.random.default_rng(m)
+    G, h = random_polytope(rng, m, 20, K=2 * m)
+    Gt, ht = torch.tensor(G), torch.tensor(h)
+    c = safe_centre(Gt, ht, tolerances(torch.float64)).numpy()
+    K = G.shape[1] - 2 * m
+    lo, hi = -torch.ones(m, dtype=torch.float64), torch.ones(m, dtype=torch.float64)
+    w = np.c_[row_weights(Gt[:, :K], ht[:, :K], lo, hi).numpy(), np.ones((20, 2 * m))]
+    s = h - np.einsum("bkm,bm->bk", G, c)
+    assert (s[w > 0] > 0).all()
+    grad = np.einsum("bk,bkm->bm", np.where(w > 0, w / np.where(w > 0, s, 1.0), 0.0), G)  # = 0 at the centre
+    scale = np.einsum("bk,bkm->bm", np.where(w > 0, w / np.where(w > 0, s, 1.0), 0.0), np.abs(G))
+    assert (np.abs(grad) <= 1e-8 * (1 + scale)).all()
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 6])
+def test_projection_gradients_match_finite_differences(m):
+    rng = np.random.default_rng(100 + m)
+    G, h = random_polytope(rng, m, 3, K=m + 2, r_min=0.1)
+    a = rng.uniform(-1.6, 1.6, (3, m))
+    K = G.shape[1] - 2 * m
+    box_G, box_h = torch.tensor(G[:, K:]), torch.tensor(h[:, K:])
+
+    def f(a_, Gk, hk):
+        return project(a_, torch.cat([Gk, box_G], 1), torch.cat([hk, box_h], 1))
+
+    args = (torch.tensor(a, requires_grad=True), torch.tensor(G[:, :K], requires_grad=True),
+            torch.tensor(h[:, :K], requires_grad=True))
+    assert torch.autograd.gradcheck(f, args, eps=1e-7, atol=1e-6)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 6])
+@pytest.mark.parametrize("mapping", ["linear", "tanh"])
+def test_ray_mask_gradients_match_finite_differences(m, mapping):
+    rng = np.random.default_rng(200 + m)
+    G, h = random_polytope(rng, m, 3, K=m + 1, r_min=0.1)
+    a = rng.uniform(-1.6, 1.6, (3, m))
+    K = G.shape[1] - 2 * m
+    box_G, box_h = torch.tensor(G[:, K:]), torch.tensor(h[:, K:])
+    lo, hi = -torch.ones(m, dtype=torch.float64), torch.ones(m, dtype=torch.float64)
+    tol = tolerances(torch.float64)
+
+    def f(a_, Gk, hk):
+        return ray_mask(a_, torch.cat([Gk, box_G], 1), torch.cat([hk, box_h], 1), lo, hi, tol, mapping)
+
+    args = (torch.tensor(a, requires_grad=True), torch.tensor(G[:, :K], requires_grad=True),
+            torch.tensor(h[:, :K], requires_grad=True))
+    assert torch.autograd.gradcheck(f, args, eps=1e-7, atol=1e-5)
+
+
+# ------------------------------------------------------- whole safeguards, m actions
+@functools.lru_cache(maxsize=None)
+def thruster_cart(m: int):
+    """A cart on a rail driven by m thrusters with gains 1, -0.5, 0.8, ... and a noisy push (built here)."""
+    from reachsafe.systems.compiled import CompiledSystem
+    from reachsafe.systems.definition import SystemDefinition, exact, symbols
+
+    p, v = symbols("p v")
+    acts = symbols(" ".join(f"a{i}" for i in range(m)))
+    acts = acts if isinstance(acts, tuple) else (acts,)
+    (w,) = symbols("w")
+    gains = [exact(g) for g in ("1", "-0.5", "0.8", "0.3", "-0.7", "0.6")[:m]]
+    dt = exact("0.1")
+    v_next = v + dt * (sum(g * a for g, a in zip(gains, acts)) - exact("0.2") * v + w)
+    d = SystemDefinition(name=f"thruster_cart_{m}", description="test system", state=(p, v), action=acts,
+                         noise=(w,), step=(p + dt * v_next, v_next), params={}, constraint_lo=(-exact(1), -exact(1)),
+                         constraint_hi=(exact(1), exact(1)), noise_lo=(-exact("0.1"),), noise_hi=(exact("0.1"),),
+                         reward=-(p**2), observation=(p, v), dt=dt)
+    return CompiledSystem(d)
+
+
+def successors_inside(system, A, b, x, a_s, tol=1e-9) -> np.ndarray:
+    nr = np.linalg.norm(A, axis=1)
+    A, b = A / nr[:, None], b / nr
+    ok = np.ones(len(x), dtype=bool)
+    for w in (system.noise_lo, system.noise_hi):
+        xn = system.step(x, a_s, np.broadcast_to(np.asarray(w, dtype=float), (len(x), system.p)))
+        ok &= (xn @ A.T - b <= tol).all(-1)
+    return ok
+
+
+@pytest.mark.parametrize("m", [3, 4, 6])
+@pytest.mark.parametrize("kind", ["projection", "raymask", "raymask-tanh", "none"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_whole_safeguard_executes_safe_actions(m, kind, dtype):
+    system = thruster_cart(m)
+    # a polytope in the state box with slanted facets (invariance is not needed: empty S(x) is counted)
+    A = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [1.0, 1.0], [-1.0, -1.0]])
+    b = np.array([0.9, 0.9, 0.9, 0.9, 1.2, 1.2])
+    sg = make_safeguard(kind, system, (A, b))
+    rng = np.random.default_rng(m)
+    x = rng.uniform(-0.9, 0.9, (400, 2))
+    x = x[(x @ A.T <= b).all(-1)]
+    a = np.concatenate([rng.uniform(-1.5, 1.5, (len(x) - 20, m)), np.full((20, m), 1e6)])
+    out, info = sg(torch.tensor(x, dtype=dtype), torch.tensor(a, dtype=dtype), return_info=True)
+    unsafe = info.unsafe.numpy()
+    ok = successors_inside(system, A, b, x, out.double().numpy())
+    if kind == "none":
+        assert (ok | unsafe).all() and unsafe.any()
+        return
+    assert (ok | unsafe).all() and ok[~unsafe].all()
+    assert info.n_unsafe == info.n_empty  # only states without any safe action are not safe
+    # a safe action is returned unchanged by the projection (up to rounding to dtype at the boundary)
+    if kind == "projection":
+        x_in = torch.tensor(x[ok], dtype=dtype)
+        again = sg(x_in, out[torch.tensor(ok)])
+        torch.testing.assert_close(again, out[torch.tensor(ok)], rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("m", [3, 4])
+def test_whole_safeguard_gradients_reach_the_state(m):
+    system = thruster_cart(m)
+    A = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    b = np.array([0.9, 0.9, 0.9, 0.9])
+    x = torch.tensor([[0.85, 0.5], [0.0, 0.88], [-0.5, -0.8]], dtype=torch.float64, requires_grad=True)
+    a = torch.tensor(np.random.default_rng(m).uniform(-1.5, 1.5, (3, m)), requires_grad=True)
+    for kind in ("projection", "raymask", "raymask-tanh"):
+        sg = make_safeguard(kind, system, (A, b))
+        assert torch.autograd.gradcheck(lambda xx, aa: sg(xx, aa), (x, a), eps=1e-7, atol=1e-5), kind
+
+
+@pytest.mark.parametrize("m", [3, 6])
+def test_nan_and_inf_actions_are_refused_with_one_line(m):
+    system = thruster_cart(m)
+    sg = make_safeguard("projection", system, (np.eye(2), np.ones(2)))
+    x = torch.zeros(3, 2)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        a = torch.zeros(3, m)
+        a[1, m - 1] = bad
+        with pytest.raises(UserError, match="actions contain NaN or inf") as exc:
+            sg(x, a)
+        assert "\n" not in str(exc.value)
+
+
+def test_more_than_eight_actions_are_refused_with_one_line():
+    from reachsafe.systems.compiled import CompiledSystem
+    from reachsafe.systems.definition import SystemDefinition, exact, symbols
+
+    (p,) = symbols("p")
+    acts = symbols(" ".join(f"a{i}" for i in range(9)))
+    d = SystemDefinition(name="nine", description="test", state=(p,), action=acts, noise=(), step=(p + sum(acts) / 100,),
+                         params={}, constraint_lo=(-exact(1),), constraint_hi=(exact(1),), noise_lo=(), noise_hi=(),
+                         reward=-(p**2), observation=(p,), dt=exact("0.1"))
+    with pytest.raises(UserError, match="m <= 8") as exc:
+        make_safeguard("projection", CompiledSystem(d), (np.eye(1), np.ones(1)))
+    assert "\n" not in str(exc.value)
