@@ -112,57 +112,49 @@ def project_active_set(G: Tensor, h: Tensor, a: Tensor, feas_tol: float = 1e-12,
     lp = torch.zeros(B, dtype=dt, device=dev)  # its accumulated multiplier
     iters = max_iter if max_iter is not None else 4 * (M + m)
     ftol = feas_tol * (1.0 + a.abs().amax(-1))  # [B]
-    run = (status == RUNNING).nonzero().squeeze(-1)
+    running = status == RUNNING
     slots = torch.arange(m, device=dev)
+    inf = torch.tensor(float("inf"), dtype=dt, device=dev)
+    # every state takes the same steps on whole-batch tensors; finished ones take steps of length 0
     for _ in range(iters + 1):
-        if run.numel() == 0:
-            break
-        Gr, hr, zr = G[run], h[run], z[run]
-        viol = (rowdot(Gr, zr) - hr) / gn_safe[run]
-        viol = viol.masked_fill(zero_row[run], -float("inf"))
-        pr = pend[run]
+        viol = ((rowdot(G, z) - h) / gn_safe).masked_fill(zero_row, -float("inf"))
         worst, arg = viol.max(-1)
-        done = (pr < 0) & (worst <= ftol[run])
-        status[run[done]] = OPTIMAL
-        keep = ~done
-        run, pr, arg = run[keep], pr[keep], arg[keep]
-        if run.numel() == 0:
+        has_p = pend >= 0
+        running = running & (has_p | (worst > ftol))
+        if not bool(running.any()):
             break
-        Gr, hr, zr = Gr[keep], hr[keep], zr[keep]
-        p = torch.where(pr >= 0, pr, arg)
-        gp = Gr.gather(1, p.view(-1, 1, 1).expand(-1, 1, m)).squeeze(1)
-        hp = hr.gather(1, p.view(-1, 1)).squeeze(1)
-        ir, lr = idx[run], lam[run]
-        valid = ir >= 0
-        N = _gather_rows(Gr, ir)
+        p = torch.where(has_p, pend, arg)
+        gp = G.gather(1, p.view(-1, 1, 1).expand(-1, 1, m)).squeeze(1)
+        valid = idx >= 0
+        N = _gather_rows(G, idx)
         r = gram_solve(N, valid, (N @ gp.unsqueeze(-1)).squeeze(-1))
         Pg = gp - (N * r.unsqueeze(-1)).sum(-2)
         den = (Pg * Pg).sum(-1)
         gsq = (gp * gp).sum(-1)
         full_ok = den > 1e-20 * gsq
-        t1 = torch.where(full_ok, ((gp * zr).sum(-1) - hp) / torch.where(full_ok, den, torch.ones_like(den)),
-                         torch.full_like(den, float("inf")))
-        pos = valid & (r > 1e-14 * gsq.sqrt().unsqueeze(-1) * N.norm(dim=-1).clamp_min(1e-300))
-        ratio = torch.where(pos, lr / torch.where(pos, r, torch.ones_like(r)), torch.full_like(r, float("inf")))
-        t2, l = ratio.min(-1)
-        empty = torch.isinf(t1) & torch.isinf(t2)
-        status[run[empty]] = EMPTY
-        t = torch.minimum(t1, t2).masked_fill(empty, 0.0)
-        z[run] = zr - t.unsqueeze(-1) * Pg
-        lr = torch.where(valid, lr - t.unsqueeze(-1) * r, lr)
-        lpr = lp[run] + t
-        full = (t1 <= t2) & ~empty
+        t1 = torch.where(full_ok, viol.gather(1, p.unsqueeze(-1)).squeeze(-1) * gn_safe.gather(1, p.unsqueeze(-1)).squeeze(-1)
+                         / torch.where(full_ok, den, torch.ones_like(den)), inf)
+        pos = valid & (r > 1e-14 * gsq.sqrt().unsqueeze(-1) * N.norm(dim=-1))
+        t2, l = torch.where(pos, lam / torch.where(pos, r, torch.ones_like(r)), inf).min(-1)
+        empty = running & torch.isinf(t1) & torch.isinf(t2)
+        status = torch.where(empty, torch.full_like(status, EMPTY), status)
+        running = running & ~empty
+        t = torch.where(running, torch.minimum(t1, t2), torch.zeros_like(t1))
+        z = z - t.unsqueeze(-1) * Pg
+        lam = lam - t.unsqueeze(-1) * r
+        lpr = lp + t
+        full = running & (t1 <= t2)
+        part = running & ~full
         # full step: p takes the first empty slot; partial step: slot l is dropped, p stays pending
         free = (~valid).to(torch.int8).argmax(-1)
         put = full.unsqueeze(-1) & (slots == free.unsqueeze(-1))
-        drop = (~full & ~empty).unsqueeze(-1) & (slots == l.unsqueeze(-1))
-        ir = torch.where(put, p.unsqueeze(-1), torch.where(drop, torch.full_like(ir, -1), ir))
-        lr = torch.where(put, lpr.unsqueeze(-1), torch.where(drop, torch.zeros_like(lr), lr)).clamp_min(0.0)
-        idx[run], lam[run] = ir, lr
-        pend[run] = torch.where(full | empty, torch.full_like(p, -1), p)
-        lp[run] = torch.where(full | empty, torch.zeros_like(lpr), lpr)
-        run = run[~empty]
-    status[run] = UNCONVERGED
+        drop = part.unsqueeze(-1) & (slots == l.unsqueeze(-1))
+        idx = torch.where(put, p.unsqueeze(-1), idx.masked_fill(drop, -1))
+        lam = torch.where(put, lpr.unsqueeze(-1), lam.masked_fill(drop, 0.0)).clamp_min(0.0)
+        pend = torch.where(part, p, torch.where(full, torch.full_like(p, -1), pend))
+        lp = torch.where(part, lpr, torch.where(full, torch.zeros_like(lpr), lp))
+    status = torch.where(running, torch.full_like(status, UNCONVERGED),
+                         torch.where(status == RUNNING, torch.full_like(status, OPTIMAL), status))
     # KKT check of the states declared optimal: primal feasibility, z = a - N^T lambda
     ok = status == OPTIMAL
     if bool(ok.any()):

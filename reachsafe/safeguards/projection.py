@@ -53,6 +53,8 @@ def project_with_active_set(a: Tensor, G: Tensor, h: Tensor, m_box: bool = True)
     """
     B, M, m = G.shape
     K = M - 2 * m
+    if m == 1:
+        return _project_interval(a, G, h)
     hi, lo = h[:, K:K + m], -h[:, K + m:]
     z = torch.minimum(torch.maximum(a, lo), hi)
     slot = torch.arange(m, device=a.device).expand(B, m)
@@ -68,6 +70,25 @@ def project_with_active_set(a: Tensor, G: Tensor, h: Tensor, m_box: bool = True)
         z[f], idx[f], lam[f] = res.z, res.idx, res.lam
         ok[f] = res.status == OPTIMAL
     return z, idx, lam, ok
+
+
+def _project_interval(a: Tensor, G: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """m = 1 in closed form: ``S = [lo, hi]`` (:func:`~reachsafe.safeguards.actionset.interval`), ``z = clamp(a, lo, hi)``.
+
+    The active row is the one attaining the violated bound, with ``lambda = (a - z) / g``.
+    """
+    g = G[..., 0]
+    pos, neg = g > 0, g < 0
+    ratio = h / torch.where(pos | neg, g, torch.ones_like(g))
+    hi_v, hi_i = ratio.masked_fill(~pos, float("inf")).min(-1)
+    lo_v, lo_i = ratio.masked_fill(~neg, -float("inf")).max(-1)
+    x = a[:, 0]
+    z = torch.minimum(torch.maximum(x, lo_v), hi_v)
+    idx = torch.where(x > hi_v, hi_i, torch.where(x < lo_v, lo_i, torch.full_like(hi_i, -1)))
+    gi = g.gather(1, idx.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    lam = torch.where(idx >= 0, (x - z) / gi, torch.zeros_like(x))
+    ok = (lo_v <= hi_v) & ~((g == 0) & (h < 0)).any(-1)
+    return z.unsqueeze(-1), idx.unsqueeze(-1), lam.unsqueeze(-1), ok
 
 
 class ProjectionFunction(torch.autograd.Function):
