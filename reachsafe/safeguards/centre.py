@@ -22,8 +22,8 @@ the analytic centre; otherwise ``eps`` is divided by 10 and Newton continues.  W
     psi'(s) = -1/se + min(s - eps, 0)/eps^2,    psi''(s) = 1/se^2
     grad = -sum_i w_i psi'(s_i) g_i,   H = sum_i w_i psi''(s_i) g_i g_i^T,   c <- c - t H^{-1} grad
 
-with the damped step ``t = 1 / (1 + lambda)`` (``lambda^2 = grad . H^{-1} grad``, the Newton
-decrement) until ``lambda < 1/4``, then full steps.
+and a backtracking line search (Armijo, all step lengths ``2^-k`` tried at once);
+``lambda^2 = grad . H^{-1} grad`` (the Newton decrement) below ``tol`` is convergence.
 
 Gradient (implicit function theorem): at the centre ``F(c; G, h) = sum_i w_i g_i / s_i = 0``,
 so ``dc = -H^{-1} dF``; :func:`differentiable_centre` evaluates
@@ -53,14 +53,26 @@ def row_weights(G: Tensor, h: Tensor, lo: Tensor, hi: Tensor, ramp: float = RAMP
     return (top / (G.norm(dim=-1).clamp_min(1e-300) * ramp)).clamp(0.0, 1.0)
 
 
+def _psi(s: Tensor, e: Tensor) -> Tensor:
+    """The extended ``-log``: ``-log s`` for ``s >= eps``, its second-order Taylor polynomial below."""
+    se = torch.maximum(s, e)
+    d = torch.clamp(s - e, max=0.0)
+    return -torch.log(se) - d / e + 0.5 * (d / e) ** 2
+
+
+_STEPS = 2.0 ** -torch.arange(0, 16, dtype=torch.float64)  # line-search candidates t = 1, 1/2, ..., 2^-15
+
+
 @torch.no_grad()
-def analytic_centre(G: Tensor, h: Tensor, w: Tensor, c0: Tensor, max_iter: int = 200,
-                    eps0: float = 1e-2, tol: float = 1e-20) -> tuple[Tensor, Tensor]:
+def analytic_centre(G: Tensor, h: Tensor, w: Tensor, c0: Tensor, max_iter: int = 100,
+                    eps0: float = 1e-4, tol: float = 1e-20) -> tuple[Tensor, Tensor]:
     """Weighted analytic centre of ``{c : G c <= h}`` (module docstring); ``(c [B, m], converged [B])``.
 
     ``G [B, M, m]`` (rows with ``w > 0`` must have ``|g| > 0``), ``h [B, M]``, ``w [B, M]``,
-    ``c0 [B, m]`` start.  ``converged`` is False where the set has no interior (or Newton
-    did not settle in ``max_iter`` steps); ``c`` is then not guaranteed to be inside.
+    ``c0 [B, m]`` start.  Each Newton step takes the largest ``t`` in ``1, 1/2, ..., 2^-15`` with
+    the Armijo decrease ``f(c + t d) <= f(c) - t lambda^2 / 4`` (all candidates evaluated at once).
+    ``converged`` is False where the set has no interior (or Newton did not settle in
+    ``max_iter`` steps); ``c`` is then not guaranteed to be inside.
     """
     B, M, m = G.shape
     gn = G.norm(dim=-1)
@@ -69,30 +81,35 @@ def analytic_centre(G: Tensor, h: Tensor, w: Tensor, c0: Tensor, max_iter: int =
     Gn, hn = G / gs.unsqueeze(-1), h / gs
     wn = torch.where(on, w, torch.zeros_like(w))
     c = c0.clone()
-    eps = torch.full((B,), eps0, dtype=G.dtype, device=G.device)
+    eps = torch.full((B, 1), eps0, dtype=G.dtype, device=G.device)
     done = torch.zeros(B, dtype=torch.bool, device=G.device)
-    eye = torch.eye(m, dtype=G.dtype, device=G.device)
+    steps = _STEPS.to(dtype=G.dtype, device=G.device)
     for _ in range(max_iter):
         s = hn - rowdot(Gn, c)
-        e = eps.unsqueeze(-1)
-        se = torch.maximum(s, e)
-        d1 = wn * (1.0 / se - torch.clamp(s - e, max=0.0) / (e * e))  # -w psi'(s)
+        se = torch.maximum(s, eps)
+        d1 = wn * (1.0 / se - torch.clamp(s - eps, max=0.0) / (eps * eps))  # -w psi'(s)
         d2 = wn / (se * se)
         grad = (Gn * d1.unsqueeze(-1)).sum(-2)
-        H = (Gn.transpose(-1, -2) * d2.unsqueeze(-2)) @ Gn + 1e-300 * eye
-        step = torch.linalg.solve(H, grad.unsqueeze(-1)).squeeze(-1)
+        H = (Gn.transpose(-1, -2) * d2.unsqueeze(-2)) @ Gn
+        step = torch.linalg.solve(H, grad.unsqueeze(-1)).squeeze(-1)  # c <- c - t step
         lam2 = (grad * step).sum(-1).clamp_min(0.0)
-        lam = lam2.sqrt()
         small = lam2 <= tol
-        inside = ((s >= e) | ~on).all(-1)
+        inside = ((s >= eps) | ~on).all(-1)
         done = done | (small & inside)
         shrink = small & ~inside & ~done
-        eps = torch.where(shrink, eps * 0.1, eps)
-        t = torch.where(lam < 0.25, torch.ones_like(lam), 1.0 / (1.0 + lam))
+        eps = torch.where(shrink.unsqueeze(-1), eps * 1e-3, eps)
+        if bool((done | (eps[:, 0] < 1e-15)).all()):
+            break
+        # line search on f(c - t step) = sum w psi(s + t Gn.step), all candidate t at once
+        gd = rowdot(Gn, step)  # [B, M]
+        f0 = (wn * _psi(s, eps)).sum(-1)
+        st = s.unsqueeze(1) + steps.view(1, -1, 1) * gd.unsqueeze(1)  # [B, T, M]
+        ft = (wn.unsqueeze(1) * _psi(st, eps.unsqueeze(1))).sum(-1)
+        okt = ft <= f0.unsqueeze(-1) - 0.25 * steps * lam2.unsqueeze(-1)
+        first = torch.where(okt.any(-1), okt.to(torch.int8).argmax(-1), torch.full_like(lam2, len(steps) - 1, dtype=torch.long))
+        t = steps[first]
         t = torch.where(done | shrink, torch.zeros_like(t), t)
         c = c - t.unsqueeze(-1) * step
-        if bool((done | (eps < 1e-14)).all()):
-            break
     s = hn - rowdot(Gn, c)
     done = done & ((s > 0) | ~on).all(-1)
     return c, done
