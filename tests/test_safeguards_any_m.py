@@ -295,3 +295,24 @@ def test_more_than_eight_actions_are_refused_with_one_line():
     with pytest.raises(UserError, match="m <= 8") as exc:
         make_safeguard("projection", CompiledSystem(d), (np.eye(1), np.ones(1)))
     assert "\n" not in str(exc.value)
+
+
+def test_docking_sled_example_every_safeguard_is_safe():
+    """The m = 3 example model file: every safeguard's executed action keeps all noisy successors in P."""
+    from pathlib import Path
+
+    from reachsafe import get_system
+
+    system = get_system(str(Path(__file__).resolve().parents[1] / "examples" / "docking_sled.py"))
+    assert system.m == 3
+    A = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [0.3, 1.0], [-0.3, -1.0]])
+    b = np.array([1.0, 1.0, 0.4, 0.4, 0.35, 0.35])
+    rng = np.random.default_rng(5)
+    x = rng.uniform([-1, -0.4], [1, 0.4], (300, 2))
+    x = x[(x @ A.T <= b).all(-1)]
+    a = rng.uniform(-1.5, 1.5, (len(x), 3))
+    for kind in ("projection", "raymask", "raymask-tanh"):
+        out, info = make_safeguard(kind, system, (A, b), empty="fallback")(torch.tensor(x), torch.tensor(a),
+                                                                           return_info=True)
+        ok = successors_inside(system, A, b, x, out.numpy())
+        assert (ok | info.unsafe.numpy()).all() and info.n_unsafe == info.n_empty, kind
