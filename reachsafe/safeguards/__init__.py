@@ -15,19 +15,20 @@ noise value (exact: the models are affine in ``(a, w)``).  A safeguard maps any 
 
 Kinds: ``"none"`` (identity, counts unsafe actions), ``"projection"`` (exact Euclidean
 projection), ``"raymask"`` (linear ray mask), ``"raymask-tanh"`` (tanh ray mask).  All are
-closed-form for m <= 2, batched without per-sample solver calls, and followed by a float64
-safety net (:mod:`reachsafe.safeguards.safetynet`).
+exact for any m up to 8 (``MAX_ACTIONS``), batched without per-sample solver calls, and
+followed by a float64 safety net (:mod:`reachsafe.safeguards.safetynet`).
 
 Design in brief (details in each module's docstring):
 
 * ``actionset``  — closed-form geometry of ``S(x) = {a : G a <= h}``: the interval (m = 1) or
   the polygon's boundary segments (m = 2, O(M^2) per state for M rows), centres, ray exits.
-* ``facets``     — sets with many facets (the published quadrotor set has 11,702): per state,
-  float64, no gradient, rows implied by U are dropped and the rest reduced by constraint
-  generation to a working set whose polygon *equals* ``S(x)`` (typically 30-40 rows); only
-  those rows are recomputed differentiably.  Exact, not a heuristic.
-* ``projection`` / ``raymask`` — the maps, evaluated by autograd-friendly formulas (exact
-  piecewise Jacobians, no NaN at the ray-mask centre or for degenerate ``S(x)``).
+* ``facets``     — per state, float64, no gradient: rows implied by U (they cut nothing from
+  it) are dropped; the rest describe ``S(x)`` exactly with the box (any m).
+* ``activeset``  — batched exact projection by a dual active-set method (any m), KKT-checked.
+* ``centre``     — weighted analytic centre (m >= 3) with its exact implicit derivative.
+* ``projection`` / ``raymask`` — the maps: the projection with a closed-form backward pass
+  (``torch.autograd.Function``), the ray masks with closed-form ray exits (exact piecewise
+  Jacobians, no NaN at the ray-mask centre or for degenerate ``S(x)``).
 * ``safetynet``  — float64 re-check of every returned action against all facets with a
   margin; failures get the float64 centre of ``S(x)``; empty ``S(x)`` gets the
   min-max-violation action (counted as unsafe in :class:`SafeguardInfo`).
