@@ -5,8 +5,11 @@ Check (per state, float64, all k facets and the box)::
     (A B(x)) a - (b - A c(x) - h_W(x)) <= -margin      and      lo <= a <= hi
 
 ``A, b`` are the row-normalised facets of ``P`` (so ``margin`` is a distance in state space)
-and ``G, h`` are recomputed in float64 from the float64 state, independently of the dtype
-the safeguard computed in.  Actions that fail (numerical edge cases, float32 rounding) are
+and the rows are computed in float64 from the float64 state, independently of the dtype the
+safeguard computed in.  The safeguard's facet pass (:meth:`reachsafe.safeguards.base.Safeguard._prepare`)
+has already shown, in float64, that every facet it did not keep satisfies
+``max_{a in U} (A B(x)) a - rhs <= -margin - 1e-10``; so for an action in the box only the kept
+facets are evaluated here (:meth:`~reachsafe.safeguards.base.Safeguard._verify`).  Actions that fail (numerical edge cases, float32 rounding) are
 replaced by
 
 1. a point of ``S(x)`` computed in float64 (m = 1: the interval midpoint; m >= 2: the exact
@@ -38,8 +41,10 @@ def verify(AB: Tensor, rhs: Tensor, a: Tensor, lo: Tensor, hi: Tensor, margin: f
 
     ``AB [B, k, m]``, ``rhs [B, k]`` (untightened, float64), ``a [B, m]`` (float64).
     """
-    lhs = rowdot(AB, a) - rhs
-    return (lhs <= -margin).all(-1) & (a >= lo).all(-1) & (a <= hi).all(-1)
+    viol = torch.maximum(a - hi, lo - a).amax(-1)  # > 0: outside the box
+    if AB.shape[1]:
+        viol = torch.maximum(viol, (rowdot(AB, a) - rhs).amax(-1) + margin)
+    return viol <= 0
 
 
 @torch.no_grad()
