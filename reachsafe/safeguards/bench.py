@@ -2,7 +2,7 @@
 
 For each set file and batch size B, on the same states (in P, half of them near its
 boundary) and actions (uniform in [-1.5, 1.5]^m, so many are unsafe), the median wall time
-of one *forward + backward* call (gradients to states and actions) of
+of one *forward + backward* call (and its CPU-time ratio to the simulator step, below) (gradients to states and actions) of
 
 * each safeguard (``none``, ``projection``, ``raymask``, ``raymask-tanh``),
 * a cvxpylayers projection layer ``argmin |z - a|^2 s.t. G z <= h`` with ``G, h`` of
@@ -21,8 +21,10 @@ layer; a model file with m >= 3 actions and its set can be benchmarked as a whol
 
 Shared machines: the run uses one torch thread unless ``--threads`` says otherwise and
 prints the thread count, the device and the load average, with a warning when the load
-exceeds the number of cores (times are then inflated; the ratios measured side by side
-are more robust than the absolute times, but rerun on a quiet machine).
+exceeds the number of cores (times are then inflated).  The simulator step and the
+safeguards are timed in interleaved rounds (each round calls each once), and the ratio to the
+step is the median over rounds of the per-round ratio of process CPU times: both sides of each
+ratio see the same load, and CPU time excludes the time spent waiting for a core.
 """
 
 from __future__ import annotations
@@ -114,6 +116,31 @@ def _time(fn: Callable[[], object], repeats: int, max_seconds: float = 30.0) -> 
     return statistics.median(times)
 
 
+def _interleaved(fns: dict[str, Callable[[], object]], rounds: int, ref: str) -> dict[str, tuple[float, float]]:
+    """``{name: (median wall seconds, median CPU-time ratio to ref)}`` of calls made in interleaved rounds.
+
+    Each round calls every function once, in turn; the ratio of a function to ``ref`` is taken per
+    round from the process CPU time (``time.process_time``), so that both see the same load, and its
+    median over the rounds is reported: on a shared machine, load from other processes inflates wall
+    times (a process waiting for a core) far more than the CPU time of the work itself.
+    """
+    for f in fns.values():
+        f()
+    walls: dict[str, list[float]] = {k: [] for k in fns}
+    cpus: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            f()
+            cpus[k].append(time.process_time() - c0)
+            walls[k].append(time.perf_counter() - w0)
+    out = {}
+    for k in fns:
+        ratios = [c / max(r, 1e-9) for c, r in zip(cpus[k], cpus[ref])]
+        out[k] = (statistics.median(walls[k]), statistics.median(ratios))
+    return out
+
+
 def _fwd_bwd(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, a: torch.Tensor) -> Callable[[], None]:
     def call() -> None:
         xs = x.detach().clone().requires_grad_(True)
@@ -174,7 +201,10 @@ def bench_set(path: Path, batches: list[int], repeats: int, dtype: torch.dtype, 
         x = states_with_safe_actions(sf, system, B, rng, dtype).to(device)
         a = torch.tensor(rng.uniform(-1.5, 1.5, (B, m)), dtype=dtype, device=device)
         w = torch.tensor(rng.uniform(system.noise_lo, system.noise_hi, (B, system.p)), dtype=dtype, device=device)
-        t_step = _time(_fwd_bwd(lambda xx, aa: system.step(xx, aa, w), x, a), repeats)
+        fns = {"simulator step": _fwd_bwd(lambda xx, aa: system.step(xx, aa, w), x, a)}
+        fns.update({kind: _fwd_bwd(sg, x, a) for kind, sg in guards.items()})
+        timed = _interleaved(fns, repeats, "simulator step")
+        t_step = timed["simulator step"][0]
         t_cvx, dev, cvx_note = None, None, ""
         if cvx is not None:
             est = None if cvx_per_state is None else cvx_per_state * B
@@ -194,15 +224,16 @@ def bench_set(path: Path, batches: list[int], repeats: int, dtype: torch.dtype, 
                     dev = float((z - ours).abs().max())
                 except Exception as exc:  # noqa: BLE001 - a solver failure is a result, not a crash
                     cvx_note = f"failed: {type(exc).__name__}: {str(exc)[:40]}"
-        for kind, sg in guards.items():
-            t = _time(_fwd_bwd(sg, x, a), repeats)
+        for kind in guards:
+            t, ratio_step = timed[kind]
             ratio = "-" if t_cvx is None else f"{t_cvx / t:.0f}x"
-            rows.append([str(B), kind, _ms(t), f"{t / B * 1e6:.3g}", f"{t / t_step:.2g}",
+            rows.append([str(B), kind, _ms(t), f"{t / B * 1e6:.3g}", f"{ratio_step:.2f}",
                          _ms(t_cvx) if t_cvx is not None else (cvx_note or "-"), ratio,
                          "-" if dev is None or kind != "projection" else f"{dev:.1e}"])
         rows.append([str(B), "simulator step", _ms(t_step), f"{t_step / B * 1e6:.3g}", "1", "", "", ""])
     head = (f"set {path} ({sf.system}, {k} facets{', certified' if sf.certified else ''}), ours in {str(dtype)[6:]}, "
-            f"m = {m}, forward+backward, median of {repeats}, {torch.get_num_threads()} torch threads, device {device}")
+            f"m = {m}, forward+backward, {repeats} interleaved rounds (time: median wall; vs step: median per-round "
+            f"CPU-time ratio), {torch.get_num_threads()} torch threads, device {device}")
     table = format_table(rows, ["batch", "method", "time [ms]", "us/state", "vs step", "cvxpylayers [ms]",
                                 "cvx/ours", "max|cvx-ours|"])
     return "\n".join([head, table] + ([note] if note else []))
