@@ -180,6 +180,10 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def _times(r: float) -> str:
+    return f"{r:.0f}x" if r >= 10 else f"{r:.2g}x"
+
+
 def _ms(t: float | None) -> str:
     return "-" if t is None else (f"{t * 1e3:.3g}" if t < 1 else f"{t * 1e3:.0f}")
 
@@ -226,7 +230,7 @@ def bench_set(path: Path, batches: list[int], repeats: int, dtype: torch.dtype, 
                     cvx_note = f"failed: {type(exc).__name__}: {str(exc)[:40]}"
         for kind in guards:
             t, ratio_step = timed[kind]
-            ratio = "-" if t_cvx is None else f"{t_cvx / t:.0f}x"
+            ratio = "-" if t_cvx is None else _times(t_cvx / t)
             rows.append([str(B), kind, _ms(t), f"{t / B * 1e6:.3g}", f"{ratio_step:.2f}",
                          _ms(t_cvx) if t_cvx is not None else (cvx_note or "-"), ratio,
                          "-" if dev is None or kind != "projection" else f"{dev:.1e}"])
@@ -297,7 +301,7 @@ def bench_actions(ms: list[int], batches: list[int], repeats: int, cvx_budget: f
                 t = timed(f)
                 rows.append([str(m), str(B), kind, _ms(t), f"{t / B * 1e6:.3g}",
                              _ms(t_cvx) if t_cvx is not None else (note or "-"),
-                             "-" if t_cvx is None else f"{t_cvx / t:.0f}x",
+                             "-" if t_cvx is None else _times(t_cvx / t),
                              "-" if dev is None or kind != "projection" else f"{dev:.1e}"])
     head = (f"maps alone on random S(x) with {K} facets + the box, m >= 3, float64, forward+backward (grads to a, G, h), "
             f"median of {repeats}, {torch.get_num_threads()} torch threads, device {device}")

@@ -2,7 +2,7 @@
 
 With a centre ``c(x)`` strictly inside ``S(x)``, an action ``a`` is written as
 ``a = c + t d`` (``t = |a - c|``, unit ``d``).  Along ``d`` the box U ends at distance ``t_U``
-and ``S(x)`` at ``t_S`` (both closed form, :func:`~reachsafe.safeguards.actionset.ray_exit`)::
+and ``S(x)`` at ``t_S`` (both closed form: the first row the ray meets)::
 
     t_K = min_{i : g_i . d > 0} (h_i - g_i . c) / (g_i . d)
 
@@ -19,20 +19,18 @@ the weighted analytic centre (:mod:`reachsafe.safeguards.centre`, Newton's metho
 exact implicit derivative).  A state whose analytic centre cannot be found (``S(x)`` without
 interior) gets NaN, which the float64 safety net replaces by a verified action and counts.
 
-Evaluation in two parts, so that the graph holds only the rows that matter.  **Structure**
-(float64, no graph) picks the rows: m = 1 the two rows that bound the interval; m = 2 for every
-edge of the polygon (a non-empty, non-repeated boundary segment, :func:`segments`) its row and
-the two rows that end it; the exit row of ``S(x)`` along ``d`` (the minimiser above, found with
-the centre's value).  **Values** are then computed in closed form from these rows only, gathered
-with their graph (:meth:`reachsafe.safeguards.base.Chunk.rows_at`): the interval midpoint
-``(h_lo/g_lo + h_hi/g_hi)/2``; the polygon's vertices (2x2 solves of an edge row and an end row)
-and its centroid by the shoelace sums over the edges,
+Evaluation.  m <= 2 (:mod:`reachsafe.safeguards.raytail`): structure and value without a graph,
+then one autograd node with the closed-form Jacobian; the rows that matter are m = 1 the two
+that bound the interval, m = 2 every edge's row of the polygon (a non-empty, non-repeated
+boundary segment, :func:`~reachsafe.safeguards.polygon.edge_rows`) and the two rows that end it,
+and the exit row of ``S(x)`` along ``d``.  The polygon's vertices are 2x2 solves of an edge row and
+an end row, its centroid the shoelace sums over the edges::
 
     2 area = sum_e u_e x v_e,      centroid = o + sum_e (u_e + v_e) (u_e x v_e) / (6 area)
 
-(``u_e, v_e``: the edge's end points minus any fixed ``o``, here the vertex mean without
-gradient: the sums do not depend on ``o`` for a closed polygon); the ray exits and the profile.
-Autograd on these few operations is the exact Jacobian of the piecewise-smooth map.
+(``u_e, v_e``: the edge's end points minus any fixed ``o``, here the vertex mean: the sums do not
+depend on ``o`` for a closed polygon).  m >= 3: the centre's rows are all rows; autograd on the
+implicit-derivative formula and the mask.
 
 Special cases, handled explicitly so that values and gradients stay finite:
 
