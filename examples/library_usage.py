@@ -8,7 +8,7 @@ What it shows, in order:
    for any noise value, and gradients flow through the safeguard;
 3. train the policy by backpropagating the return through the differentiable simulator
    ``system.step`` (short-horizon analytic gradients, like SHAC without a critic);
-4. record evaluation rollouts in the documented ``.npz`` format;
+4. record evaluation rollouts through the rollouts contract (``reachsafe.rollouts.Rollouts``);
 5. audit them with the Python API (``verification.audit.audit``): certificate, every state
    in P and X, every action safe, every transition explained by the model and the noise box.
 
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from reachsafe import get_system, load_set
+from reachsafe.rollouts import Rollouts
 from reachsafe.safeguards import make_safeguard
 from reachsafe.setfile import set_fingerprint
 
@@ -108,17 +109,14 @@ def record(system, sg, sf, policy: Policy, episodes: int, steps: int, seed: int,
         actions.append(a_safe)
         policy_actions.append(a)
         rewards.append(system.reward(x, a_safe))
-    np.savez_compressed(
-        path,
+    Rollouts(  # the rollouts contract: shapes checked, written atomically
         states=torch.stack(states, 1).numpy(),  # [E, T+1, n]
         actions=torch.stack(actions, 1).numpy(),  # [E, T, m], executed (after the safeguard)
         policy_actions=torch.stack(policy_actions, 1).numpy(),  # [E, T, m]
         rewards=torch.stack(rewards, 1).numpy(),  # [E, T]
-        system=np.array(system.name),
-        set_fingerprint=np.array(set_fingerprint(sf)),
-        model_fingerprint=np.array(system.fingerprint),
-        noise=np.array("uniform"),
-    )
+        system=system.name, set_fingerprint=set_fingerprint(sf), model_fingerprint=system.fingerprint,
+        noise="uniform",
+    ).save(path)
     print(f"recorded {episodes} episodes x {steps} steps, mean return "
           f"{torch.stack(rewards, 1).sum(1).mean().item():.2f} -> {path}")
     return path

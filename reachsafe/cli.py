@@ -5,16 +5,23 @@ wires them up.  Heavy packages (``verification``, ``training``, matplotlib, cvxp
 imported inside the subcommand that needs them, so ``reachsafe --help`` is instant.
 
 Exit codes: 0 success, 1 a negative verdict (e.g. "not invariant", violations found),
-2 bad input (one line on stderr: what is wrong and how to fix it), 3 undecided.
+2 bad input (one line on stderr: what is wrong and how to fix it), 3 undecided; 130 after
+Ctrl-C, 143 after SIGTERM.
+
+SIGTERM is handled like Ctrl-C: it raises :class:`Terminated` (a ``KeyboardInterrupt``) in the
+main thread, so every ``finally`` block runs and temporary files and work folders
+(:mod:`reachsafe.workdir`) are removed before the process exits.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from . import __version__
 
@@ -34,6 +41,28 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("experiment", "experiment", "run a grid of training runs from a TOML file (local processes or Ray), audit and aggregate them"),
     ("demo", "demo", "the whole pipeline on the pendulum in minutes: certified set, safeguarded SHAC, audit, HTML report"),
 ]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwind like Ctrl-C (``finally`` blocks run), then exit with 143."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; restored afterwards)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,10 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args._run(args) or 0)
     except (UserError, SetFileError, ModelError, UnknownSystemError) as exc:
         sys.stderr.write(f"reachsafe {args.command}: error: {exc}\n")
         return 2
+    except Terminated:
+        sys.stderr.write(f"reachsafe {args.command}: terminated (SIGTERM); temporary files removed\n")
+        return 143  # 128 + SIGTERM
     except KeyboardInterrupt:
         sys.stderr.write(f"reachsafe {args.command}: interrupted\n")
         return 130

@@ -20,7 +20,11 @@ without reachsafe (MATLAB, Julia, ``json.load``).  Fields (``format_version`` 1)
                      absolute path of that file, where load_set finds the model again
 
 Loading validates everything and refuses with one line (:class:`SetFileError`) that
-names the problem and the fix.  Writing is atomic: a temporary file in the same folder
+names the problem and the fix.  That includes the certificate's binding to its proof artifact
+(:mod:`reachsafe.certificate`: the artifact exists, its hash is the recorded one, and it is for
+this ``A``, ``b`` and model); a load that does not rely on the certificate (``certify``, the
+audit, ``info``, ``plot``) passes ``check_certificate=False`` and reads the finding from
+:attr:`SetFile.certificate_problem`.  Writing is atomic: a temporary file in the same folder
 is written, flushed, fsync'ed and renamed over the target, so a crash never leaves a
 half-written set file.
 """
@@ -38,7 +42,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["SetFile", "SetFileError", "FORMAT_VERSION", "load_set", "atomic_write_text", "atomic_write_bytes",
-           "set_fingerprint", "set_fingerprint_arrays"]
+           "set_fingerprint", "set_fingerprint_arrays", "install_certified_set"]
 
 FORMAT_VERSION = 1
 
@@ -66,6 +70,7 @@ class SetFile:
     format_version: int = FORMAT_VERSION
     model_file: str | None = None
     path: Path | None = None
+    certificate_problem: str | None = None  # set by load_set: why the certificate does not bind, if it does not
 
     # ---------------------------------------------------------- convenience
     @property
@@ -74,7 +79,16 @@ class SetFile:
 
     @property
     def certified(self) -> bool:
-        return bool(self.certificate) and self.certificate.get("status") == "certified"
+        """The file records a certificate and (when loaded from disk) it binds to its proof artifact."""
+        return (bool(self.certificate) and self.certificate.get("status") == "certified"
+                and self.certificate_problem is None)
+
+    @property
+    def certificate_status(self) -> str:
+        """``"certified"``, ``"none"`` (never certified) or ``"mismatch"`` (the certificate does not bind)."""
+        if self.certificate_problem is not None:
+            return "mismatch"
+        return "certified" if self.certified else "none"
 
     def polytope(self):
         """The set as :class:`reachsafe.sets.HPolytope`."""
@@ -148,6 +162,36 @@ def set_fingerprint_arrays(A: Any, b: Any, model_fingerprint: str) -> str:
 def set_fingerprint(setfile: "SetFile") -> str:
     """Fingerprint of a loaded set file (see :func:`set_fingerprint_arrays`)."""
     return set_fingerprint_arrays(setfile.A, setfile.b, setfile.model_fingerprint)
+
+
+def install_certified_set(candidate: str | os.PathLike, out: str | os.PathLike) -> bool:
+    """Move a certified set file and its proof artifact (from a work folder) to ``out``; False if kept.
+
+    When ``out`` already holds the same set -- same ``A``, ``b`` and model fingerprint
+    (:func:`set_fingerprint`), with a certificate bound to its proof artifact -- nothing is
+    moved and the existing files stay untouched (bytes and timestamps), so recomputing a
+    committed set leaves the working tree clean.  Otherwise the artifact, then the set file,
+    are renamed into ``out``'s folder (each rename atomic; same file system).
+
+    :returns: True if the new files were installed, False if the existing ones were kept.
+    """
+    from .certificate import artifact_path
+
+    cand, out = Path(candidate), Path(out)
+    new = load_set(cand)
+    if not new.certified:
+        raise SetFileError(f"{cand}: not certified; only a certified set is installed")
+    if out.is_file():
+        try:
+            old = load_set(out)
+        except SetFileError:  # unreadable, another model, a certificate that does not bind: replace it
+            old = None
+        if old is not None and old.certified and set_fingerprint(old) == set_fingerprint(new):
+            return False
+    art = artifact_path(cand, new.certificate)
+    art.replace(out.parent / art.name)
+    cand.replace(out)
+    return True
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -268,6 +312,7 @@ def load_set(
     path: str | os.PathLike,
     system: str | None = None,
     check_fingerprint: bool = True,
+    check_certificate: bool = True,
 ) -> SetFile:
     """Load and validate a set file.
 
@@ -275,6 +320,9 @@ def load_set(
     :param system: if given, the set must be for this system (a name, or the path of a model
         file, which is then used instead of the set's recorded ``model_file``).
     :param check_fingerprint: refuse a set made for another version of the model (default).
+    :param check_certificate: refuse a set whose certificate does not bind to its proof
+        artifact (default; :mod:`reachsafe.certificate`).  With False the finding is kept in
+        :attr:`SetFile.certificate_problem` and the set counts as not certified.
     :raises SetFileError: one line naming the problem and the fix.
     """
     p = str(path)
@@ -317,7 +365,7 @@ def load_set(
             p,
             f"model fingerprint {str(fp)[:19]}... does not match the current {name} model "
             f"({compiled.fingerprint[:19]}...): the set was made for another model; recompute it "
-            f"(reachsafe compute-invariant {_model_file_or_name(compiled)})",
+            f"(reachsafe compute-invariant {_model_file_or_name(compiled)} --out {p})",
         )
     sf = SetFile(
         system=name,
@@ -355,4 +403,10 @@ def load_set(
     if volume := sf.volume:
         if not isinstance(volume, dict) or not isinstance(volume.get("value"), (int, float)) or not math.isfinite(volume["value"]):
             raise _fail(p, "field 'volume' must be an object with a finite 'value'")
+    from .certificate import certificate_problem
+
+    sf.certificate_problem = certificate_problem(sf)
+    if check_certificate and sf.certificate_problem is not None:
+        raise _fail(p, f"certificate does not match: {sf.certificate_problem}; re-certify it with "
+                       f"'reachsafe certify {p}' (or restore the set file and its proof artifact)")
     return sf

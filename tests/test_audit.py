@@ -24,7 +24,8 @@ from reachsafe.cli import main
 from reachsafe.setfile import load_set
 from reachsafe.systems import get_system
 from verification.audit import checks as audit_mod
-from verification.audit import audit, load_rollouts
+from reachsafe.rollouts import Rollouts
+from verification.audit import audit
 from verification.audit.checks import facet_bound
 from verification.audit.bench import safe_interval, simulate_rollouts
 from reachsafe.setfile import set_fingerprint
@@ -285,7 +286,7 @@ def test_wrapped_theta_is_compared_modulo_2pi(tmp_path, setpath):
     x1 = system.step(x0, np.zeros((1, 1)), np.zeros((1, 1)))
     assert x1[0, 0] < 0  # wrapped past pi
     d = {"states": np.stack([x0, x1], axis=1), "actions": np.zeros((1, 1, 1)), "policy_actions": np.zeros((1, 1, 1)),
-         "system": np.array("pendulum"), "set_fingerprint": np.array(set_fingerprint(sf)),
+         "rewards": np.zeros((1, 1)), "system": np.array("pendulum"), "set_fingerprint": np.array(set_fingerprint(sf)),
          "model_fingerprint": np.array(system.fingerprint), "noise": np.array("zero")}
     res = audit(save(tmp_path, d), sf, recheck=False)
     assert res.transitions.ok.all()
@@ -361,7 +362,7 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path, clean, setpath, capsys):
 
 
 def test_load_rollouts_reads_metadata(tmp_path, clean):
-    ro = load_rollouts(save(tmp_path, clean))
+    ro = Rollouts.load(save(tmp_path, clean))
     assert ro.system == "pendulum" and ro.noise == "uniform" and ro.episodes == E_ and ro.steps == T_
     assert ro.rewards is not None and ro.rewards.shape == (E_, T_)
 

@@ -237,7 +237,7 @@ def _tamper(tmp_path: Path, certified: Path, edit) -> tuple[SetFile, Path]:
     art = json.loads(artifact_path_for(certified).read_text())
     edit(art)
     artifact_path_for(path).write_text(json.dumps(art))
-    return load_set(path), artifact_path_for(path)
+    return load_set(path, check_certificate=False), artifact_path_for(path)  # the recheck judges the artifact
 
 
 def test_recheck_rejects_changed_witness(tmp_path, certified_pendulum):

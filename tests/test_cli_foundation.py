@@ -12,7 +12,7 @@ import pytest
 from reachsafe.cli import COMMANDS, main
 from reachsafe.setfile import load_set
 
-from .conftest import REFERENCE, run_cli
+from .conftest import PUBLISHED, REFERENCE, run_cli
 
 
 def test_help_lists_every_subcommand():
@@ -37,13 +37,37 @@ def test_systems_table(capsys):
     assert "pendulum" in out and "quadrotor" in out and "[-2.7, 2.7] x [-12, 12]" in out
 
 
-@pytest.mark.skipif(not REFERENCE.exists(), reason="shared/reference not present")
 def test_import_zonotope(tmp_path, capsys):
     out_path = tmp_path / "p.json"
     code, out, _ = run_cli(capsys, "import-zonotope", "pendulum", str(REFERENCE), "--out", str(out_path))
     assert code == 0 and "not certified" in out
     sf = load_set(out_path)
     assert abs(sf.volume["value"] - 66.86) / 66.86 < 0.005
+
+
+@pytest.mark.parametrize("system", ["pendulum", "quadrotor"])
+def test_published_sets_are_reproduced_from_the_shipped_zonotopes(tmp_path, capsys, system):
+    """The README's command works from a clone (the zonotopes are in data/published/) and rewrites nothing."""
+    import numpy as np
+
+    from reachsafe.setfile import set_fingerprint
+
+    committed = PUBLISHED / f"{system}.json"
+    fresh = tmp_path / "fresh.json"
+    code, out, err = run_cli(capsys, "import-zonotope", system, REFERENCE, "--out", fresh)
+    assert code == 0, err
+    a, b = load_set(fresh), load_set(committed)
+    assert a.zonotope == b.zonotope and a.volume == b.volume and a.A.shape == b.A.shape
+    np.testing.assert_allclose(a.A, b.A, rtol=0, atol=1e-7)  # the facet normals, up to the platform's rounding
+    np.testing.assert_allclose(a.b, b.b, rtol=0, atol=1e-7)
+    if system == "pendulum":
+        assert set_fingerprint(a) == set_fingerprint(b)
+    # the README's command on the committed file keeps it untouched (bytes and time stamps)
+    copy = tmp_path / f"{system}.json"
+    copy.write_bytes(committed.read_bytes())
+    before = (copy.read_bytes(), copy.stat().st_mtime_ns)
+    code, out, err = run_cli(capsys, "import-zonotope", system, REFERENCE, "--out", copy)
+    assert code == 0 and out.startswith(f"kept {copy}") and (copy.read_bytes(), copy.stat().st_mtime_ns) == before
 
 
 def _assert_one_line_error(code, err, *needles):
@@ -128,3 +152,57 @@ def test_piping_a_long_listing_into_head_gives_no_traceback():
                           cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert len(proc.stdout.splitlines()) == 2
     assert "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr, proc.stderr
+
+
+def _help_examples() -> list[tuple[str, list[str]]]:
+    """``(command, argv)`` of every example in the commands' --help texts (continuation lines joined)."""
+    import importlib
+    import shlex
+
+    from reachsafe.cli import COMMANDS
+
+    out = []
+    for name, module, _ in COMMANDS:
+        doc = importlib.import_module(f"reachsafe.commands.{module}").__doc__ or ""
+        lines, in_examples, cur = [], False, ""
+        for raw in doc.splitlines():
+            s = raw.strip()
+            if s.startswith("Example"):
+                in_examples = True
+                continue
+            if in_examples and (cur or s.startswith("reachsafe ")):
+                cur += s.rstrip("\\").strip() + " "
+                if not s.endswith("\\"):
+                    lines.append(cur.split("#")[0].strip())
+                    cur = ""
+        out += [(name, shlex.split(line)[1:]) for line in lines]
+    return out
+
+
+def test_help_examples_name_files_that_exist():
+    from .conftest import ROOT
+
+    examples = _help_examples()
+    assert len(examples) >= 20
+    for name, argv in examples:
+        for a in argv:
+            if a.startswith(("data/", "examples/", "experiments/")) and not a.startswith("data/drifting_cart"):
+                assert (ROOT / a).exists(), (name, argv, a)
+
+
+def test_certify_help_examples_work(tmp_path, capsys, monkeypatch):
+    """'reachsafe certify data/published/pendulum.json --recheck' was shown and exited 2 (no artifact)."""
+    from .conftest import ROOT
+
+    monkeypatch.chdir(tmp_path)  # outputs of the examples (--json result.json) land here
+    expected = {"data/published/pendulum.json": 0, "data/published/quadrotor.json": 1, "data/pendulum.json": 0}
+    ran = 0
+    for name, argv in _help_examples():
+        if name != "certify":
+            continue
+        argv = [str(ROOT / a) if a.startswith("data/") else a for a in argv] + ["--quiet"]
+        code, out, err = run_cli(capsys, *argv)
+        assert code == expected[Path(argv[1]).relative_to(ROOT).as_posix()], (argv, out, err)
+        ran += 1
+    assert ran == 3 and (tmp_path / "result.json").exists()
+    assert not any(p.name.endswith(".proof.json") for p in (ROOT / "data" / "published").iterdir())

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from reachsafe import get_system, load_set
 from reachsafe.cli import main
-from verification.synthesis.decomposition import H_IDX, V_IDX, embed, quadrotor_parts
+from verification.synthesis.structure import decompose, embed
 from verification.synthesis.margins import robust_margins
 
 from .conftest import DATA
@@ -17,7 +18,9 @@ from .conftest import DATA
 
 def test_pendulum_set_is_computed_certified_and_large(tmp_path, capsys):
     out = tmp_path / "pendulum.json"
+    shutil.copy(DATA / "published" / "pendulum.json", out)  # another set at --out is replaced
     assert main(["compute-invariant", "pendulum", "--out", str(out), "--time-budget", "300"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {out}")
     sf = load_set(out)
     assert sf.certified and sf.certificate["cells"] > 0
     assert sf.volume["value"] >= 115  # published: 66.86
@@ -26,12 +29,45 @@ def test_pendulum_set_is_computed_certified_and_large(tmp_path, capsys):
     assert main(["certify", str(out), "--recheck"]) == 0
 
 
+def test_recomputing_the_committed_set_keeps_its_files_untouched(tmp_path, capsys):
+    """README command (a) rewrote the tracked data/pendulum.json (only its time stamps changed), which
+    broke every finished experiment run; the same A, b and model now keep the existing files."""
+    for name in ("pendulum.json", "pendulum.proof.json"):
+        shutil.copy2(DATA / name, tmp_path / name)
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    assert main(["compute-invariant", "pendulum", "--out", str(tmp_path / "pendulum.json"), "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith(f"kept (same A, b and model) {tmp_path / 'pendulum.json'}")
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()} == before
+    # a set whose certificate no longer binds (artifact gone) is not kept: it is replaced by a valid one
+    (tmp_path / "pendulum.proof.json").unlink()
+    assert main(["compute-invariant", "pendulum", "--out", str(tmp_path / "pendulum.json"), "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("wrote") and load_set(tmp_path / "pendulum.json").certified
+
+
+UNCONTROLLABLE = """
+from reachsafe.systems.definition import SystemDefinition, exact, symbols
+x, = symbols("x"); a, = symbols("a"); w, = symbols("w")
+DEFINITION = SystemDefinition(
+    name="pushed_cart", description="noise stronger than the action: no invariant set",
+    state=(x,), action=(a,), noise=(w,), step=(x + exact("0.1") * (a + w),), params={},
+    constraint_lo=(-exact(1),), constraint_hi=(exact(1),),
+    noise_lo=(-exact(2),), noise_hi=(exact(2),), reward=-x**2, observation=(x,), dt=exact("0.1"))
+"""
+
+
 def test_failure_writes_nothing(tmp_path, capsys):
-    out = tmp_path / "p.json"
-    # a budget too small to finish: exit non-zero, nothing written
-    code = main(["compute-invariant", "pendulum", "--out", str(out), "--time-budget", "0.01"])
-    assert code in (1, 3)
-    assert list(tmp_path.iterdir()) == []
+    """Noise twice the actuation: every candidate is refuted; exit 3, one line, no file."""
+    model = tmp_path / "model" / "pushed_cart.py"
+    model.parent.mkdir()
+    model.write_text(UNCONTROLLABLE)
+    out = tmp_path / "out" / "p.json"
+    out.parent.mkdir()
+    code = main(["compute-invariant", str(model), "--out", str(out), "--time-budget", "60"])
+    assert code == 3
+    assert list(out.parent.iterdir()) == []
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    assert "nothing written" in err.splitlines()[-1]
 
 
 def test_bad_flags(tmp_path, capsys):
@@ -42,23 +78,32 @@ def test_bad_flags(tmp_path, capsys):
     assert "Traceback" not in err and len([l for l in err.splitlines() if "error" in l]) == 3
 
 
-def test_quadrotor_parts_are_the_quadrotor_chains():
-    """Each chain's step equals the full model's for the matching coordinates (noise = the other chain)."""
+def test_quadrotor_splits_into_its_two_chains_from_the_model():
+    """Found on the linearisation's graph, not by name: each chain's step equals the full model's
+    rows when the other chain's action is its noise and the tilt term lies in its coupling box."""
     q = get_system("quadrotor")
-    parts = quadrotor_parts()
+    parts = decompose(q)
+    assert parts is not None and [p.idx for p in parts] == [(0, 2, 3, 5), (1, 4)]
+    H, V = parts
+    assert H.actions == (1,) and V.actions == (0,)
     rng = np.random.default_rng(0)
     x = rng.uniform(q.constraint_lo, q.constraint_hi, (200, 6))
     a = rng.uniform(-1, 1, (200, 2))
     w = rng.uniform(-0.1, 0.1, (200, 2))
     full = q.step_unwrapped(x, a, w)
-    h = parts.horizontal.step_unwrapped(x[:, list(H_IDX)], a[:, 1:2], np.c_[w[:, 0], a[:, 0]])
-    np.testing.assert_allclose(h, full[:, list(H_IDX)], atol=1e-12)
-    # vertical: tilt enters as nu2 = kappa T with kappa = 1 - cos(phi), inside its noise box
+    h = H.system.step_unwrapped(x[:, list(H.idx)], a[:, 1:2], np.c_[w[:, 0], a[:, 0]])
+    np.testing.assert_allclose(h, full[:, list(H.idx)], atol=1e-12)
+    # vertical: the tilt enters as nu = dt (g + c_T a1)(cos(phi) - 1), inside its noise box
     T = 9.81 + 6 / 7 * a[:, 0]
-    nu2 = (1 - np.cos(x[:, 2])) * T
-    assert np.all(nu2 >= parts.vertical.noise_lo[1]) and np.all(nu2 <= parts.vertical.noise_hi[1])
-    v = parts.vertical.step_unwrapped(x[:, list(V_IDX)], a[:, :1], np.c_[w[:, 1], nu2])
-    np.testing.assert_allclose(v, full[:, list(V_IDX)], atol=1e-12)
+    nu = 0.05**2 * T * (np.cos(x[:, 2]) - 1)
+    assert np.all(nu >= V.system.noise_lo[1]) and np.all(nu <= V.system.noise_hi[1])
+    assert V.system.noise_lo[1] == pytest.approx(-(0.05**2) * (9.81 + 6 / 7) * (1 - np.cos(np.pi / 12)), rel=1e-6)
+    v = V.system.step_unwrapped(x[:, list(V.idx)], a[:, :1], np.c_[w[:, 1], nu])
+    np.testing.assert_allclose(v, full[:, list(V.idx)], atol=1e-12)
+
+
+def test_systems_without_structure_are_not_split():
+    assert decompose(get_system("pendulum")) is None
 
 
 def test_embed_builds_the_product():

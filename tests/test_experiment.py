@@ -385,13 +385,32 @@ def test_interrupted_run_resumes(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- Ray
-def test_ray_backend_local_instance(tmp_path, capsys):
-    """A tiny grid on a local Ray instance started by the backend (ray is in the dev extra)."""
+def test_ray_backend_local_instance(tmp_path, capsys, monkeypatch):
+    """A tiny grid on a local Ray instance started by the backend (ray is in the dev extra); every
+    server of the instance listens on 127.0.0.1 only (Ray's default is the interface address)."""
+    import os
+
     import ray  # noqa: F401  (installed by pip install -e ".[dev]")
 
+    from training.ray_connect import RayConnection
+
+    from .test_ray_cluster import LOOPBACK_HEX, _listening, _tree
+
+    seen: dict = {}
+    real_start = RayConnection.start_local
+
+    def start_local(self, cpus, **kw):
+        real_start(self, cpus, **kw)
+        seen["addrs"] = _listening(_tree(os.getpid()))
+        seen["env"] = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+
+    monkeypatch.setattr(RayConnection, "start_local", start_local)
+    before = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
     p = _tiny(tmp_path, "tinyray")
     code, out, err = run_cli(capsys, "experiment", p, "--backend", "ray", "--workers", "1", "--no-progress")
     assert code == 0, err
+    assert seen["addrs"] and set(seen["addrs"]) <= LOOPBACK_HEX, seen
+    assert seen["env"] == "0" and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == before  # restored
     assert "on ray with 1 worker" in out
     res = tmp_path / "results" / "tinyray" / "runs"
     recs = {d.name: json.loads((d / "run.json").read_text()) for d in res.iterdir()}
@@ -475,3 +494,84 @@ def test_finished_run_records_are_not_gitignored():
         assert r.returncode == 1, f"{p} is git-ignored; finished-run records must be committed"
     r = subprocess.run(["git", "check-ignore", "-q", "runs/experiments/paper/x/checkpoint/shac.pt"], cwd=ROOT)
     assert r.returncode == 0, "run directories (checkpoints) under runs/ must stay ignored"
+
+
+# ----------------------------------------------------------------------------- set identity (issue 18, point 2)
+def _set_copy(tmp_path: Path) -> Path:
+    d = tmp_path / "sets"
+    d.mkdir()
+    for name in ("pendulum.json", "pendulum.proof.json"):
+        (d / name).write_bytes((DATA / name).read_bytes())
+    return d / "pendulum.json"
+
+
+def _resave(path: Path, **changes) -> None:
+    from reachsafe.setfile import load_set
+
+    sf = load_set(path, check_certificate=False)
+    for k, v in changes.items():
+        setattr(sf, k, v)
+    sf.save(path)
+
+
+def test_finished_runs_follow_the_set_fingerprint_not_the_file_bytes(tmp_path, capsys):
+    from training.experiment import load_experiment
+
+    setp = _set_copy(tmp_path)
+    p = _write(tmp_path, TINY_SYSTEM.replace(str(CERT_PEND), str(setp)) + TINY_GRID, "ident")
+    exp = load_experiment(p)
+    for spec in exp.runs:
+        _fake_finished(exp, spec, [256, 512], [-50.0, -10.0], -10.0, 3.0)
+    # what README command (a) used to do: same A, b and model, new time stamps in the file
+    _resave(setp, provenance={**json.loads(setp.read_text())["provenance"], "created": "2030-01-01T00:00:00+00:00"})
+    code, out, err = run_cli(capsys, "experiment", p, "--dry-run")
+    assert code == 0 and "2 finished, 0 partial, 0 new" in out, err
+    # another set (b changed): one line that says to restore it first, not to retrain
+    d = json.loads(setp.read_text())
+    _resave(setp, b=np.array(d["b"]) * 0.99, certificate=None)
+    code, out, err = run_cli(capsys, "experiment", p, "--dry-run")
+    _one_line_error(code, err, "was trained with another set than", str(setp), "restore that set file")
+    assert err.index("restore that set file") < err.index("retrains the run")
+
+
+def test_legacy_records_with_file_sha256_stay_valid(tmp_path, capsys):
+    """Records written before the fingerprint (results/ of the committed grids) carry set_sha256."""
+    import hashlib
+
+    from training.experiment import load_experiment
+    from training.experiment_exec import ResultsStore
+
+    setp = _set_copy(tmp_path)
+    p = _write(tmp_path, TINY_SYSTEM.replace(str(CERT_PEND), str(setp)) + TINY_GRID, "legacy")
+    exp = load_experiment(p)
+    spec = exp.runs[0]
+    _fake_finished(exp, spec, [256, 512], [-50.0, -10.0], -10.0, 3.0)
+    d = ResultsStore(exp).run_path(spec.run_id)
+    rec = json.loads((d / "run.json").read_text())
+    s = rec["spec"]
+    fps = {k: s.pop(k) for k in ("set_fingerprint", "init_set_fingerprint")}
+    s["set_sha256"] = hashlib.sha256(setp.read_bytes()).hexdigest()
+    s["init_set_sha256"] = hashlib.sha256(Path(spec.init_set_path).read_bytes()).hexdigest()
+    (d / "run.json").write_text(json.dumps(rec))
+    (d / "config.json").write_text(json.dumps(fps))  # what the trainer records
+    store = ResultsStore(exp)
+    assert store.record(spec) is not None
+    _resave(setp, provenance={"created": "later"})  # bytes differ now; config.json's fingerprints decide
+    assert store.record(spec) is not None
+    (d / "config.json").unlink()  # no config.json: the recorded bytes decide, and they changed
+    with pytest.raises(Exception, match="trained with another set"):
+        store.record(spec)
+
+
+def test_command_a_keeps_the_committed_experiments_finished(tmp_path, capsys):
+    """A copy of the repository's smoke grid: after data/pendulum.json is rewritten with new time
+    stamps (README command (a) before the fix), the committed runs are still finished."""
+    import shutil
+
+    for sub in ("data", "experiments"):
+        shutil.copytree(ROOT / sub, tmp_path / sub)
+    shutil.copytree(ROOT / "results" / "smoke", tmp_path / "results" / "smoke")
+    _resave(tmp_path / "data" / "pendulum.json",
+            provenance={**json.loads((DATA / "pendulum.json").read_text())["provenance"], "created": "2031-01-01"})
+    code, out, err = run_cli(capsys, "experiment", tmp_path / "experiments" / "smoke.toml", "--dry-run")
+    assert code == 0 and "3 finished, 0 partial, 0 new" in out, err

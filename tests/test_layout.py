@@ -54,3 +54,46 @@ def test_core_imports_verification_and_training_only_lazily_in_commands() -> Non
             if mod.split(".")[0] in ("verification", "training"):
                 assert "commands" in f.relative_to(ROOT).parts or f.name == "cli.py", (f, mod)
                 assert not top, (f, mod)
+
+
+def _cycles(package: str) -> list[list[str]]:
+    """Import cycles among the modules of ``package`` (lazy imports included), each as a module list."""
+    files = {".".join(f.relative_to(ROOT).with_suffix("").parts): f for f in (ROOT / package).glob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for m, f in files.items():
+        for dep, _ in _imports(f):  # "pkg.mod" or "pkg.mod.name"
+            for cand in (dep, dep.rsplit(".", 1)[0]):
+                if cand in files and cand != m:
+                    graph[m].add(cand)
+    cycles, seen = [], set()
+
+    def visit(m: str, path: list[str]) -> None:
+        for d in sorted(graph[m]):
+            if d in path:
+                cyc = path[path.index(d):]
+                key = frozenset(cyc)
+                if key not in seen:
+                    seen.add(key)
+                    cycles.append(cyc + [d])
+            elif len(path) < len(graph):
+                visit(d, path + [d])
+
+    for m in graph:
+        visit(m, [m])
+    return cycles
+
+
+def test_training_modules_import_each_other_without_cycles() -> None:
+    # runner <-> evaluate was one: the evaluation protocol never needs the run directory
+    assert _cycles("training") == []
+    assert "training.runner" not in {m for m, _ in _imports(ROOT / "training" / "evaluate.py")}
+
+
+def test_rollouts_have_one_reader() -> None:
+    """The rollouts contract lives in reachsafe.rollouts; nobody else defines Rollouts or reads .npz rollouts."""
+    for f in sorted(list((ROOT / "training").rglob("*.py")) + list((ROOT / "verification").rglob("*.py"))
+                    + list((ROOT / "reachsafe").rglob("*.py")) + list((ROOT / "examples").glob("*.py"))):
+        tree = ast.parse(f.read_text(encoding="utf-8"))
+        names = {n.name for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+        if f.name != "rollouts.py":
+            assert not names & {"Rollouts", "load_rollouts", "save_rollouts"}, f

@@ -11,7 +11,9 @@ from reachsafe.sets import HPolytope
 from verification.synthesis.invariant import SynthesisConfig, boundary_samples, shrink_to_invariant
 from verification.kernel import grid_kernel
 from verification.synthesis.margins import normalize_rows, robust_margins
-from verification.synthesis.templates import box_normals, closed_loop_normals, fan, template_for
+from verification.synthesis.plans import plan_for
+from verification.synthesis.scaling import ScaledSystem
+from verification.synthesis.templates import box_normals, closed_loop_normals, fan, template
 
 
 def _margin_by_linprog(system, A, b, x):
@@ -57,26 +59,50 @@ def test_boundary_samples_lie_on_the_boundary():
 
 def test_pendulum_shrinking_converges_to_a_large_candidate():
     system = get_system("pendulum")
-    cfg = SynthesisConfig(margin=2e-3, n_interior=500, n_boundary=1200, step=5e-4, seed=1)
-    res = shrink_to_invariant(system, template_for(system, 20), config=cfg)
-    assert res.converged
-    P = res.polytope()
+    (part,) = plan_for(system)
+    z = part.scaled
+    A0, info = template(z, part.operating, facets=20)
+    assert info["fan_pairs"] == [[0, 1]]
+    cfg = SynthesisConfig(margin=1e-3, n_interior=500, n_boundary=1200, step=5e-4, seed=1)
+    res = shrink_to_invariant(z, A0, config=cfg)
+    assert res.converged and not res.empty
+    A, b = z.to_state(res.A, res.b)
+    P = HPolytope(A, b)
     lo, hi = system.constraint_box_inner()
     assert np.all(P.bounding_box().lo >= lo - 1e-12) and np.all(P.bounding_box().hi <= hi + 1e-12)
     assert P.volume().value > 110  # the published set has 66.9
     # fresh samples: robust margins essentially all positive
     pts = P.sample(3000, np.random.default_rng(7))
-    s, _ = robust_margins(system, res.A, res.b, pts)
+    s, _ = robust_margins(system, A, b, pts)
     assert np.mean(s >= 0) > 0.999
 
 
 def test_templates_shapes():
-    q = get_system("quadrotor")
-    T = closed_loop_normals(q)
-    assert T.shape[1] == 6 and np.allclose(np.linalg.norm(T, axis=1), 1)
-    F = fan(2, 0, 1, 3, np.array([2.7, 12.0]))
-    assert F.shape == (12, 2)
-    assert template_for(get_system("pendulum"), 20).shape == (20, 2)
+    q = plan_for(get_system("quadrotor"))[0]
+    T = closed_loop_normals(q.scaled, [q.operating])
+    assert T.shape[1] == 4 and len(T) > 0 and np.allclose(np.linalg.norm(T, axis=1), 1)
+    F = fan(2, 0, 1, 3)
+    assert F.shape == (12, 2) and np.allclose(np.linalg.norm(F, axis=1), 1)
+    A, info = template(ScaledSystem(get_system("pendulum")), (np.zeros(2), np.zeros(1)), facets=36)
+    assert info["fan_per_quadrant"] == 8 and A.shape[1] == 2
+
+
+def test_closed_loop_normals_fall_back_when_not_stabilisable():
+    """A unicycle at rest: y is not stabilisable at heading 0; no LinAlgError, other points are tried."""
+    from reachsafe.systems.compiled import CompiledSystem
+    from reachsafe.systems.definition import SystemDefinition, exact, symbols
+    import sympy as sp
+
+    px, py, th = symbols("px py th")
+    v, om = symbols("v om")
+    dt = exact("0.1")
+    d = SystemDefinition(name="uni_test", description="", state=(px, py, th), action=(v, om), noise=(),
+                         step=(px + dt * v * sp.cos(th), py + dt * v * sp.sin(th), th + dt * om), params={},
+                         constraint_lo=(-1, -1, -1), constraint_hi=(1, 1, 1), noise_lo=(), noise_hi=(),
+                         reward=sp.Integer(0), observation=(px,))
+    z = ScaledSystem(CompiledSystem(d))
+    A, info = template(z, (np.zeros(3), np.zeros(2)))
+    assert A.shape[1] == 3 and info["box"] == 6
 
 
 def test_kernel_estimate_matches_reference():

@@ -359,7 +359,8 @@ def test_sb3_run_dir_and_resume(tmp_path, algo):
     steps = [r["env_steps"] for r in runner.RunDir(out).read_metrics()]
     assert steps[:2] == [128, 256] and steps[-1] >= 384
     assert (out / "checkpoint" / "model.zip").exists()
-    assert (out / "checkpoint" / "replay.pkl").exists() == (algo == "sac")
+    ck = runner.RunDir(out).load_torch("sb3.pt")  # one atomic checkpoint: model, replay buffer, env, RNGs
+    assert (ck["replay"] is not None) == (algo == "sac") and ck["env_steps"] == steps[-1]
 
 
 def test_cli_train_then_evaluate(tmp_path, capsys):
@@ -376,18 +377,27 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     assert cfg["safeguard"] == "raymask" and cfg["init_set_fingerprint"]
     assert cfg["set_fingerprint"] == set_fingerprint(load_set(PEND))
     assert cfg["hyperparameters"]["horizon"] == 64 and cfg["reachsafe_version"]
-    from training.evaluate import load_rollouts
+    from reachsafe.rollouts import Rollouts
 
-    z = load_rollouts(out / "rollouts-adversarial.npz")
-    assert z["states"].shape == (4, 241, 2) and z["actions"].shape == (4, 240, 1) == z["policy_actions"].shape
-    assert z["rewards"].shape == (4, 240) and str(z["noise"]) == "adversarial" and str(z["system"]) == "pendulum"
-    assert str(z["set_fingerprint"]) == cfg["set_fingerprint"] and str(z["model_fingerprint"]).startswith("sha256:")
-    assert load_set(PEND).polytope().contains(z["states"].reshape(-1, 2)).all()
+    z = Rollouts.load(out / "rollouts-adversarial.npz")
+    assert z.states.shape == (4, 241, 2) and z.actions.shape == (4, 240, 1) == z.policy_actions.shape
+    assert z.rewards.shape == (4, 240) and z.noise == "adversarial" and z.system == "pendulum"
+    assert z.set_fingerprint == cfg["set_fingerprint"] and z.model_fingerprint.startswith("sha256:")
+    assert z.extra["safeguard"] == "raymask" and z.extra["algo"] == "shac" and z.intervened.shape == (4, 240)
+    assert load_set(PEND).polytope().contains(z.states.reshape(-1, 2)).all()
 
+    final = (out / "rollouts-adversarial.npz").read_bytes()
     code, stdout, err = run_cli(capsys, "evaluate", out, "--episodes", 3, "--noise", "adversarial")
     assert code == 0, err
     assert "return" in stdout and "violations    0 outside the set" in stdout
-    assert load_rollouts(out / "rollouts-adversarial.npz")["states"].shape[0] == 3
+    assert Rollouts.load(out / "evaluate-adversarial.npz").episodes == 3
+    assert (out / "rollouts-adversarial.npz").read_bytes() == final  # the audit's input is left alone
+    # the run's final rollouts are replaced only when named with --out and --overwrite, checked before any work
+    code, stdout, err = run_cli(capsys, "evaluate", out, "--out", out / "rollouts.npz")
+    _one_line_error(code, err, "rollouts.npz exists", "the audit's input", "--overwrite")
+    code, stdout, err = run_cli(capsys, "evaluate", out, "--episodes", 2, "--out", out / "rollouts.npz", "--overwrite")
+    assert code == 0, err
+    assert Rollouts.load(out / "rollouts.npz").episodes == 2
 
 
 @pytest.mark.parametrize("argv, needles", [

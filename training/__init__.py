@@ -6,7 +6,7 @@ Modules (import what you need; nothing heavy is imported here):
 * :mod:`training.gym_adapter`  — Gymnasium env and stable-baselines3 ``VecEnv`` adapters
 * :mod:`training.shac`         — SHAC (config dataclass, networks, training loop)
 * :mod:`training.baselines`    — PPO / SAC from stable-baselines3
-* :mod:`training.runner`       — run directories: config, metrics, checkpoints, rollouts, curve
-* :mod:`training.evaluate`     — evaluation protocol and the rollouts file
+* :mod:`training.runner`       — run directories: config, metrics, checkpoints, rollouts, curve, evaluate_run
+* :mod:`training.evaluate`     — evaluation protocol (episodes -> :class:`reachsafe.rollouts.Rollouts`)
 * :mod:`training.bench`        — ``reachsafe bench training``: safeguard wall-time overhead
 """

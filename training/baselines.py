@@ -45,9 +45,10 @@ def make_model(algo: str, venv: SafeVecEnv, seed: int, hp: dict[str, Any]) -> Ba
     return ALGOS[algo]("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, policy_kwargs=policy_kwargs, **kw)
 
 
-def load_model(algo: str, path: str, venv: SafeVecEnv | None = None) -> BaseAlgorithm:
-    """Load a saved SB3 model (``path`` is the ``.zip``)."""
-    return ALGOS[algo].load(path, env=venv, device="cpu")
+def load_model(algo: str, path: Any, venv: SafeVecEnv | None = None, force_reset: bool = True) -> BaseAlgorithm:
+    """Load a saved SB3 model (``path``: the ``.zip`` or a file object); ``force_reset=False`` keeps its last
+    observation (a bit-exact resume restores the environments' state too)."""
+    return ALGOS[algo].load(path, env=venv, device="cpu", force_reset=force_reset)
 
 
 def sb3_policy(model: BaseAlgorithm) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -61,11 +62,18 @@ def sb3_policy(model: BaseAlgorithm) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 class HookCallback(BaseCallback):
-    """Calls ``hook(num_timesteps) -> stop`` after every vectorised step (metrics, eval, checkpoints)."""
+    """Calls ``hook(num_timesteps) -> stop`` after every vectorised step (metrics, eval) and
+    ``on_rollout_start()`` where a rollout begins: the point where SB3 holds no unsaved state
+    (the previous transitions stored, the update done), so a checkpoint there resumes exactly."""
 
-    def __init__(self, hook: Callable[[int], bool]):
+    def __init__(self, hook: Callable[[int], bool], on_rollout_start: Callable[[], None] | None = None):
         super().__init__()
         self.hook = hook
+        self.rollout_start = on_rollout_start
 
     def _on_step(self) -> bool:
         return not self.hook(int(self.num_timesteps))
+
+    def _on_rollout_start(self) -> None:
+        if self.rollout_start is not None:
+            self.rollout_start()

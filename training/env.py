@@ -399,3 +399,32 @@ class SafeEnv:
     def load_counters(self, d: dict[str, Any]) -> None:
         for k in ("total_steps", "total_interventions", "total_violations_P", "total_violations_X", "total_fallbacks"):
             setattr(self, k, int(d.get(k, 0)))
+
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the environment's future depends on, for a bit-exact resume.
+
+        States ``x``, context, observations, episode clocks and returns, both random streams
+        (numpy: initial states; torch: noise), the initial-state samples drawn but not yet
+        used, the counters and the completed episodes' returns.
+        """
+        ctx = None if self.context is None else self.context.detach().clone()
+        return {"x": self.x.detach().clone(), "context": ctx,
+                "obs": self.obs.detach().clone(), "t": self.t.clone(), "episode_return": self.episode_return.clone(),
+                "np_rng": self.np_rng.bit_generator.state, "torch_rng": self.torch_rng.get_state(),
+                "sampler_buf": self.sampler._buf.copy(), "counters": self.counters(),
+                "completed_returns": list(self.completed_returns)}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (same system, set, number of environments and seed streams)."""
+        if tuple(d["x"].shape) != (self.num_envs, self.n):
+            raise UserError(f"checkpoint holds {list(d['x'].shape)} states, this environment "
+                            f"[{self.num_envs}, {self.n}]")
+        self.x, self.obs = d["x"].to(self.dtype).clone(), d["obs"].to(self.dtype).clone()
+        self.context = None if d["context"] is None else d["context"].clone()
+        self.t, self.episode_return = d["t"].clone(), d["episode_return"].clone()
+        self.np_rng.bit_generator.state = d["np_rng"]  # the sampler draws from this very generator
+        self.torch_rng.set_state(d["torch_rng"])
+        self.sampler._buf = np.array(d["sampler_buf"], dtype=np.float64).reshape(-1, self.n)
+        self.load_counters(d["counters"])
+        self.completed_returns = list(d["completed_returns"])

@@ -37,12 +37,14 @@ combination of a block must be valid: a block that pairs ``passthrough`` with sa
 
 Run ids are stable and name every grid coordinate, e.g. ``pendulum-shac-raymask-pt-reg0.1-s3``;
 the per-system settings (sets, steps, hyperparameters) are recorded in each run's spec and
-compared when a finished run is found (see :mod:`training.experiment_exec`).
+compared when a finished run is found (see :mod:`training.experiment_exec`).  A set is
+identified by what matters, :func:`reachsafe.setfile.set_fingerprint` (its ``A``, ``b`` and
+model fingerprint), not by the bytes of its file: recomputing or re-certifying a set, or
+editing its provenance, keeps every finished run valid.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -105,8 +107,8 @@ class RunSpec:
         for k in ("set_path", "init_set_path"):
             if d[k] is not None:
                 d[k] = _rel(Path(d[k]), root)
-        d["set_sha256"] = _sha256(self.set_path)
-        d["init_set_sha256"] = _sha256(self.init_set_path) if self.init_set_path else None
+        d["set_fingerprint"] = _fingerprint(self.set_path, self.system)
+        d["init_set_fingerprint"] = _fingerprint(self.init_set_path, self.system) if self.init_set_path else None
         return d
 
     def make_config(self, threads: int = 1):
@@ -144,10 +146,21 @@ def _rel(p: Path, root: Path) -> str:
         return str(p)
 
 
-def _sha256(path: Optional[str]) -> Optional[str]:
-    if path is None:
-        return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+_FINGERPRINTS: dict[tuple[str, int, int, str], str] = {}  # (path, mtime_ns, size, system) -> set fingerprint
+
+
+def _fingerprint(path: str, system: str) -> str:
+    """:func:`reachsafe.setfile.set_fingerprint` of a set file (cached while the file is unchanged).
+
+    :raises SetFileError: the file is unreadable or made for another version of the model.
+    """
+    from reachsafe.setfile import load_set, set_fingerprint
+
+    st = Path(path).stat()
+    key = (str(path), st.st_mtime_ns, st.st_size, system)
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = set_fingerprint(load_set(path, system=system, check_certificate=False))
+    return _FINGERPRINTS[key]
 
 
 def _fmt_c(c: float) -> str:

@@ -7,8 +7,11 @@ finished run lives under ``results_dir`` (``results/<name>/runs/<run_id>/``): ``
 and, written last and atomically, ``run.json`` (the run's spec, verdicts and figures).
 
 **Finished / skipped / resumed.**  A run is *finished* iff ``results/<name>/runs/<id>/run.json``
-exists; its recorded spec must equal the grid's (sets by sha256, steps, hyperparameters, ...),
-otherwise the experiment stops with a one-line error before training anything.  Finished runs
+exists; its recorded spec must equal the grid's (sets by :func:`reachsafe.setfile.set_fingerprint`,
+steps, hyperparameters, ...), otherwise the experiment stops with a one-line error before
+training anything.  Records written before sets were identified by fingerprint carry
+``set_sha256`` (of the file's bytes) instead; for them the fingerprints come from the run's
+committed ``config.json``, which the trainer wrote from the sets it used.  Finished runs
 are skipped, so a fresh clone with the committed ``results/`` continues where the grid stopped.
 Every other run is trained with the runner's ``resume=True``: an interrupted run directory
 continues from its last checkpoint, a missing one starts afresh.
@@ -43,6 +46,9 @@ __all__ = ["RESULT_FILES", "execute_run", "audit_run_dir", "reaudit", "ResultsSt
 RESULT_FILES = ("config.json", "metrics.csv", "summary.json", "audit.json", "audit-adversarial.json")
 MARKER = "run.json"
 SPEC_DEFAULTS = {"init_sampling": "uniform"}  # spec keys added later: their value in older run.json files
+# older run.json files identify sets by the sha256 of their bytes; the fingerprint replaces it
+LEGACY_SET_KEYS = {"set_sha256": ("set_fingerprint", "set_path"),
+                   "init_set_sha256": ("init_set_fingerprint", "init_set_path")}
 AUDIT_MAX_FAILURES = 20  # failing items listed per audit JSON (counts are always complete)
 
 
@@ -63,7 +69,7 @@ def execute_run(spec: RunSpec, run_dir: str, root: str, threads: int = 1) -> dic
     log: list[str] = []
     cfg = spec.make_config(threads=threads)
     t0 = time.perf_counter()
-    summary = train(cfg, run_dir, resume=True, progress=False, log=log.append)
+    summary = train(cfg, run_dir, resume=True, progress=False, log=log.append, warn=log.append)
     train_s = time.perf_counter() - t0
     rd = RunDir(run_dir)
     files: dict[str, str] = {n: (rd.path / n).read_text() for n in ("config.json", "metrics.csv", "summary.json")}
@@ -152,12 +158,45 @@ class ResultsStore:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise UserError(f"{p}: unreadable ({exc}); delete {p.parent} to rerun the run") from None
         want = json.loads(spec_json(spec, self.exp.root))
-        have = {**SPEC_DEFAULTS, **rec.get("spec", {})}
+        have = self._migrated({**SPEC_DEFAULTS, **rec.get("spec", {})}, p.parent, spec, want)
         diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        sets = [k for k in diff if k in ("set_fingerprint", "init_set_fingerprint")]
+        if sets and sets == diff:
+            paths = ", ".join(str(getattr(spec, k.replace("fingerprint", "path"))) for k in sets)
+            raise UserError(f"finished run {p.parent} was trained with another set than {paths} (its A, b or model "
+                            "differ); restore that set file (e.g. 'git checkout' it), or give the experiment another "
+                            f"name to train with the new set (deleting {p.parent} retrains the run)")
         if diff:
             raise UserError(f"finished run {p.parent} was made with other settings (differs in: {', '.join(diff)}); "
                             f"delete {p.parent} to rerun it, or give the experiment another name")
         return rec
+
+    @staticmethod
+    def _migrated(have: dict[str, Any], run_path: Path, spec: RunSpec, want: dict[str, Any]) -> dict[str, Any]:
+        """A recorded spec with legacy ``set_sha256`` keys turned into set fingerprints (module docstring)."""
+        import hashlib
+
+        if not any(k in have for k in LEGACY_SET_KEYS):
+            return have
+        have = dict(have)
+        try:
+            cfg = json.loads((run_path / "config.json").read_text())
+        except (OSError, ValueError):
+            cfg = {}
+        for old, (new, path_attr) in LEGACY_SET_KEYS.items():
+            sha = have.pop(old, None)
+            if new in have:
+                continue
+            if new in cfg:  # the fingerprint the trainer recorded for the set it used
+                have[new] = cfg[new]
+            elif sha is None:
+                have[new] = None
+            else:  # no config.json: the same file bytes still identify the same set
+                path = getattr(spec, path_attr)
+                same = path is not None and Path(path).is_file() and \
+                    hashlib.sha256(Path(path).read_bytes()).hexdigest() == sha
+                have[new] = want.get(new) if same else f"unknown (file sha256 {sha[:12]}...)"
+        return have
 
     def write(self, run_id: str, result: dict[str, Any]) -> Path:
         """Write the compact files, then ``run.json`` (atomic; its presence marks the run finished)."""
@@ -208,6 +247,8 @@ class Backend(Protocol):
 
     def wait_one(self, pending: list[Any]) -> tuple[Any, dict[str, Any] | BaseException]: ...
 
+    def cancel(self, pending: list[Any]) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -238,12 +279,20 @@ class LocalBackend:
         exc = fut.exception()
         return fut, (exc if exc is not None else fut.result())
 
+    def cancel(self, pending: list[Any]) -> None:
+        """Stop the runs in flight (Ctrl-C, SIGTERM): their checkpoints stay, a repeat resumes them."""
+        for fut in pending:
+            fut.cancel()
+        for proc in list(getattr(self.pool, "_processes", {}).values()):  # running ones: stop the workers
+            proc.terminate()
+
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class RayBackend:
-    """Runs on a Ray cluster (``address``) or a local Ray instance (``num_cpus = workers``).
+    """Runs on a Ray cluster (``address``) or a local Ray instance (``num_cpus = workers``) bound to
+    127.0.0.1; connection details (token authentication, loopback) in :mod:`training.ray_connect`.
 
     Every task asks for one CPU.  Workers must import this package (installed on every node)
     and see the set files at the same paths; run directories are written on the worker's node.
@@ -255,15 +304,20 @@ class RayBackend:
         except ImportError:
             raise UserError("--backend ray needs Ray, which is not installed; "
                             "pip install -e '.[ray]' (or use --backend local)") from None
+        from .ray_connect import RayConnection, parse_address
+
+        if address:
+            parse_address(address)  # a malformed address is bad input before anything starts
         self.ray = ray
         self.started = not ray.is_initialized()
+        self.connection = RayConnection(ray)
         if self.started:
             kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                   "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}}}
             if address:
-                ray.init(address=address, **kw)
+                self.connection.connect(address, **kw)
             else:
-                ray.init(num_cpus=workers or os.cpu_count() or 1, **kw)
+                self.connection.start_local(workers or os.cpu_count() or 1, **kw)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.slots = workers or max(1, cpus)
         self.remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
@@ -280,9 +334,18 @@ class RayBackend:
             cause = getattr(exc, "cause", None)
             return ref, cause if isinstance(cause, BaseException) else exc
 
+    def cancel(self, pending: list[Any]) -> None:
+        """Stop the tasks in flight (Ctrl-C, SIGTERM); their checkpoints stay on the workers."""
+        for ref in pending:
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # already finished, or the cluster is gone
+                pass
+
     def close(self) -> None:
         if self.started:
             self.ray.shutdown()
+            self.connection.close()
 
 
 def make_backend(name: str, workers: Optional[int], address: Optional[str]) -> Backend:
@@ -324,27 +387,31 @@ def run_grid(exp: Experiment, specs: list[RunSpec], backend: Backend,
             inflight[backend.submit(spec, str(exp.run_dir(spec)), str(exp.root))] = spec
             on_event("start", spec, len(inflight), len(queue))
 
-    fill()
-    while inflight:
-        handle, res = backend.wait_one(list(inflight))
-        spec = inflight.pop(handle)
-        if isinstance(res, BaseException):
-            if isinstance(res, KeyboardInterrupt):
-                raise res
-            msg = str(res).splitlines()[0] if str(res) else type(res).__name__
-            if not isinstance(res, UserError):
-                msg = f"{type(res).__name__}: {msg}"
-                _log_failure(exp, spec, res)
-            out = RunOutcome(spec, False, msg)
-        else:
-            store.write(spec.run_id, res)
-            rec = res["record"]
-            out = RunOutcome(spec, True, f"return {rec['return_uniform']:.2f}, {rec['wall_time_s']:.0f} s, audit "
-                                         f"{'certified' if rec['audit_certified'] else str(rec['audit_violations']) + ' violations'}",
-                             rec)
-        outcomes.append(out)
+    try:
         fill()
-        on_event("done", out, len(inflight), len(queue))
+        while inflight:
+            handle, res = backend.wait_one(list(inflight))
+            spec = inflight.pop(handle)
+            if isinstance(res, BaseException):
+                if isinstance(res, KeyboardInterrupt):
+                    raise res
+                msg = str(res).splitlines()[0] if str(res) else type(res).__name__
+                if not isinstance(res, UserError):
+                    msg = f"{type(res).__name__}: {msg}"
+                    _log_failure(exp, spec, res)
+                out = RunOutcome(spec, False, msg)
+            else:
+                store.write(spec.run_id, res)
+                rec = res["record"]
+                audit_txt = "certified" if rec["audit_certified"] else f"{rec['audit_violations']} violations"
+                out = RunOutcome(spec, True, f"return {rec['return_uniform']:.2f}, {rec['wall_time_s']:.0f} s, "
+                                             f"audit {audit_txt}", rec)
+            outcomes.append(out)
+            fill()
+            on_event("done", out, len(inflight), len(queue))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the runs in flight (their checkpoints are kept)
+        backend.cancel(list(inflight))
+        raise
     return outcomes
 
 

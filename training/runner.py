@@ -4,9 +4,10 @@ A run directory holds::
 
     config.json              every setting, set fingerprints, package versions, git commit
     metrics.csv              one row per evaluation (METRIC_COLUMNS)
-    checkpoint/shac.pt       SHAC: networks, optimisers, obs statistics, counters, RNG (atomic)
-    checkpoint/model.zip     PPO/SAC: the SB3 model (+ replay.pkl for SAC, state.json)
-    rollouts.npz             final evaluation, uniform noise   (format: training.evaluate)
+    checkpoint/shac.pt       SHAC: networks, optimisers, obs statistics, environment state, every RNG (atomic)
+    checkpoint/sb3.pt        PPO/SAC: the SB3 model, SAC's replay buffer, environment state, every RNG (atomic)
+    checkpoint/model.zip     PPO/SAC: the SB3 model alone (what evaluate loads)
+    rollouts.npz             final evaluation, uniform noise   (format: reachsafe.rollouts)
     rollouts-adversarial.npz final evaluation, adversarial noise
     summary.json             final figures
     curve.png                learning curve (eval return vs env steps, intervention rate)
@@ -15,6 +16,15 @@ A run directory holds::
 and, every ``eval_every`` environment steps, evaluates the deterministic policy
 (:func:`training.evaluate.run_episodes`), appends a metrics row and writes a checkpoint.
 ``resume=True`` continues from the last checkpoint (metrics rows after it are dropped).
+
+**Bit-exact resume.**  A checkpoint holds everything the rest of the run depends on: the
+networks and optimisers, the training environments' state (states, episode clocks, returns,
+unused initial states, their numpy and torch random streams, see
+:meth:`training.env.SafeEnv.state_dict`) and the process's random states (Python, numpy,
+torch; for PPO/SAC also the action space's).  A run interrupted at any point and resumed
+therefore reproduces the uninterrupted run bit for bit (same metrics, weights and rollouts;
+wall times aside).  SHAC checkpoints at every evaluation; PPO/SAC checkpoint at the first
+rollout boundary after an evaluation (inside a rollout SB3 holds unsaved buffers).
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import io
 import json
 import os
 import platform
+import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,14 +47,15 @@ import torch
 
 import reachsafe
 from reachsafe.errors import UserError
+from reachsafe.rollouts import Rollouts
 from reachsafe.setfile import SetFile, atomic_write_bytes, atomic_write_text, load_set, set_fingerprint
 from reachsafe.systems import get_system
 
 from .env import SafeEnv
-from .evaluate import Policy, Rollouts, run_episodes, save_rollouts
+from .evaluate import Policy, run_episodes
 
-__all__ = ["RunConfig", "RunDir", "train", "set_fingerprint", "default_set_path", "git_commit", "build_env",
-           "load_policy", "EVAL_SEED", "METRIC_COLUMNS", "SAFEGUARDS", "ALGOS"]
+__all__ = ["RunConfig", "RunDir", "train", "evaluate_run", "set_fingerprint", "default_set_path", "git_commit",
+           "build_env", "load_policy", "rollout_meta", "EVAL_SEED", "METRIC_COLUMNS", "SAFEGUARDS", "ALGOS"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVAL_SEED = 20250602  # every evaluation of every run starts from the same initial states and noise
@@ -123,6 +135,7 @@ class RunConfig:
     eval_episodes: int = 16
     threads: int = 1
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    allow_unverified_set: bool = False  # use a set whose certificate does not match its proof artifact (warned)
 
     def validate(self) -> None:
         if self.algo not in ALGOS:
@@ -156,7 +169,7 @@ def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set
                 init_set_path: Optional[str] = None, init_sampling: str = "uniform", seed: int = 0,
                 steps: Optional[int] = None,
                 passthrough: bool = False, regularize: float = 0.0, eval_every: Optional[int] = None,
-                eval_episodes: int = 16, threads: int = 1,
+                eval_episodes: int = 16, threads: int = 1, allow_unverified_set: bool = False,
                 overrides: Optional[dict[str, Any]] = None) -> tuple[RunConfig, list[str]]:
     """A validated :class:`RunConfig` with the paper's defaults filled in, and notes for the user."""
     from .shac import DEFAULT_STEPS, paper_defaults
@@ -183,15 +196,25 @@ def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set
                     set_path=set_path, init_set_path=init_set_path, init_sampling=init_sampling, seed=int(seed),
                     steps=steps,
                     eval_every=int(eval_every if eval_every is not None else max(1, steps // 10)),
-                    eval_episodes=int(eval_episodes), threads=int(threads), hyperparameters=hp)
+                    eval_episodes=int(eval_episodes), threads=int(threads), hyperparameters=hp,
+                    allow_unverified_set=bool(allow_unverified_set))
     cfg.validate()
     return cfg, notes
 
 
 def load_sets(cfg: RunConfig) -> tuple[SetFile, Optional[SetFile]]:
-    """The set in use and the optional initial set, validated for ``cfg.system``."""
-    sf = load_set(cfg.set_path, system=cfg.system)
-    init = load_set(cfg.init_set_path, system=cfg.system) if cfg.init_set_path else None
+    """The set in use and the optional initial set, validated for ``cfg.system``.
+
+    The set in use must not carry a certificate that fails its binding to the proof artifact
+    (:mod:`reachsafe.certificate`) unless ``cfg.allow_unverified_set``; the initial set only
+    supplies initial states and is not relied on for safety.
+    """
+    sf = load_set(cfg.set_path, system=cfg.system, check_certificate=False)
+    if sf.certificate_problem is not None and not cfg.allow_unverified_set:
+        raise UserError(f"{cfg.set_path}: certificate does not match: {sf.certificate_problem}; re-certify it with "
+                        f"'reachsafe certify {cfg.set_path}', or pass --allow-unverified-set to use it without a "
+                        "valid certificate")
+    init = load_set(cfg.init_set_path, system=cfg.system, check_certificate=False) if cfg.init_set_path else None
     if cfg.init_sampling == "zonotope" and init is not None and init.zonotope is None:
         raise UserError(f"--init-sampling zonotope needs an initial set with a zonotope; {cfg.init_set_path} has "
                         "none (use a published set, or --init-sampling uniform)")
@@ -272,7 +295,8 @@ class RunDir:
 
     # checkpoints
     def has_checkpoint(self) -> bool:
-        return (self.ckpt_dir / "shac.pt").exists() or (self.ckpt_dir / "state.json").exists()
+        # state.json: PPO/SAC checkpoints of older reachsafe versions (model.zip, replay.pkl, state.json)
+        return any((self.ckpt_dir / n).exists() for n in ("shac.pt", "sb3.pt", "state.json"))
 
     def save_torch(self, obj: Any, name: str) -> None:
         buf = io.BytesIO()
@@ -324,6 +348,7 @@ def _provenance(cfg: RunConfig, sf: SetFile, init: Optional[SetFile]) -> dict[st
     d.update(
         set_fingerprint=set_fingerprint(sf),
         set_certified=sf.certified,
+        set_certificate=sf.certificate_status,
         init_set_fingerprint=set_fingerprint(init) if init is not None else None,
         model_fingerprint=get_system(cfg.system).fingerprint,
         reachsafe_version=reachsafe.__version__,
@@ -336,6 +361,17 @@ def _provenance(cfg: RunConfig, sf: SetFile, init: Optional[SetFile]) -> dict[st
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     return d
+
+
+def _rng_state() -> dict[str, Any]:
+    """The process's random states (Python, numpy's global generator, torch's CPU generator)."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(d: dict[str, Any]) -> None:
+    random.setstate(d["python"])
+    np.random.set_state(d["numpy"])
+    torch.set_rng_state(d["torch"])
 
 
 def _check_resume(stored: dict[str, Any], new: dict[str, Any], path: Path) -> None:
@@ -365,25 +401,73 @@ def load_policy(run: RunDir, cfg: RunConfig, venv: Any = None) -> Policy:
     return sb3_policy(load_model(cfg.algo, str(run.ckpt_dir / "model.zip"), venv))
 
 
+def rollout_meta(cfg: RunConfig, set_fp: str) -> dict[str, Any]:
+    """Metadata of a run's rollouts files beyond what the environment records (:mod:`reachsafe.rollouts`)."""
+    return {"set_fingerprint": set_fp, "safeguard": cfg.safeguard, "algo": cfg.algo, "set_path": cfg.set_path}
+
+
+def evaluate_run(run_dir: str | os.PathLike, episodes: int = 16, noise: str = "uniform",
+                 out: str | os.PathLike | None = None, overwrite: bool = False) -> tuple[dict[str, float], Path]:
+    """Evaluate the last checkpoint of a run directory; write the rollouts file.
+
+    :param run_dir: the ``--out`` of a ``reachsafe train`` run.
+    :param episodes: number of episodes ``E`` (run in parallel).
+    :param noise: ``"uniform"`` or ``"adversarial"``.
+    :param out: rollouts file (default ``RUN_DIR/evaluate-NOISE.npz``).
+    :param overwrite: allow replacing the run's final rollouts (``rollouts*.npz``, the audit's input).
+    :returns: the summary (:meth:`reachsafe.rollouts.Rollouts.summary`) and the rollouts path.
+    """
+    from .env import NOISE_MODES
+
+    if episodes < 1:
+        raise UserError(f"--episodes must be >= 1, got {episodes}")
+    if noise not in NOISE_MODES:
+        raise UserError(f"unknown --noise {noise!r}; choose one of {', '.join(NOISE_MODES)}")
+    run = RunDir(run_dir)
+    stored = run.read_config()
+    path = Path(out) if out is not None else run.path / f"evaluate-{noise}.npz"
+    finals = {run.rollouts_path(n).resolve() for n in ("uniform", "adversarial")}
+    if path.exists() and path.resolve() in finals and not overwrite:
+        raise UserError(f"{path} holds the run's final rollouts (the audit's input); write elsewhere, or pass "
+                        "--overwrite to replace them")
+    cfg = RunConfig(**{k: stored[k] for k in RunConfig.__dataclass_fields__ if k in stored})
+    sets = load_sets(cfg)
+    if sets[0].certificate_problem is not None:  # the run was trained with --allow-unverified-set
+        _to_stderr(f"warning: {cfg.set_path}: certificate does not match ({sets[0].certificate_problem}); "
+                   "evaluated anyway (the run was trained with --allow-unverified-set)")
+    fp = set_fingerprint(sets[0])
+    if stored.get("set_fingerprint") not in (None, fp):
+        raise UserError(f"the set file {cfg.set_path} changed since the run was trained (fingerprint differs); "
+                        "restore it or retrain")
+    torch.set_num_threads(int(cfg.threads))
+    env = build_env(cfg, episodes, noise, EVAL_SEED, sets, dtype=torch.float64)
+    policy = load_policy(run, cfg)
+    ro = run_episodes(env, policy, EVAL_SEED).with_meta(**rollout_meta(cfg, fp))
+    ro.save(path)
+    return ro.summary(), path
+
+
 # ----------------------------------------------------------------------------- training driver
 class _Driver:
     """Evaluation, metrics, checkpoints and progress shared by SHAC and the baselines."""
 
     def __init__(self, cfg: RunConfig, run: RunDir, env: SafeEnv, eval_env: SafeEnv, meta: dict[str, Any],
                  start_steps: int, wall_offset: float, rows: list[dict[str, float]], progress: bool,
-                 save_checkpoint: Callable[[int, float], None], policy: Callable[[], Policy]):
-        from tqdm import tqdm
+                 save_checkpoint: Callable[[int, float], None], policy: Callable[[], Policy], deferred: bool = False):
+        from reachsafe.progress import progress_bar
 
         self.cfg, self.run, self.env, self.eval_env, self.meta = cfg, run, env, eval_env, meta
         self.rows = rows
         self.save_checkpoint, self.policy = save_checkpoint, policy
+        self.deferred = deferred  # checkpoint at the next flush_checkpoint() (SB3: a rollout boundary)
+        self.pending: Optional[tuple[int, float]] = None
         self.t0 = time.perf_counter() - wall_offset
         self.next_eval = (start_steps // cfg.eval_every + 1) * cfg.eval_every
         self.last_steps = start_steps
         self.last_eval: Optional[dict[str, float]] = rows[-1] if rows else None
         self.title = f"{cfg.system} {cfg.algo.upper()} safeguard={cfg.safeguard}" + (" passthrough" if cfg.passthrough else "") \
             + (f" reg={cfg.regularize:g}" if cfg.regularize else "")
-        self.pbar = tqdm(total=cfg.steps, initial=min(start_steps, cfg.steps), unit="step", file=sys.stderr,
+        self.pbar = progress_bar(total=cfg.steps, initial=min(start_steps, cfg.steps), unit="step", file=sys.stderr,
                          disable=not progress, dynamic_ncols=True, desc=f"{cfg.system} {cfg.algo}/{cfg.safeguard}")
 
     def wall(self) -> float:
@@ -391,7 +475,7 @@ class _Driver:
 
     def evaluate(self, noise: str = "uniform") -> Rollouts:
         self.eval_env.noise = noise
-        return run_episodes(self.eval_env, self.policy(), EVAL_SEED)
+        return run_episodes(self.eval_env, self.policy(), EVAL_SEED, self.meta["set_fingerprint"])
 
     def hook(self, steps: int, stats: Optional[dict[str, float]] = None) -> bool:
         """Called by the algorithm after every update (SHAC) or vectorised step (SB3); True stops."""
@@ -411,7 +495,9 @@ class _Driver:
                    "train_violations_X": self.env.total_violations_X, "train_fallbacks": self.env.total_fallbacks}
             self.rows.append(row)
             self.run.write_metrics(self.rows)
-            self.save_checkpoint(steps, self.wall())
+            self.pending = (steps, self.wall())
+            if not self.deferred:
+                self.flush_checkpoint()
             self.run.plot_curve(self.title)
             self.last_eval = row
             self.pbar.set_postfix(eval=f"{ev['return_mean']:.1f}", viol=ev["violations_P"], refresh=False)
@@ -421,19 +507,31 @@ class _Driver:
                                   refresh=False)
         return steps >= self.cfg.steps
 
+    def flush_checkpoint(self) -> None:
+        """Write the checkpoint an evaluation asked for (at once for SHAC; SB3: at a rollout boundary)."""
+        if self.pending is not None:
+            steps, wall = self.pending
+            self.pending = None
+            self.save_checkpoint(steps, wall)
+
     def close(self) -> None:
         self.pbar.close()
 
 
+def _to_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress: bool = True,
-          log: Callable[[str], None] = print) -> dict[str, Any]:
+          log: Callable[[str], None] = print, warn: Callable[[str], None] = _to_stderr) -> dict[str, Any]:
     """Train (or resume) a run into ``out``; returns the summary (also written to ``summary.json``).
 
     :param cfg: settings (:func:`make_config`).
     :param out: run directory; must be empty or absent unless ``resume``.
     :param resume: continue from the last checkpoint in ``out``.
-    :param progress: show a tqdm bar on stderr.
+    :param progress: show progress on stderr (a bar on a terminal, plain lines otherwise).
     :param log: where the one-line messages go.
+    :param warn: where warnings go (default stderr).
     """
     cfg.validate()
     run = RunDir(out)
@@ -446,9 +544,12 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
         _check_resume(run.read_config(), meta_cfg, run.path)
     if resume and fresh:
         log(f"note: {run.path} held no run; starting a new one")
-    if cfg.safeguard != "none" and not sf.certified:
-        log(f"warning: {cfg.set_path} is not certified; the safeguard guarantees safety only on a robust "
-            "control-invariant set (run 'reachsafe certify')")
+    if sf.certificate_problem is not None:  # only with cfg.allow_unverified_set (load_sets refuses it otherwise)
+        warn(f"warning: {cfg.set_path}: certificate does not match ({sf.certificate_problem}); used anyway "
+             "(--allow-unverified-set): the safeguard guarantees nothing on it")
+    elif cfg.safeguard != "none" and not sf.certified:
+        warn(f"warning: {cfg.set_path} is not certified; the safeguard guarantees safety only on a robust "
+             "control-invariant set (run 'reachsafe certify')")
     run.write_config(meta_cfg)
 
     torch.set_num_threads(cfg.threads)
@@ -457,9 +558,7 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
     num_envs = int(hp.get("num_envs", 8))
     env = build_env(cfg, num_envs, "uniform", cfg.seed, sets)
     eval_env = build_env(cfg, cfg.eval_episodes, "uniform", EVAL_SEED, sets, dtype=torch.float64)
-    meta = {"system": cfg.system, "set_fingerprint": meta_cfg["set_fingerprint"],
-            "model_fingerprint": meta_cfg["model_fingerprint"], "noise_lo": env.system.noise_lo,
-            "noise_hi": env.system.noise_hi, "safeguard": cfg.safeguard, "algo": cfg.algo, "set_path": cfg.set_path}
+    meta = rollout_meta(cfg, meta_cfg["set_fingerprint"])
 
     rows = run.read_metrics()
     start_steps, wall_offset = 0, 0.0
@@ -469,27 +568,33 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
         from .shac import SHACAgent, SHACConfig, train_shac
 
         agent = SHACAgent(env.obs_dim, env.m, SHACConfig.from_dict(hp))
+        exact = True
         if resumed:
             ck = run.load_torch("shac.pt")
             agent.load_full_state(ck["agent"])
-            env.load_counters(ck["counters"])
-            env.completed_returns = list(ck["completed_returns"])
-            torch.set_rng_state(ck["torch_rng"])
+            if "env" in ck:
+                env.load_state_dict(ck["env"])
+                _set_rng_state(ck["rng"])
+            else:  # a checkpoint of an older reachsafe: counters and torch's RNG only
+                exact = False
+                env.load_counters(ck["counters"])
+                env.completed_returns = list(ck["completed_returns"])
+                torch.set_rng_state(ck["torch_rng"])
             start_steps, wall_offset = int(ck["env_steps"]), float(ck["wall_time_s"])
 
         def save_shac(steps: int, wall: float) -> None:
-            run.save_torch({"agent": agent.full_state(), "counters": env.counters(), "env_steps": steps,
-                            "wall_time_s": wall, "completed_returns": env.completed_returns[-1000:],
-                            "torch_rng": torch.get_rng_state()}, "shac.pt")
+            run.save_torch({"agent": agent.full_state(), "env": env.state_dict(), "rng": _rng_state(),
+                            "env_steps": steps, "wall_time_s": wall}, "shac.pt")
 
         rows = [r for r in rows if r["env_steps"] <= start_steps]
         drv = _Driver(cfg, run, env, eval_env, meta, start_steps, wall_offset, rows, progress, save_shac,
                       lambda: agent.act)
         if resumed:
-            log(f"resuming {run.path} at {start_steps} env steps")
+            log(f"resuming {run.path} at {start_steps} env steps"
+                + ("" if exact else " (checkpoint of an older reachsafe without RNG states: not bit-exact)"))
         try:
             if start_steps < cfg.steps:
-                train_shac(agent, env, cfg.steps, start_steps, callback=drv.hook)
+                train_shac(agent, env, cfg.steps, start_steps, callback=drv.hook, reset=not resumed)
         finally:
             drv.close()
         policy: Policy = agent.act
@@ -499,7 +604,20 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
 
         venv = SafeVecEnv(env)
         model_path = run.ckpt_dir / "model.zip"
-        if resumed:
+        exact = True
+        if resumed and (run.ckpt_dir / "sb3.pt").exists():
+            ck = run.load_torch("sb3.pt")
+            # SB3 reseeds every RNG on load (restored below); without force_reset it keeps its last
+            # observation, which matches the restored environments
+            model = load_model(cfg.algo, io.BytesIO(ck["model"]), venv, force_reset=False)
+            if ck["replay"] is not None:
+                model.load_replay_buffer(io.BytesIO(ck["replay"]))
+            env.load_state_dict(ck["env"])
+            _set_rng_state(ck["rng"])
+            model.action_space.np_random.bit_generator.state = ck["action_space"]
+            start_steps, wall_offset = int(model.num_timesteps), float(ck["wall_time_s"])
+        elif resumed:  # a checkpoint of an older reachsafe: counters only, the environments restart
+            exact = False
             st = json.loads((run.ckpt_dir / "state.json").read_text())
             model = load_model(cfg.algo, str(model_path), venv)
             if cfg.algo == "sac" and (run.ckpt_dir / "replay.pkl").exists():
@@ -511,26 +629,29 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
             model = make_model(cfg.algo, venv, cfg.seed, hp)
 
         def save_sb3(steps: int, wall: float) -> None:
-            tmp = run.ckpt_dir / ".model.tmp.zip"
-            model.save(str(tmp))
-            os.replace(tmp, model_path)
+            buf = io.BytesIO()
+            model.save(buf)
+            atomic_write_bytes(model_path, buf.getvalue())  # for evaluate; the checkpoint proper is sb3.pt
+            replay = None
             if cfg.algo == "sac":
-                tmpr = run.ckpt_dir / ".replay.tmp.pkl"
-                model.save_replay_buffer(str(tmpr))
-                os.replace(tmpr, run.ckpt_dir / "replay.pkl")
-            atomic_write_text(run.ckpt_dir / "state.json", json.dumps(
-                {"env_steps": steps, "wall_time_s": wall, "counters": env.counters(),
-                 "completed_returns": env.completed_returns[-1000:]}))
+                rbuf = io.BytesIO()
+                model.save_replay_buffer(rbuf)
+                replay = rbuf.getvalue()
+            run.save_torch({"model": buf.getvalue(), "replay": replay, "env": env.state_dict(), "rng": _rng_state(),
+                            "action_space": model.action_space.np_random.bit_generator.state, "env_steps": steps,
+                            "wall_time_s": wall}, "sb3.pt")  # one atomic file: never half a checkpoint
 
         rows = [r for r in rows if r["env_steps"] <= start_steps]
         drv = _Driver(cfg, run, env, eval_env, meta, start_steps, wall_offset, rows, progress, save_sb3,
-                      lambda: sb3_policy(model))
+                      lambda: sb3_policy(model), deferred=True)
         if resumed:
-            log(f"resuming {run.path} at {start_steps} env steps")
+            log(f"resuming {run.path} at {start_steps} env steps"
+                + ("" if exact else " (checkpoint of an older reachsafe without RNG states: not bit-exact)"))
         try:
             if start_steps < cfg.steps:
                 model.learn(total_timesteps=cfg.steps - start_steps, reset_num_timesteps=not resumed,
-                            callback=HookCallback(lambda s: drv.hook(s)))
+                            callback=HookCallback(drv.hook, on_rollout_start=drv.flush_checkpoint))
+            drv.flush_checkpoint()
         finally:
             drv.close()
         policy = sb3_policy(model)
@@ -540,8 +661,8 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
                                "wall_time_s": round(drv.wall(), 2)}
     for noise in ("uniform", "adversarial"):
         eval_env.noise = noise
-        ro = run_episodes(eval_env, policy, EVAL_SEED)
-        save_rollouts(run.rollouts_path(noise), ro, {**meta, "noise": noise})
+        ro = run_episodes(eval_env, policy, EVAL_SEED).with_meta(**meta)
+        ro.save(run.rollouts_path(noise))
         summary[noise] = ro.summary()
     summary["train"] = {"interventions": env.total_interventions, "violations_P": env.total_violations_P,
                         "violations_X": env.total_violations_X, "fallbacks": env.total_fallbacks,

@@ -212,6 +212,7 @@ def train_shac(
     total_steps: int,
     start_steps: int = 0,
     callback: Optional[Callable[[int, dict[str, float]], bool]] = None,
+    reset: bool = True,
 ) -> int:
     """Run SHAC iterations until ``total_steps`` environment steps; returns the final step count.
 
@@ -221,11 +222,14 @@ def train_shac(
     :param start_steps: steps already done (resume).
     :param callback: ``callback(env_steps, stats) -> stop`` after every iteration (metrics,
         evaluation, checkpoints, progress); return True to stop early.
+    :param reset: reset the environments first (False when resuming: the environment's
+        checkpointed state continues, see :meth:`training.env.SafeEnv.load_state_dict`).
     """
     cfg = agent.cfg
     N, H = env.num_envs, cfg.horizon
     steps = start_steps
-    env.reset()
+    if reset:
+        env.reset()
     while steps < total_steps:
         frac = steps / max(total_steps, 1)
         actor_lr = _set_lr(agent.actor_opt, cfg.actor_lr, cfg.lr_end, frac)

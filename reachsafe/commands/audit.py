@@ -8,7 +8,8 @@ for the exact reals (outward-rounded error bounds; --tol relaxes them), check 4 
 simulator's floating-point rounding.  See verification/audit/checks.py for the math.
 
 Exit codes: 0 every step certified, 1 a violation or a failed certificate/fingerprint check,
-2 bad input (missing, truncated or corrupt file, missing arrays, wrong shapes, system mismatch).
+2 bad input (missing, truncated or corrupt file, not an .npz archive, missing arrays, wrong shapes or
+dtypes, NaN, system mismatch: the rollouts contract, reachsafe.rollouts).
 
 Examples:
   reachsafe audit runs/pendulum-shac/ --set data/pendulum.json --html audit.html
@@ -45,10 +46,12 @@ def run(args: argparse.Namespace) -> int:
     if args.max_failures < 0:
         raise UserError(f"--max-failures must be >= 0, got {args.max_failures}")
 
-    from verification.audit import audit, load_rollouts
+    from verification.audit import audit
 
-    ro = load_rollouts(args.rollouts)
-    sf = load_set(args.setfile, check_fingerprint=False)
+    from ..rollouts import Rollouts
+
+    ro = Rollouts.load(args.rollouts)
+    sf = load_set(args.setfile, check_fingerprint=False, check_certificate=False)  # check 1 reports it
     res = audit(ro, sf, recheck=not args.no_recheck, tol=args.tol, max_failures=args.max_failures)
     _print_summary(res)
     if args.json:

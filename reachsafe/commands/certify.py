@@ -12,9 +12,9 @@ Exit codes: 0 certified / artifact valid, 1 not invariant / artifact invalid,
 2 bad input, 3 undecided (budget exhausted).
 
 Examples:
-  reachsafe certify data/published/pendulum.json
-  reachsafe certify data/published/quadrotor.json --json result.json
-  reachsafe certify data/published/pendulum.json --recheck
+  reachsafe certify data/published/pendulum.json --no-write
+  reachsafe certify data/published/quadrotor.json --no-write --json result.json
+  reachsafe certify data/pendulum.json --recheck
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recheck", action="store_true",
                    help="validate the stored proof artifact (no search, no LP solver) instead of certifying")
     p.add_argument("--no-write", action="store_true", help="prove without writing the artifact or the certificate")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress (a bar on a terminal, plain lines in logs)")
 
 
 def _write_json(path, payload: dict) -> None:
@@ -50,22 +50,31 @@ def _finite(v):
 
 
 def _recheck(args: argparse.Namespace, sf) -> int:
-    from pathlib import Path
-
     from verification.certification.certifier import artifact_path_for
-    from verification.certification.recheck import file_sha256, recheck_artifact
+    from verification.certification.recheck import RecheckResult, file_sha256, recheck_artifact
 
+    from ..certificate import artifact_path
     from ..errors import UserError
 
     cert = sf.certificate or {}
-    art = Path(sf.path).with_name(cert["artifact"]) if cert.get("artifact") else artifact_path_for(sf.path)
-    if not art.exists():
-        raise UserError(f"{args.setfile}: no proof artifact ({art.name}); run 'reachsafe certify {args.setfile}' first")
-    res = recheck_artifact(sf, art, progress=not args.quiet)
+    if not cert:
+        raise UserError(f"{args.setfile}: not certified (no certificate, no proof artifact), nothing to re-check; "
+                        f"prove it first with 'reachsafe certify {args.setfile}'")
+    try:
+        art = artifact_path(sf.path, cert)
+    except ValueError as exc:
+        art, res = artifact_path_for(sf.path), RecheckResult(False, str(exc))
+    else:
+        if not art.exists():
+            res = RecheckResult(False, f"proof artifact {art.name} is missing beside the set file")
+        else:
+            res = recheck_artifact(sf, art, progress=not args.quiet)
     if res.valid and cert.get("artifact_sha256") and cert["artifact_sha256"] != file_sha256(art):
         res.valid, res.message = False, "artifact differs from the one recorded in the set file (sha256 mismatch)"
-    if res.valid and cert and cert.get("model_fingerprint") not in (None, sf.model_fingerprint):
+    if res.valid and cert.get("model_fingerprint") not in (None, sf.model_fingerprint):
         res.valid, res.message = False, "certificate was made for another model fingerprint"
+    if res.valid and sf.certificate_problem:  # the re-checker passed, but the recorded binding is off
+        res.valid, res.message = False, sf.certificate_problem
     print(f"recheck       {'VALID' if res.valid else 'INVALID'}: {res.message}")
     print(f"artifact      {art}")
     if res.valid:
@@ -79,6 +88,9 @@ def _recheck(args: argparse.Namespace, sf) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
     from ..errors import UserError
     from ..setfile import load_set
     from ._common import check_output_path
@@ -89,7 +101,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--budget must be >= 1, got {args.budget}")
     if not args.time_budget > 0:
         raise UserError(f"--time-budget must be > 0, got {args.time_budget}")
-    sf = load_set(args.setfile)
+    sf = load_set(args.setfile, check_certificate=False)  # certifying (or re-checking) does not rely on it
+    if not args.recheck and not args.no_write:
+        from ..workdir import remove_stale_workdirs
+
+        folder = Path(args.setfile).parent
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UserError(f"{args.setfile}: folder {folder} is not writable, so the certificate and proof artifact "
+                            "cannot be written; pass --no-write, or copy the set file to a writable folder")
+        remove_stale_workdirs(folder)  # left by a killed compute-invariant beside this set
     if args.recheck:
         return _recheck(args, sf)
 

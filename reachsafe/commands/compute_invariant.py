@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-budget", type=float, default=1200.0, help="seconds for synthesis + certification (default 1200)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
     p.add_argument("--margin", type=float, default=None, help="starting robust margin (default per system)")
+    p.add_argument("--quiet", action="store_true", help="no progress (bars on a terminal, plain lines in logs)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ._common import check_output_path
 
     system = get_system(args.system)
-    out = check_output_path(args.out or f"data/{system.name}.json")
+    out = check_output_path(args.out or f"data/{system.name}.json", "--out")
     if args.time_budget <= 0:
         raise UserError("--time-budget must be positive (seconds)")
     if args.facets is not None and args.facets < 2 * system.n:
@@ -43,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
     from verification.synthesis.driver import compute_certified_invariant
 
     outcome = compute_certified_invariant(system, out, facets=args.facets, time_budget=args.time_budget,
-                                          seed=args.seed, margin=args.margin)
+                                          seed=args.seed, margin=args.margin, progress=not args.quiet)
     print(outcome.message, file=sys.stdout if outcome.code == 0 else sys.stderr)
     return outcome.code

@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder, new or empty (default runs/demo-DATE-TIME in the repository)")
     p.add_argument("--steps", type=int, default=20_000, metavar="N", help="SHAC budget in environment steps (default 20000)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                   help="no progress (bars on a terminal, plain lines in logs)")
 
 
 def _set_for_demo(out, progress: bool):
@@ -71,12 +72,11 @@ def run(args: argparse.Namespace) -> int:
     out = out.resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} exists and is not an empty folder; choose a new one")
-    if not args.out:
-        out.parent.mkdir(exist_ok=True)  # runs/ is gitignored: absent on a fresh clone
-    if not out.parent.exists():
-        raise UserError(f"--out folder {out.parent} does not exist; create it or choose another --out")
+    from ._common import check_output_dir
+
+    check_output_dir(out, "--out")  # not a file, and creatable in a writable folder (before any work)
     t0 = time.perf_counter()
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)  # (runs/ is gitignored: absent on a fresh clone)
 
     sf, note = _set_for_demo(out, not args.no_progress)
     print(f"[1/4] set     {note}", flush=True)

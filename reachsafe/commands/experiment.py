@@ -11,8 +11,10 @@ Resumable: runs whose results/NAME/runs/RUN_ID/run.json exists are skipped (also
 clone), interrupted runs continue from their last checkpoint; just repeat the command.
 
 Backends: local processes (default; --workers N, default = cores, 1 torch thread per run) or a
-Ray cluster (--backend ray [--address ADDR]; needs pip install -e '.[ray]'; without --address a
-local Ray instance with --workers CPUs is started).
+Ray cluster (--backend ray [--address HOST:PORT]; needs pip install -e '.[ray]'; without
+--address a local Ray instance with --workers CPUs is started, bound to 127.0.0.1).  With token
+authentication (Ray >= 2.5x) the driver uses the token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+~/.ray/auth_token; README "Experiments" shows how to start a cluster.
 
 Exit codes: 0 every run finished and every safeguarded run's audit certified every step,
 1 a run failed or a safeguarded run has audit violations, 2 bad input (one line).
@@ -22,7 +24,7 @@ Examples:
   reachsafe experiment experiments/paper.toml --dry-run         # what would run, what is done
   reachsafe experiment experiments/paper.toml --workers 2
   reachsafe experiment experiments/paper.toml --only 'pendulum-shac-*-s0'   # a slice of the grid
-  reachsafe experiment experiments/paper.toml --backend ray --address auto
+  reachsafe experiment experiments/paper.toml --backend ray --address 127.0.0.1:6379
   reachsafe experiment experiments/paper.toml --report          # aggregate only, train nothing
   reachsafe experiment experiments/paper.toml --reaudit         # audit finished runs again, train nothing
 """
@@ -52,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "match); the report still covers the whole grid")
     p.add_argument("--results-dir", metavar="DIR", help="override [experiment] results_dir")
     p.add_argument("--runs-dir", metavar="DIR", help="override [experiment] runs_dir")
-    p.add_argument("--no-progress", action="store_true", help="one line per finished run instead of a progress bar")
+    p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                   help="one line per finished run instead of a progress bar (logs get plain lines anyway)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     command = "reachsafe experiment " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 2 and sys.argv[1] == "experiment" else f"reachsafe experiment {shlex.quote(str(args.config))}"
+    _check_outputs(exp, args)
     if args.report:
         return _report(exp, None)
     if args.reaudit:
@@ -104,7 +108,6 @@ def run(args: argparse.Namespace) -> int:
 
     outcomes = []
     if status.todo:
-        exp.results_dir.mkdir(parents=True, exist_ok=True)
         outcomes = _execute(exp, status, args)
     else:
         print("nothing to run: every selected run of the grid is finished")
@@ -119,18 +122,33 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed or unsafe else 0
 
 
+def _check_outputs(exp, args) -> None:
+    """Before any work: the results and run folders can be written, and every set in use loads with a
+    certificate that binds to its proof artifact (a set never certified passes; training warns)."""
+    from ..setfile import load_set
+    from ._common import check_output_dir
+
+    check_output_dir(exp.results_dir, "--results-dir" if args.results_dir else "[experiment] results_dir")
+    if args.report:
+        return
+    check_output_dir(exp.runs_dir, "--runs-dir" if args.runs_dir else "[experiment] runs_dir")
+    for name, st in exp.systems.items():
+        load_set(st.set_path, system=name)  # SetFileError (one line) on a certificate that does not match
+
+
 def _execute(exp, status, args) -> list:
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     from training.experiment_exec import make_backend, run_grid
 
     todo = status.todo
     n = len(exp.runs)
-    backend = make_backend(args.backend, args.workers, args.address)
+    backend = make_backend(args.backend, args.workers, args.address)  # a bad cluster fails here: nothing written
+    exp.results_dir.mkdir(parents=True, exist_ok=True)
     print(f"running {len(todo)} run(s) on {args.backend} with {backend.slots} worker(s) "
           f"({len(status.partial)} resumed from checkpoints)")
     sys.stdout.flush()
-    bar = tqdm(total=n, initial=len(status.finished), unit="run", file=sys.stderr, dynamic_ncols=True,
+    bar = progress_bar(total=n, initial=len(status.finished), unit="run", file=sys.stderr, dynamic_ncols=True,
                disable=args.no_progress, desc=exp.name)
     done = len(status.finished)
 
@@ -163,7 +181,7 @@ def _execute(exp, status, args) -> list:
 
 
 def _reaudit(exp, finished, args, command) -> int:
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     from training.experiment_exec import reaudit
 
@@ -171,7 +189,7 @@ def _reaudit(exp, finished, args, command) -> int:
         print("nothing to audit: no selected run is finished")
         return 0
     redone, missing, unsafe = 0, [], []
-    for spec in tqdm(finished, unit="run", file=sys.stderr, dynamic_ncols=True, disable=args.no_progress,
+    for spec in progress_bar(finished, unit="run", file=sys.stderr, dynamic_ncols=True, disable=args.no_progress,
                      desc=f"{exp.name} audit"):
         rec = reaudit(exp, spec)
         if rec is None:

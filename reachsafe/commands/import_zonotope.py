@@ -1,12 +1,18 @@
 """Convert a published zonotope into a set file with its exact H-representation.
 
-FILE is JSON in the format of shared/reference/published_sets.json, either
-{"sets": {SYSTEM: {"center": [...], "generators": [[...], ...]}}} or a single
-{"center": ..., "generators": ...} object.  Z = {center + G beta : |beta|_inf <= 1}.
+FILE is JSON in the format of data/published/zonotopes.json (the paper's zonotopes, shipped
+with reachsafe), either {"sets": {SYSTEM: {"center": [...], "generators": [[...], ...]}}} or a
+single {"center": ..., "generators": ...} object.  Z = {center + G beta : |beta|_inf <= 1}.
 The set file is marked as not certified: run 'reachsafe certify' on it.
 
-Example:
-  reachsafe import-zonotope pendulum ../shared/reference/published_sets.json --out data/published/pendulum.json
+When --out already holds this zonotope (the same center and generators, for the current
+model) it is kept untouched: its H-representation is the conversion of exactly these numbers
+(the facet normals of an ill-conditioned zonotope can differ in the last digits between
+machines), and sets are identified by their A and b.
+
+Examples:
+  reachsafe import-zonotope pendulum data/published/zonotopes.json --out data/published/pendulum.json
+  reachsafe import-zonotope quadrotor data/published/zonotopes.json --out /tmp/quadrotor.json
 """
 
 from __future__ import annotations
@@ -54,6 +60,27 @@ def _read_zonotope(path: str, system: str):
     return c, G, entry
 
 
+def _holds_zonotope(out, system, c, G) -> bool:
+    """True if the set file ``out`` exists, loads for ``system`` and records exactly the zonotope ``(c, G)``."""
+    import numpy as np
+
+    from ..setfile import SetFileError, load_set
+
+    if not out.is_file():
+        return False
+    try:
+        sf = load_set(out, system=system.name, check_certificate=False)
+    except SetFileError:
+        return False
+    z = sf.zonotope or {}
+    try:
+        zc = np.array(z.get("center"), dtype=np.float64)
+        zG = np.array(z.get("generators"), dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return zc.shape == c.shape and zG.shape == G.shape and bool(np.array_equal(zc, c) and np.array_equal(zG, G))
+
+
 def run(args: argparse.Namespace) -> int:
     import datetime
 
@@ -65,13 +92,16 @@ def run(args: argparse.Namespace) -> int:
     from ._common import check_output_path
 
     system = get_system(args.system)
-    out = check_output_path(args.out)
+    out = check_output_path(args.out, "--out")
     c, G, entry = _read_zonotope(args.file, args.system)
     if c.shape != (system.n,) or G.ndim != 2 or G.shape[0] != system.n:
         raise UserError(
             f"{args.file}: zonotope for {args.system} needs center [{system.n}] and generators [{system.n}][p], "
             f"got {list(c.shape)} and {list(G.shape)}"
         )
+    if _holds_zonotope(out, system, c, G):
+        print(f"kept {out}: it already holds this zonotope (same center and generators, current {system.name} model)")
+        return 0
     Z = Zonotope(c, G)
     H = Z.to_hpolytope()
     vol = Z.volume()

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cells < 4 or args.actions < 2:
         raise UserError("--cells must be >= 4 and --actions >= 2")
     if args.json:
-        check_output_path(args.json)
+        check_output_path(args.json, "--json")
     from verification.kernel import grid_kernel
 
     k = grid_kernel(system, cells=args.cells, actions=args.actions)

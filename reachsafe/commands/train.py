@@ -3,9 +3,15 @@ with a safeguard inside the environment; everything goes to one run directory.
 
 The run directory holds config.json, metrics.csv, checkpoint/, rollouts.npz (final
 evaluation, uniform noise), rollouts-adversarial.npz, summary.json and curve.png.
-Interrupted runs continue with --resume (same flags; --steps may grow).
+Interrupted runs continue with --resume (same flags; --steps may grow): checkpoints hold the
+networks, optimisers, the environments' state and every random state, so a resumed run
+reproduces the uninterrupted one bit for bit (wall times aside).
 
 Default --set: data/SYSTEM.json, else (pendulum only) data/published/pendulum.json.
+The set's certificate is checked for its binding to the proof artifact (it exists, it is the
+recorded one, it is for this A, b and model): a set whose certificate does not match is refused
+(exit 2) unless --allow-unverified-set; a set that was never certified is used with a warning
+on stderr.
 SHAC hyperparameters are the paper's tuned values for the system (see config.json).
 
 Examples:
@@ -38,10 +44,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, metavar="N", help="budget in environment steps (default 100k pendulum, 200k quadrotor)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (must be new or empty unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--allow-unverified-set", action="store_true",
+                   help="use a --set whose certificate does not match its proof artifact (refused by default; "
+                        "the safeguard then guarantees nothing)")
     p.add_argument("--eval-every", type=int, metavar="N", help="evaluate and checkpoint every N env steps (default steps/10)")
     p.add_argument("--eval-episodes", type=int, default=16, metavar="N", help="evaluation episodes (default 16)")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="torch CPU threads (default 1: fastest for these sizes)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                   help="no progress (a bar on a terminal, plain lines in logs)")
 
 
 def _fmt(s: dict) -> str:
@@ -74,18 +84,22 @@ def _user_system(args: argparse.Namespace) -> str:
         args.set_path = str(default)
     for path in (args.set_path, args.init_set_path):
         if path:
-            load_set(path, system=args.system)  # a set made for another version of the model is refused
+            load_set(path, system=args.system, check_certificate=False)  # another model version is refused
     return system.name
 
 
 def run(args: argparse.Namespace) -> int:
+    from ._common import check_output_dir
+
+    check_output_dir(args.out, "--out")  # before any work
     from training.runner import make_config, train
 
     args.system = _user_system(args)
     cfg, notes = make_config(
         args.system, args.algo, args.safeguard, set_path=args.set_path, init_set_path=args.init_set_path,
         init_sampling=args.init_sampling, seed=args.seed, steps=args.steps, passthrough=args.passthrough, regularize=args.regularize,
-        eval_every=args.eval_every, eval_episodes=args.eval_episodes, threads=args.threads)
+        eval_every=args.eval_every, eval_episodes=args.eval_episodes, threads=args.threads,
+        allow_unverified_set=args.allow_unverified_set)
     for n in notes:
         print(n)
     if cfg.init_set_path and cfg.init_sampling == "zonotope":

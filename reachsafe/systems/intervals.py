@@ -13,7 +13,12 @@ Floating point is handled conservatively:
   plus the smallest subnormal, far above the documented error of the C library
   (< 1 ulp for glibc's ``sin``/``cos``, correctly rounded ``sqrt``);
 * rational constants that are not doubles (``981/100``, ``1/12``) and ``pi`` become
-  enclosing intervals one ulp wide.
+  enclosing intervals one ulp wide;
+* overflow keeps every bound valid, never NaN: an interval stands for finite reals, so an
+  endpoint product ``0 * inf`` is 0, a lower bound that overflowed to ``+inf`` becomes the
+  largest finite double (``[-1.6e218]^2 = [1.797e308, inf]``), an upper bound at ``-inf`` the
+  most negative one, and any NaN that could still arise becomes ``-inf`` (lower) / ``+inf``
+  (upper), which are always valid.
 
 Two enclosures are combined where it helps (:func:`enclose`): the natural interval
 extension ``e([x])`` and the mean-value form
@@ -40,20 +45,41 @@ __all__ = ["Interval", "evaluate", "enclose", "number_interval"]
 Interval = tuple[np.ndarray, np.ndarray]
 
 _EPS = np.finfo(np.float64).eps
+_MAX = float(np.finfo(np.float64).max)
 _TINY = np.nextafter(0.0, 1.0)  # smallest positive subnormal
 
 
 def _down(v: np.ndarray) -> np.ndarray:
-    return np.nextafter(v, -np.inf)
+    """The next double below ``v`` (``+inf`` -> largest finite double; NaN -> ``-inf``, always a lower bound)."""
+    with np.errstate(over="ignore"):
+        r = np.nextafter(v, -np.inf)
+    return np.where(np.isnan(r), -np.inf, r)
 
 
 def _up(v: np.ndarray) -> np.ndarray:
-    return np.nextafter(v, np.inf)
+    """The next double above ``v`` (``-inf`` -> most negative double; NaN -> ``+inf``, always an upper bound)."""
+    with np.errstate(over="ignore"):
+        r = np.nextafter(v, np.inf)
+    return np.where(np.isnan(r), np.inf, r)
+
+
+def _prod(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Endpoint product ``x * y`` with ``0 * (+-inf) = 0`` (endpoints bound finite reals)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = np.multiply(x, y)
+    nan = np.isnan(p)
+    if np.any(nan):
+        xb, yb = np.broadcast_arrays(x, y)
+        p = np.where(nan & ((xb == 0) | (yb == 0)), 0.0, p)
+    return p
 
 
 def _widen(lo: np.ndarray, hi: np.ndarray, ulps: float) -> Interval:
-    """Widen by a relative ``ulps * eps`` plus the smallest subnormal on each side."""
-    return lo - (np.abs(lo) * ulps * _EPS + _TINY), hi + (np.abs(hi) * ulps * _EPS + _TINY)
+    """Widen by a relative ``ulps * eps`` plus the smallest subnormal on each side (overflow-safe)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        wlo = np.where(lo == np.inf, _MAX, lo - (np.abs(lo) * ulps * _EPS + _TINY))
+        whi = np.where(hi == -np.inf, -_MAX, hi + (np.abs(hi) * ulps * _EPS + _TINY))
+    return np.where(np.isnan(wlo), -np.inf, wlo), np.where(np.isnan(whi), np.inf, whi)
 
 
 def number_interval(value: sp.Expr) -> tuple[float, float]:
@@ -79,19 +105,21 @@ def number_interval(value: sp.Expr) -> tuple[float, float]:
 
 
 def _mul(a: Interval, b: Interval) -> Interval:
-    p = np.stack(np.broadcast_arrays(a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1]))
+    p = np.stack(np.broadcast_arrays(_prod(a[0], b[0]), _prod(a[0], b[1]), _prod(a[1], b[0]), _prod(a[1], b[1])))
     return _down(p.min(axis=0)), _up(p.max(axis=0))
 
 
 def _add(a: Interval, b: Interval) -> Interval:
-    return _down(a[0] + b[0]), _up(a[1] + b[1])
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _down(a[0] + b[0]), _up(a[1] + b[1])
 
 
 def _int_pow(a: Interval, k: int) -> Interval:
     lo, hi = np.broadcast_arrays(*a)
     if k == 0:
         return np.ones_like(lo), np.ones_like(hi)
-    plo, phi = lo**k, hi**k
+    with np.errstate(over="ignore"):
+        plo, phi = lo**k, hi**k
     if k % 2 == 1:
         return _widen(plo, phi, 8 * k)
     rlo = np.where((lo <= 0) & (hi >= 0), 0.0, np.minimum(plo, phi))
@@ -129,13 +157,15 @@ def _contains_point(lo: np.ndarray, hi: np.ndarray, phase: float) -> np.ndarray:
 def _sin(a: Interval, phase_shift: float = 0.0) -> Interval:
     """Range of ``sin(x + phase_shift)`` over ``[lo, hi]``; ``cos`` uses ``phase_shift = pi/2``."""
     lo, hi = np.broadcast_arrays(*a)
+    finite = np.isfinite(lo) & np.isfinite(hi)
+    lo_f, hi_f = np.where(finite, lo, 0.0), np.where(finite, hi, 0.0)
     fn = np.cos if phase_shift else np.sin
-    slo, shi = fn(lo), fn(hi)
+    slo, shi = fn(lo_f), fn(hi_f)
     rlo, rhi = _widen(np.minimum(slo, shi), np.maximum(slo, shi), 8)
     # maxima of sin(y) at y = pi/2 + 2 k pi, i.e. x = pi/2 - shift + 2 k pi
-    has_max = _contains_point(lo, hi, math.pi / 2 - phase_shift)
-    has_min = _contains_point(lo, hi, -math.pi / 2 - phase_shift)
-    wide = (hi - lo) >= 2.0 * math.pi
+    has_max = _contains_point(lo_f, hi_f, math.pi / 2 - phase_shift)
+    has_min = _contains_point(lo_f, hi_f, -math.pi / 2 - phase_shift)
+    wide = ~finite | ((hi_f - lo_f) >= 2.0 * math.pi)
     rhi = np.where(has_max | wide, 1.0, np.minimum(rhi, 1.0))
     rlo = np.where(has_min | wide, -1.0, np.maximum(rlo, -1.0))
     return rlo, rhi

@@ -1,8 +1,7 @@
 """Post-hoc audit of recorded rollouts: step-by-step checks (:mod:`.checks`), reports
-(:mod:`.report`) and the throughput benchmark (:mod:`.bench`)."""
+(:mod:`.report`) and the throughput benchmark (:mod:`.bench`).  Rollouts are read through the
+contract :mod:`reachsafe.rollouts`."""
 
-from .checks import (REQUIRED_ARRAYS, REQUIRED_META, AuditResult, CertificateItem, CheckResult, Rollouts, audit,
-                     load_rollouts, recheck_certificate, resolve_rollouts_path)
+from .checks import AuditResult, CertificateItem, CheckResult, audit, recheck_certificate
 
-__all__ = ["Rollouts", "load_rollouts", "resolve_rollouts_path", "CheckResult", "CertificateItem",
-           "AuditResult", "audit", "recheck_certificate", "REQUIRED_ARRAYS", "REQUIRED_META"]
+__all__ = ["CheckResult", "CertificateItem", "AuditResult", "audit", "recheck_certificate"]

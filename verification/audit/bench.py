@@ -60,7 +60,7 @@ def _initial_states(sf, n_ep: int, rng: np.random.Generator) -> np.ndarray:
 
 def simulate_rollouts(sf, episodes: int, steps: int, seed: int = 0, policy: str = "safe", noise: str = "uniform",
                       margin: float = 1e-6, dtype: Any = np.float64, noise_scale: float = 1.0) -> dict[str, np.ndarray]:
-    """Arrays of a rollouts file (DESIGN.md) simulated with ``system.step`` (see module docstring).
+    """Arrays of a rollouts file (:mod:`reachsafe.rollouts`) simulated with ``system.step`` (see module docstring).
 
     :param sf: the set file (its system, ``A``, ``b``; its fingerprint goes into the file).
     :param policy: ``"safe"`` (m = 1) or ``"zero"``.
@@ -124,7 +124,9 @@ def run_bench(args: argparse.Namespace) -> int:
     from reachsafe.errors import UserError
     from reachsafe.setfile import load_set
 
-    from .checks import Rollouts, audit
+    from reachsafe.rollouts import Rollouts
+
+    from .checks import audit
 
     if args.episodes < 1 or args.steps < 1 or args.repeat < 1:
         raise UserError("--episodes, --steps and --repeat must be >= 1")

@@ -1,7 +1,7 @@
 r"""Post-hoc safety audit of recorded rollouts against a certified invariant set.
 
-Given a rollouts file (states ``x[e, t]`` ``[E, T+1, n]``, executed actions ``a[e, t]``
-``[E, T, m]``, policy actions, fingerprints; see ``../shared/DESIGN.md``) and the set file
+Given a rollouts file (the contract :mod:`reachsafe.rollouts`: states ``x[e, t]`` ``[E, T+1, n]``,
+executed actions ``a[e, t]`` ``[E, T, m]``, policy actions, rewards, fingerprints) and the set file
 ``P = {x : A x <= b}`` the run was guarded with, the audit decides, for every episode and step
 at once (numpy, no Python loop over steps):
 
@@ -75,7 +75,6 @@ the residual is compared modulo ``2 pi`` (and check 2 has already failed).
 from __future__ import annotations
 
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,17 +83,13 @@ import numpy as np
 
 from reachsafe.errors import UserError
 from reachsafe.intervention import intervened
-
+from reachsafe.rollouts import Rollouts
 from reachsafe.setfile import set_fingerprint
 
-__all__ = ["Rollouts", "load_rollouts", "resolve_rollouts_path", "CheckResult", "CertificateItem",
-           "AuditResult", "audit", "recheck_certificate", "REQUIRED_ARRAYS", "REQUIRED_META"]
+__all__ = ["CheckResult", "CertificateItem", "AuditResult", "audit", "recheck_certificate"]
 
 U64 = 2.0**-53
 TINY = 1e-300  # absorbs underflow in the rounding bounds
-REQUIRED_ARRAYS = ("states", "actions", "policy_actions")
-REQUIRED_META = ("system", "set_fingerprint", "model_fingerprint")
-ROLLOUTS_NAME = "rollouts.npz"
 
 # reason codes per check (0 = pass)
 STATE_CODES = {1: "outside_X", 2: "outside_P", 3: "not_provable", 4: "non_finite"}
@@ -103,119 +98,6 @@ TRANSITION_CODES = {1: "noise_outside_W", 2: "not_model_successor", 4: "non_fini
 
 
 # =================================================================== rollouts file
-@dataclass
-class Rollouts:
-    """A validated rollouts file; numeric arrays converted (exactly) to float64."""
-
-    states: np.ndarray  # [E, T+1, n]
-    actions: np.ndarray  # [E, T, m] executed (after the safeguard)
-    policy_actions: np.ndarray  # [E, T, m]
-    system: str
-    set_fingerprint: str
-    model_fingerprint: str
-    noise: str = "unknown"
-    rewards: np.ndarray | None = None  # [E, T]
-    storage_dtype: str = "float64"  # lowest precision of states/actions as stored
-    path: Path | None = None
-
-    @property
-    def episodes(self) -> int:
-        return int(self.states.shape[0])
-
-    @property
-    def steps(self) -> int:
-        return int(self.actions.shape[1])
-
-
-def resolve_rollouts_path(path: str | Path) -> Path:
-    """``ROLLOUTS.npz`` as given, or ``RUN_DIR/rollouts.npz`` for a run directory."""
-    p = Path(path)
-    if p.is_dir():
-        q = p / ROLLOUTS_NAME
-        if not q.exists():
-            raise UserError(f"{p}: run directory has no {ROLLOUTS_NAME}; pass the rollouts file or the run directory")
-        return q
-    if not p.exists():
-        raise UserError(f"{p}: no such file; pass a rollouts .npz or a run directory")
-    return p
-
-
-def _meta_str(data: dict[str, np.ndarray], key: str, where: str) -> str:
-    arr = data[key]
-    if arr.dtype.kind not in "US" or arr.size != 1:
-        raise UserError(f"{where}: '{key}' must be a string, got {arr.dtype} array of shape {list(arr.shape)}")
-    v = arr.reshape(()).item()
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-
-
-def _float_array(data: dict[str, np.ndarray], key: str, ndim: int, where: str) -> np.ndarray:
-    arr = data[key]
-    if arr.dtype.kind != "f":
-        raise UserError(f"{where}: '{key}' must be a float array, got dtype {arr.dtype}")
-    if arr.ndim != ndim:
-        raise UserError(f"{where}: '{key}' must be {ndim}-D, got shape {list(arr.shape)}")
-    return arr
-
-
-def _read_npz(p: Path) -> dict[str, np.ndarray]:
-    """Every member of the archive, read eagerly (a truncated member fails here, not later)."""
-    try:
-        with np.load(p, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):  # pragma: no cover - np.load returned an array
-                raise UserError(f"{p}: not an .npz archive; a rollouts file is written by np.savez")
-            return {k: np.asarray(npz[k]) for k in npz.files}
-    except UserError:
-        raise
-    except AttributeError:  # a plain .npy array has no context manager
-        raise UserError(f"{p}: not an .npz archive (a single .npy array?); a rollouts file is written by np.savez") from None
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else ""
-        raise UserError(f"{p}: corrupt or truncated rollouts file ({type(exc).__name__}: {msg}); "
-                        "re-export the rollouts") from None
-    except Exception as exc:  # zlib.error, pickle errors: anything the archive reader raises is bad input
-        msg = str(exc).splitlines()[0] if str(exc) else ""
-        raise UserError(f"{p}: unreadable rollouts file ({type(exc).__name__}: {msg}); re-export the rollouts") from None
-
-
-def load_rollouts(path: str | Path) -> Rollouts:
-    """Load and validate a rollouts ``.npz`` (or ``RUN_DIR``); raises :class:`UserError` (one line).
-
-    Shape checks against the model are done by :func:`audit` (it knows the system).
-    """
-    p = resolve_rollouts_path(path)
-    data = _read_npz(p)
-    where = str(p)
-    missing = [k for k in REQUIRED_ARRAYS + REQUIRED_META if k not in data]
-    if missing:
-        raise UserError(f"{where}: missing array(s) {', '.join(missing)}; a rollouts file holds "
-                        f"{', '.join(REQUIRED_ARRAYS + REQUIRED_META)} (see DESIGN.md)")
-    states = _float_array(data, "states", 3, where)
-    actions = _float_array(data, "actions", 3, where)
-    policy = _float_array(data, "policy_actions", 3, where)
-    E, T = states.shape[0], actions.shape[1]
-    if E == 0 or T == 0:
-        raise UserError(f"{where}: no steps to audit (states {list(states.shape)}, actions {list(actions.shape)})")
-    if actions.shape[0] != E or states.shape[1] != T + 1:
-        raise UserError(f"{where}: 'states' {list(states.shape)} and 'actions' {list(actions.shape)} disagree; "
-                        "expected states [E, T+1, n] and actions [E, T, m]")
-    if policy.shape != actions.shape:
-        raise UserError(f"{where}: 'policy_actions' {list(policy.shape)} must have the shape of 'actions' {list(actions.shape)}")
-    rewards = None
-    if "rewards" in data:
-        rewards = _float_array(data, "rewards", 2, where)
-        if rewards.shape != (E, T):
-            raise UserError(f"{where}: 'rewards' {list(rewards.shape)} must be [E, T] = {[E, T]}")
-    low = max((states.dtype, actions.dtype), key=lambda d: np.finfo(d).eps)  # the lower precision
-    return Rollouts(
-        states=states.astype(np.float64), actions=actions.astype(np.float64),
-        policy_actions=policy.astype(np.float64), system=_meta_str(data, "system", where),
-        set_fingerprint=_meta_str(data, "set_fingerprint", where),
-        model_fingerprint=_meta_str(data, "model_fingerprint", where),
-        noise=_meta_str(data, "noise", where) if "noise" in data else "unknown",
-        rewards=None if rewards is None else rewards.astype(np.float64),
-        storage_dtype=str(np.dtype(low)), path=p)
-
-
 def _check_shapes(ro: Rollouts, system) -> None:
     where = str(ro.path) if ro.path else "rollouts"
     if ro.states.shape[2] != system.n:
@@ -247,6 +129,8 @@ def recheck_certificate(setfile, recheck: bool = True) -> tuple[bool, str]:
     from ..certification.recheck import file_sha256, recheck_artifact
 
     cert = setfile.certificate or {}
+    if getattr(setfile, "certificate_problem", None):
+        return False, f"certificate does not match: {setfile.certificate_problem}; run 'reachsafe certify SETFILE'"
     if not setfile.certified:
         return False, "set file has no certificate; run 'reachsafe certify SETFILE' first"
     if setfile.path is None:
@@ -700,7 +584,7 @@ def audit(rollouts: Rollouts | str | Path, setfile, *, recheck: bool = True, tol
           model_rtol: float | None = None, max_failures: int = 1000, chunk: int | None = None) -> AuditResult:
     """Audit rollouts against a set file (checks 1-4 of the module docstring).
 
-    :param rollouts: a :class:`Rollouts` or a path (``.npz`` or run directory).
+    :param rollouts: a :class:`reachsafe.rollouts.Rollouts` or a path (``.npz`` or run directory).
     :param setfile: a :class:`~reachsafe.setfile.SetFile` or a path (loaded without refusing a
         fingerprint mismatch: check 1 reports it).
     :param recheck: re-run the proof checker on the artifact (else trust its sha256).
@@ -715,8 +599,9 @@ def audit(rollouts: Rollouts | str | Path, setfile, *, recheck: bool = True, tol
     from ..certification.intervals import CertModel
 
     t0 = time.perf_counter()
-    ro = rollouts if isinstance(rollouts, Rollouts) else load_rollouts(rollouts)
-    sf = setfile if isinstance(setfile, SetFile) else load_set(setfile, check_fingerprint=False)
+    ro = rollouts.validate() if isinstance(rollouts, Rollouts) else Rollouts.load(rollouts)
+    sf = setfile if isinstance(setfile, SetFile) else \
+        load_set(setfile, check_fingerprint=False, check_certificate=False)  # check 1 reports both
     if not (tol >= 0 and np.isfinite(tol)):
         raise UserError(f"--tol must be a finite number >= 0, got {tol}")
     if ro.system != sf.system:

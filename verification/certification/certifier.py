@@ -37,20 +37,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sps
 from scipy.optimize import linprog
 
 from . import intervals as ia
 from .intervals import CertModel
+from .cell_loop import prove_cells
 from .per_state import (Counterexample, find_counterexample, in_polytope, local_search, prove_no_safe_action,
                         pull_inside)
-from .recheck import (ARTIFACT_FORMAT, CellWitness, cell_terms, check_cell, file_sha256, root_bounds,
-                      set_hash)
+from .recheck import ARTIFACT_FORMAT, file_sha256, root_bounds, set_hash
 
 __all__ = ["CertifyResult", "certify", "artifact_path_for", "METHOD"]
 
 METHOD = "cells + affine feedback LP + outward-rounded interval check (reachsafe certify)"
-S_CAP = 1.0  # cap of the normalised LP slack (keeps the LP bounded, e.g. on empty cells)
 
 
 @dataclass
@@ -252,229 +250,18 @@ def _outside_point(model: CertModel, A, b, xmax, xc, j: int, sign: int) -> Count
     return None
 
 
-# =========================================================================== phase 3: cells
-def _lp_witness(model: CertModel, A: np.ndarray, b: np.ndarray, nrm: np.ndarray, lo: np.ndarray,
-                hi: np.ndarray, terms: dict[str, Any]) -> tuple[CellWitness, float] | None:
-    """One LP: feedback (K, k), duals and the normalised slack s (maximised, s <= S_CAP)."""
-    k_rows, n = A.shape
-    m = model.m
-    mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
-    R = np.flatnonzero(A @ mid + np.abs(A) @ rad > b - 1e-12 * (1.0 + np.abs(b)))
-    AR, bR = A[R], b[R]
-    L = R.size + 2 * n
-    D = np.hstack([AR.T, np.eye(n), -np.eye(n)])  # n x L
-    g = np.r_[bR, hi, -lo]  # L
-    nK = m * n
-    off = nK + m + 1
-    nvar = off + (k_rows + 2 * m) * L
-    ABm, AJ = terms["ABm"].mid, terms["AJ"].mid
-    # equalities: lambda_i^T [A_R; I; -I] - (A_i Bm) K = A_i J   (facets), mu_t ... - sigma_t K_j = 0
-    E1 = sps.kron(sps.eye(k_rows + 2 * m), sps.csr_matrix(D))
-    ii, dd, jj = np.meshgrid(np.arange(k_rows), np.arange(n), np.arange(m), indexing="ij")
-    rowsK = list((ii * n + dd).ravel())
-    colsK = list((jj * n + dd).ravel())
-    valsK = list((-ABm[ii, jj]).ravel())
-    for t in range(2 * m):
-        sig = 1.0 if t % 2 == 0 else -1.0
-        for d in range(n):
-            rowsK.append((k_rows + t) * n + d)
-            colsK.append((t // 2) * n + d)
-            valsK.append(-sig)
-    EK = sps.csr_matrix((valsK, (rowsK, colsK)), shape=((k_rows + 2 * m) * n, off))
-    A_eq = sps.hstack([EK, E1]).tocsr()
-    b_eq = np.r_[AJ.ravel(), np.zeros(2 * m * n)]
-    # inequalities
-    G1 = sps.kron(sps.eye(k_rows + 2 * m), sps.csr_matrix(g[None, :]))
-    Gk = np.zeros((k_rows + 2 * m, off))
-    Gk[:k_rows, nK:nK + m] = ABm
-    Gk[:k_rows, nK + m] = nrm
-    for t in range(2 * m):
-        Gk[k_rows + t, nK + t // 2] = 1.0 if t % 2 == 0 else -1.0
-    A_ub = sps.hstack([sps.csr_matrix(Gk), G1]).tocsr()
-    b_ub = np.r_[b - terms["base"], np.full(2 * m, 1.0 - 1e-9)]
-    bounds = [(None, None)] * (nK + m) + [(None, S_CAP)] + [(0, None)] * ((k_rows + 2 * m) * L)
-    obj = np.zeros(nvar)
-    obj[nK + m] = -1.0
-    res = linprog(obj, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")
-    if res.status != 0:
-        return None
-    x = res.x
-    K = x[:nK].reshape(m, n)
-    kk = x[nK:nK + m]
-    s = float(x[nK + m])
-    blocks = np.maximum(x[off:].reshape(k_rows + 2 * m, L)[:, :R.size], 0.0)
-    fi, fr = np.nonzero(blocks[:k_rows])
-    ti, tr = np.nonzero(blocks[k_rows:])
-    w = CellWitness(K, kk, fi, R[fr], blocks[:k_rows][fi, fr], ti, R[tr], blocks[k_rows:][ti, tr])
-    return w, s
-
-
-def _quick_empty(A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> int | None:
-    """A row r with ``min_{box} A_r x > b_r`` (rigorous), proving ``box ∩ P`` empty."""
-    inf_box = ia.fdot(A, ia.Iv(lo[None, :], hi[None, :]), axis=-1).lo
-    bad = np.flatnonzero(inf_box > b)
-    return int(bad[0]) if bad.size else None
-
-
-@dataclass
-class _Cell:
-    lo: np.ndarray
-    hi: np.ndarray
-    depth: int = 0
-    hint: CellWitness | None = None  # the parent's witness, tried before a new LP
-
-
-def _split_dim(cell: _Cell, root_w: np.ndarray, nonlinear: list[int], nl_term: float, deficit: float) -> int:
-    """Coordinate to bisect.
-
-    If the nonlinearity terms (mean-value remainder and ``B`` spread, normalised) are at least
-    half the LP deficit, refining a nonlinear coordinate can close the gap: bisect the widest
-    of those.  Otherwise the feedback needs more pieces: bisect the widest side overall
-    (widths relative to the root box).
-    """
-    w = (cell.hi - cell.lo) / np.where(root_w > 0, root_w, 1.0)
-    if nonlinear and nl_term >= 0.5 * deficit:
-        return int(nonlinear[int(np.argmax(w[nonlinear]))])
-    return int(np.argmax(w))
-
-
-def _split(cell: _Cell, d: int, hint: CellWitness | None) -> tuple[_Cell, _Cell]:
-    """Bisect ``cell`` at the midpoint of coordinate ``d``."""
-    t = 0.5 * cell.lo[d] + 0.5 * cell.hi[d]
-    left_hi, right_lo = cell.hi.copy(), cell.lo.copy()
-    left_hi[d], right_lo[d] = t, t
-    return _Cell(cell.lo, left_hi, cell.depth + 1, hint), _Cell(right_lo, cell.hi, cell.depth + 1, hint)
-
-
-def _initial_cells(lo: np.ndarray, hi: np.ndarray, nonlinear: list[int], splits: int) -> list[_Cell]:
-    cells = [_Cell(lo.copy(), hi.copy())]
-    for d in nonlinear:
-        if hi[d] <= lo[d]:
-            continue
-        cuts = [lo[d] + (hi[d] - lo[d]) * q / splits for q in range(1, splits)]
-        edges = [lo[d]] + [c for c in cuts if lo[d] < c < hi[d]] + [hi[d]]
-        new = []
-        for c in cells:
-            for a, z in zip(edges[:-1], edges[1:]):
-                l2, h2 = c.lo.copy(), c.hi.copy()
-                l2[d], h2[d] = a, z
-                new.append(_Cell(l2, h2))
-        cells = new
-    return cells
-
-
-def _cell_point(A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
-    """A point of ``box ∩ P`` near the box centre (Chebyshev centre of the intersection)."""
-    n = A.shape[1]
-    A2 = np.vstack([A, np.eye(n), -np.eye(n)])
-    b2 = np.r_[b, hi, -lo]
-    x, r = _chebyshev(A2, b2)
-    return x if r >= 0 else None
-
-
-def _prove_cells(model, compiled, A, b, root: dict, clock: _Clock, budget: int, progress: bool,
-                 init_splits: int, stats: dict) -> tuple[list[dict], float, Counterexample | None, bool]:
-    """Adaptive cell loop. Returns (proven cells, min slack, counterexample, complete)."""
-    from collections import deque
-
-    lo0, hi0 = np.array(root["lo"]), np.array(root["hi"])
-    root_w = hi0 - lo0
-    nrm = np.linalg.norm(A, axis=1)
-    queue = deque(_initial_cells(lo0, hi0, model.nonlinear_dims, init_splits))
-    done: list[dict] = []
-    min_slack = np.inf
-    bar = _progress(progress, len(queue))
-    tried_points = 0
-    lp_count = 0
-    try:
-        while queue:
-            if lp_count >= budget or clock.left() <= 0:
-                return done, min_slack, None, False
-            cell = queue.popleft()
-            r = _quick_empty(A, b, cell.lo, cell.hi)
-            if r is not None:
-                done.append({"lo": cell.lo.tolist(), "hi": cell.hi.tolist(), "kind": "empty", "rows": [r], "y": [1.0]})
-                _tick(bar, len(done), len(queue))
-                continue
-            terms = cell_terms(model, A, cell.lo, cell.hi)
-            if cell.hint is not None:
-                chk = check_cell(model, A, b, cell.lo, cell.hi, cell.hint, terms)
-                if chk.ok:
-                    stats["hint_reused"] = stats.get("hint_reused", 0) + 1
-                    min_slack = min(min_slack, _accept(done, cell, cell.hint, chk, nrm))
-                    _tick(bar, len(done), len(queue))
-                    continue
-            lp_count += 1
-            out = _lp_witness(model, A, b, nrm, cell.lo, cell.hi, terms)
-            if out is not None and out[1] > 0:
-                chk = check_cell(model, A, b, cell.lo, cell.hi, out[0], terms)
-                if chk.ok:
-                    min_slack = min(min_slack, _accept(done, cell, out[0], chk, nrm))
-                    _tick(bar, len(done), len(queue))
-                    continue
-                stats["numeric_rejects"] = stats.get("numeric_rejects", 0) + 1
-            stats["failed_cells"] = stats.get("failed_cells", 0) + 1
-            rel = np.max((cell.hi - cell.lo) / np.where(root_w > 0, root_w, 1.0))
-            if rel <= 1.0 / 32 and tried_points < 200:
-                tried_points += 1
-                x = _cell_point(A, b, cell.lo, cell.hi)
-                if x is not None:
-                    ce = prove_no_safe_action(model, compiled, A, b, x)
-                    if ce is not None:
-                        return done, min_slack, ce, False
-            if rel < 1e-7:
-                stats["too_small"] = stats.get("too_small", 0) + 1
-                return done, min_slack, None, False
-            deficit = -out[1] if out is not None else np.inf
-            nl_term = float(np.max(terms["nonlinear"] / nrm))
-            d = _split_dim(cell, root_w, model.nonlinear_dims, nl_term, max(deficit, 0.0))
-            queue.extend(_split(cell, d, out[0] if out is not None else None))
-            _tick(bar, len(done), len(queue))
-    finally:
-        stats["cell_lps"] = lp_count
-        if bar is not None:
-            bar.close()
-    return done, min_slack, None, True
-
-
-def _accept(done: list[dict], cell: _Cell, w: CellWitness, chk, nrm: np.ndarray) -> float:
-    """Record a proven cell; returns its normalised minimum facet slack."""
-    slack = float(np.min(chk.facet_slack / nrm))
-    done.append({"lo": cell.lo.tolist(), "hi": cell.hi.tolist(), "kind": "witness",
-                 "witness": w.to_json(), "min_slack": slack})
-    return slack
-
-
-def _progress(enabled: bool, total: int):
-    if not enabled:
-        return None
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="certify", unit="cell", file=sys.stderr, dynamic_ncols=True, leave=False)
-
-
-def _tick(bar, done: int, remaining: int) -> None:
-    if bar is None:
-        return
-    bar.total = done + remaining
-    bar.n = done
-    bar.set_postfix_str(f"queue {remaining}", refresh=False)
-    bar.refresh()
-
-
 # =========================================================================== main entry
 def _load(setfile_or_path):
     from reachsafe.setfile import SetFile, load_set
 
     if isinstance(setfile_or_path, SetFile):
         return setfile_or_path
-    return load_set(setfile_or_path)
+    return load_set(setfile_or_path, check_certificate=False)  # certifying does not rely on an old certificate
 
 
 def certify(setfile_or_path, budget: int = 200_000, time_budget: float | None = 900.0, progress: bool = False,
-            write: bool = True, definition=None, init_splits: int = 8, seed: int = 0) -> CertifyResult:
+            write: bool = True, definition=None, init_splits: int = 8, seed: int = 0,
+            workers: int | None = None) -> CertifyResult:
     """Certify (or refute) that the set file's polytope is RCI for its model.
 
     :param setfile_or_path: a :class:`~reachsafe.setfile.SetFile` or a path to one.
@@ -484,6 +271,8 @@ def certify(setfile_or_path, budget: int = 200_000, time_budget: float | None = 
     :param write: on success write ``<stem>.proof.json`` and the set file's certificate.
     :param definition: override the symbolic model (tests: mutated models); nothing is written
         when its fingerprint differs from the set file's.
+    :param workers: processes for the cell loop (default: the usable cores); the artifact does
+        not depend on it.
     """
     from reachsafe import __version__
     from reachsafe.systems import CompiledSystem, get_definition, get_system
@@ -519,12 +308,12 @@ def certify(setfile_or_path, budget: int = 200_000, time_budget: float | None = 
             j = rb["dim"]
             bound = (model.definition.constraint_lo[j], model.definition.constraint_hi[j])
             return result("not_invariant", f"P is not inside the constraint box X: it reaches "
-                          f"{rb['outside'].x[j]!r} in coordinate {j}, beyond the exact bound in {bound} "
+                          f"{float(rb['outside'].x[j])!r} in coordinate {j}, beyond the exact bound in {bound} "
                           "(build sets from CompiledSystem.constraint_box_inner())", counterexample=rb["outside"])
         return result("undecided", f"P reaches the boundary of X in coordinate {rb['dim']} within rounding")
     root = rb["root"]
-    cells, min_slack, ce, complete = _prove_cells(model, compiled, A, b, root, clock, budget, progress,
-                                                  init_splits, stats)
+    cells, min_slack, ce, complete = prove_cells(model, compiled, A, b, root, clock.deadline, budget, progress,
+                                                 init_splits, stats, workers)
     if ce is not None:
         return result("not_invariant", "a state in P has no safe action (Farkas proof)", counterexample=ce,
                       cells=len(cells))

@@ -14,7 +14,12 @@ result:
 * ``sin``/``cos`` are evaluated with :func:`math.sin`/``cos`` (glibc, < 1 ulp) and widened
   by 8 ulps relative plus the smallest subnormal; interior extrema are detected with a
   margin that errs towards including them;
-* exact constants (``981/100``, ``pi``) become the tightest enclosing double intervals.
+* exact constants (``981/100``, ``pi``) become the tightest enclosing double intervals;
+* overflow never produces NaN: the endpoints bound finite reals, so an endpoint product
+  ``0 * inf`` is 0, rounding a lower bound ``+inf`` down gives the largest finite double
+  (``[-1.6e218]^2 = [1.797e308, inf]``), an upper bound ``-inf`` up the most negative one, a sum
+  with an infinite term is infinite in that direction, and any NaN left becomes ``-inf``
+  (lower bound) / ``+inf`` (upper bound), which are always valid.
 
 :class:`CertModel` derives ``f(x, a, w) = c(x) + B(x) a + E(x) w`` from the symbolic
 :class:`~reachsafe.systems.definition.SystemDefinition` by differentiating ``step_exprs()``
@@ -37,6 +42,7 @@ __all__ = ["Iv", "point", "add", "sub", "mul", "fmul", "neg", "sum_iv", "fdot", 
 
 _TINY = float(np.nextafter(0.0, 1.0))
 _EPS = float(np.finfo(np.float64).eps)
+_MAX = float(np.finfo(np.float64).max)
 _TWO_PI_LO = 2.0 * math.pi  # 2*math.pi < 2 pi (exact scaling of math.pi < pi)
 
 
@@ -53,8 +59,10 @@ class Iv:
 
     @property
     def mid(self) -> np.ndarray:
-        """A double inside the interval (not an enclosure of anything)."""
-        return np.clip(0.5 * self.lo + 0.5 * self.hi, self.lo, self.hi)
+        """A finite double inside the interval where one exists (not an enclosure of anything)."""
+        lo = np.clip(self.lo, -_MAX, _MAX)
+        hi = np.clip(self.hi, -_MAX, _MAX)
+        return np.clip(0.5 * lo + 0.5 * hi, lo, hi)
 
     @property
     def mag(self) -> np.ndarray:
@@ -70,11 +78,28 @@ class Iv:
 
 
 def _down(v: np.ndarray) -> np.ndarray:
-    return np.nextafter(v, -np.inf)
+    """Next double below ``v`` (``+inf`` -> largest finite double; NaN -> ``-inf``, always a lower bound)."""
+    with np.errstate(over="ignore"):
+        r = np.nextafter(v, -np.inf)
+    return np.where(np.isnan(r), -np.inf, r)
 
 
 def _up(v: np.ndarray) -> np.ndarray:
-    return np.nextafter(v, np.inf)
+    """Next double above ``v`` (``-inf`` -> most negative double; NaN -> ``+inf``, always an upper bound)."""
+    with np.errstate(over="ignore"):
+        r = np.nextafter(v, np.inf)
+    return np.where(np.isnan(r), np.inf, r)
+
+
+def _prod(x, y) -> np.ndarray:
+    """Endpoint product ``x * y`` with ``0 * (+-inf) = 0`` (an endpoint bounds finite reals)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = np.multiply(x, y)
+    nan = np.isnan(p)
+    if np.any(nan):
+        xb, yb = np.broadcast_arrays(x, y)
+        p = np.where(nan & ((xb == 0) | (yb == 0)), 0.0, p)
+    return p
 
 
 def point(x) -> Iv:
@@ -88,16 +113,18 @@ def neg(a: Iv) -> Iv:
 
 
 def add(a: Iv, b: Iv) -> Iv:
-    return Iv(_down(a.lo + b.lo), _up(a.hi + b.hi))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return Iv(_down(a.lo + b.lo), _up(a.hi + b.hi))
 
 
 def sub(a: Iv, b: Iv) -> Iv:
-    return Iv(_down(a.lo - b.hi), _up(a.hi - b.lo))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return Iv(_down(a.lo - b.hi), _up(a.hi - b.lo))
 
 
 def mul(a: Iv, b: Iv) -> Iv:
     """Product of intervals: min/max of the four corner products, rounded outward."""
-    p1, p2, p3, p4 = a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi
+    p1, p2, p3, p4 = _prod(a.lo, b.lo), _prod(a.lo, b.hi), _prod(a.hi, b.lo), _prod(a.hi, b.hi)
     lo = np.minimum(np.minimum(p1, p2), np.minimum(p3, p4))
     hi = np.maximum(np.maximum(p1, p2), np.maximum(p3, p4))
     return Iv(_down(lo), _up(hi))
@@ -106,7 +133,7 @@ def mul(a: Iv, b: Iv) -> Iv:
 def fmul(f, a: Iv) -> Iv:
     """Exact double array ``f`` times interval ``a`` (broadcast), rounded outward."""
     f = np.asarray(f, dtype=np.float64)
-    p1, p2 = f * a.lo, f * a.hi
+    p1, p2 = _prod(f, a.lo), _prod(f, a.hi)
     return Iv(_down(np.minimum(p1, p2)), _up(np.maximum(p1, p2)))
 
 
@@ -115,10 +142,13 @@ def _sum_bound(X: np.ndarray, axis: int, up: bool) -> np.ndarray:
     N = X.shape[axis]
     if N == 0:
         return np.zeros(np.delete(np.array(X.shape), axis % X.ndim).tolist())
-    s = X.sum(axis=axis)
-    t = np.abs(X).sum(axis=axis)
-    err = t * ((4.0 * N + 4.0) * 2.0**-53) + 1e-300
-    return _up(s + err) if up else _down(s - err)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = X.sum(axis=axis)
+        t = np.abs(X).sum(axis=axis)
+        err = t * ((4.0 * N + 4.0) * 2.0**-53) + 1e-300
+        if up:  # a +inf term makes the sum unbounded above (and +inf + -inf must not turn into NaN)
+            return np.where(np.any(X == np.inf, axis=axis), np.inf, _up(s + err))
+        return np.where(np.any(X == -np.inf, axis=axis), -np.inf, _down(s - err))
 
 
 def sum_iv(a: Iv, axis: int = -1) -> Iv:
@@ -137,7 +167,10 @@ def ivdot(a: Iv, b: Iv, axis: int = -1) -> Iv:
 
 
 def _widen(lo: np.ndarray, hi: np.ndarray, ulps: float) -> Iv:
-    return Iv(lo - (np.abs(lo) * (ulps * _EPS) + _TINY), hi + (np.abs(hi) * (ulps * _EPS) + _TINY))
+    with np.errstate(over="ignore", invalid="ignore"):
+        wlo = np.where(lo == np.inf, _MAX, lo - (np.abs(lo) * (ulps * _EPS) + _TINY))
+        whi = np.where(hi == -np.inf, -_MAX, hi + (np.abs(hi) * (ulps * _EPS) + _TINY))
+    return Iv(np.where(np.isnan(wlo), -np.inf, wlo), np.where(np.isnan(whi), np.inf, whi))
 
 
 # ------------------------------------------------------------------ exact constants
@@ -206,12 +239,14 @@ _mcos = np.frompyfunc(math.cos, 1, 1)
 def _trig(a: Iv, which: str) -> Iv:
     """Range of sin or cos over [lo, hi]: endpoint values widened, +-1 where an extremum may lie inside."""
     lo, hi = np.broadcast_arrays(np.asarray(a.lo, float), np.asarray(a.hi, float))
+    with np.errstate(invalid="ignore"):
+        wide = ~((hi - lo) < 6.0) | ~(np.abs(lo) < 1e6) | ~(np.abs(hi) < 1e6)  # also true for inf and NaN
+    lo, hi = np.where(wide, 0.0, lo), np.where(wide, 0.0, hi)  # math.sin(inf) raises; wide ones are [-1, 1]
     fn = _msin if which == "sin" else _mcos
     ylo = np.asarray(fn(lo), dtype=np.float64)
     yhi = np.asarray(fn(hi), dtype=np.float64)
     r = _widen(np.minimum(ylo, yhi), np.maximum(ylo, yhi), 8.0)
     pmax, pmin = (math.pi / 2, -math.pi / 2) if which == "sin" else (0.0, math.pi)
-    wide = ~((hi - lo) < 6.0) | ~(np.abs(lo) < 1e6) | ~(np.abs(hi) < 1e6)
     rhi = np.where(wide | _may_contain(lo, hi, pmax), 1.0, np.minimum(r.hi, 1.0))
     rlo = np.where(wide | _may_contain(lo, hi, pmin), -1.0, np.maximum(r.lo, -1.0))
     return Iv(rlo, rhi)
@@ -275,11 +310,13 @@ class CertModel:
         E = F.jacobian(self.w).applyfunc(sp.expand) if self.w else sp.zeros(self.n, 0)
         self._check_affine(f, c, B, E)
         Jc = sp.Matrix(c).jacobian(self.x).applyfunc(sp.expand)
-        self.c_exprs, self.B_exprs, self.E_exprs, self.Jc_exprs = c, B, E, Jc
+        DB = [sp.expand(sp.diff(B[i, j], xd)) for i in range(self.n) for j in range(self.m) for xd in self.x]
+        self.c_exprs, self.B_exprs, self.E_exprs, self.Jc_exprs, self.DB_exprs = c, B, E, Jc, DB
         self._fc = [_compile(e) for e in c]
         self._fB = [_compile(e) for e in B]
         self._fE = [_compile(e) for e in E]
         self._fJ = [_compile(e) for e in Jc]
+        self._fDB = [_compile(e) for e in DB]
         nonlin = set()
         for e in list(Jc) + list(B) + list(E):
             nonlin |= e.free_symbols
@@ -322,7 +359,8 @@ class CertModel:
         return Iv(lo, hi)
 
     def enclose(self, lo, hi, jacobian: bool = True) -> dict[str, Iv]:
-        """Enclosures over N boxes ``[lo_k, hi_k]`` ([N, n]): ``c`` [N,n], ``B`` [N,n,m], ``E`` [N,n,p], ``Jc`` [N,n,n]."""
+        """Enclosures over N boxes ``[lo_k, hi_k]`` ([N, n]): ``c`` [N,n], ``B`` [N,n,m], ``E`` [N,n,p], and with
+        ``jacobian`` also ``Jc = dc/dx`` [N,n,n] and ``DB = dB/dx`` [N,n,m,n] (``DB[k, i, j, d] = dB_ij/dx_d``)."""
         lo = np.atleast_2d(np.asarray(lo, dtype=np.float64))
         hi = np.atleast_2d(np.asarray(hi, dtype=np.float64))
         N, n, m, p = lo.shape[0], self.n, self.m, self.p
@@ -334,6 +372,7 @@ class CertModel:
         }
         if jacobian:
             out["Jc"] = self._stack(self._fJ, env, N, (n, n))
+            out["DB"] = self._stack(self._fDB, env, N, (n, m, n))
         return out
 
     def at_points(self, x) -> dict[str, Iv]:

@@ -27,7 +27,16 @@ always admit such a cut).
                          + sum_j |A_i (Bint - Bm)|_j + sup_{E in Eint, w in W} A_i E w,
     q_i = A_i J + A_i Bm K,  R = (Jint - J)([lo, hi] - x0),
 
-using ``|a_j(x)| <= 1``.  With the stored multipliers ``lambda_i >= 0`` (on rows of ``A``),
+using ``|a_j(x)| <= 1``.  The spread of ``B`` over the cell costs first order in the cell's
+width there; the **second-order form** avoids it.  With ``B0 ⊇ B(x0)``, ``B0m = mid(B0)``,
+``DB ⊇ dB/dx(box)`` and ``a0 = K x0 + k``, the mean value form of ``B`` gives
+
+    A_i B(x) a(x) <= (A_i B0m K + G_i) x - G_i x0 + A_i B0m k + sum_j |A_i (B0 - B0m)|_j
+                     + sum_d |A_i DB_d a0 - G_id| |x_d - x0_d| + sum_{d,e} |A_i DB_d K|_e |x_d - x0_d| |x_e - x0_e|,
+
+``G_id = mid(A_i DB_d a0)``: a linear part (bounded by the same multipliers as ``q_i``) and
+remainders of second order.  The check evaluates both forms and keeps the smaller bound
+per facet (both are upper bounds of the same quantity).  With the stored multipliers ``lambda_i >= 0`` (on rows of ``A``),
 ``max_{x in C} q_i x <= lambda_i^T b + sup_{x in box} (q_i - lambda_i^T A) x``.  The cell
 passes iff every right-hand side is ``<= b_i``, and likewise ``+-(K_j x + k_j) <= 1`` on C
 with multipliers ``mu``, all evaluated with outward rounding.
@@ -46,6 +55,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from reachsafe.certificate import artifact_set_hash
+
 from . import intervals as ia
 from .intervals import CertModel, Iv
 
@@ -57,12 +68,12 @@ ARTIFACT_FORMAT = "reachsafe-rci-proof/1"
 
 
 def set_hash(A: np.ndarray, b: np.ndarray) -> str:
-    """sha256 of the exact doubles of ``A`` and ``b`` (little-endian, with the shape)."""
-    h = hashlib.sha256()
-    h.update(np.asarray(A.shape, dtype="<i8").tobytes())
-    h.update(np.ascontiguousarray(A, dtype="<f8").tobytes())
-    h.update(np.ascontiguousarray(b, dtype="<f8").tobytes())
-    return "sha256:" + h.hexdigest()
+    """sha256 of the exact doubles of ``A`` and ``b`` (little-endian, with the shape).
+
+    One definition with the binding check every set-file load makes
+    (:func:`reachsafe.certificate.artifact_set_hash`).
+    """
+    return artifact_set_hash(A, b)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -151,9 +162,10 @@ def cell_terms(model: CertModel, A: np.ndarray, lo: np.ndarray, hi: np.ndarray) 
     n = model.n
     x0 = 0.5 * lo + 0.5 * hi
     enc = model.enclose(lo[None], hi[None])
-    Jint, Bint, Eint = enc["Jc"][0], enc["B"][0], enc["E"][0]
-    c0 = model.at_points(x0[None])["c"][0]
-    J, Bm = Jint.mid, Bint.mid
+    Jint, Bint, Eint, DBint = enc["Jc"][0], enc["B"][0], enc["E"][0], enc["DB"][0]
+    at0 = model.at_points(x0[None])
+    c0, B0 = at0["c"][0], at0["B"][0]
+    J, Bm, B0m = Jint.mid, Bint.mid, B0.mid
     dx = ia.sub(ia.point(lo), ia.point(x0)), ia.sub(ia.point(hi), ia.point(x0))
     dx = Iv(dx[0].lo, dx[1].hi)
     R = ia.ivdot(ia.sub(Jint, ia.point(J)), Iv(dx.lo[None, :], dx.hi[None, :]), axis=-1)  # [n]
@@ -168,9 +180,41 @@ def cell_terms(model: CertModel, A: np.ndarray, lo: np.ndarray, hi: np.ndarray) 
     AR = ia.fdot(A, R[None, :], axis=-1)
     noise = ia.ivdot(AE, Iv(W.lo[None, :], W.hi[None, :]), axis=-1).hi
     bdev = ia._sum_bound(AdB.mag, -1, up=True) if model.m else np.zeros(len(A))
-    base = ia._sum_bound(np.stack([ia.sub(ia.add(Ac0, AR), AJx0).hi, noise, bdev], axis=-1), -1, up=True)
+    common = ia.sub(ia.add(Ac0, AR), AJx0).hi  # A_i c(x0) - A_i J x0 + sup A_i R
+    base = ia._sum_bound(np.stack([common, noise, bdev], axis=-1), -1, up=True)
+    # second-order form of B(x) a(x) (module docstring): B(x0) and dB/dx over the cell
+    AB0m = ia.fdot(A3, ia.point(B0m)[None], axis=1)  # [k, m]
+    AdB0 = ia.fdot(A3, ia.sub(B0, ia.point(B0m))[None], axis=1)  # rounding width of B(x0)
+    b0dev = ia._sum_bound(AdB0.mag, -1, up=True) if model.m else np.zeros(len(A))
+    ADB = ia.fdot(A[:, :, None, None], DBint[None], axis=1)  # [k, m, n]
+    base2 = ia._sum_bound(np.stack([common, noise, b0dev], axis=-1), -1, up=True)
     return {"x0": x0, "J": J, "Bm": Bm, "AJ": AJ, "ABm": ABm, "base": base, "n": n,
-            "nonlinear": AR.hi + bdev}
+            "nonlinear": AR.hi + bdev, "AB0m": AB0m, "ADB": ADB, "base2": base2, "dx": dx}
+
+
+def _second_order_bound(t: dict[str, Any], w: CellWitness, lam_part: np.ndarray, lo: np.ndarray,
+                        hi: np.ndarray, LA: Iv, Lb: np.ndarray) -> np.ndarray:
+    """Upper bound of ``A_i f(x, K x + k, w)`` on the cell in the second-order form of B (module docstring)."""
+    x0, dx, ADB, AJ = t["x0"], t["dx"], t["ADB"], t["AJ"]
+    m = w.K.shape[0]
+    a0 = ia.add(ia.ivdot(ia.point(w.K), ia.point(x0)[None, :], axis=-1), ia.point(w.k))  # [m]
+    # G_id = sum_j (A_i dB/dx_d)_j a0_j  -> [k, n]
+    ADBt = Iv(np.swapaxes(ADB.lo, 1, 2), np.swapaxes(ADB.hi, 1, 2))  # [k, n(d), m]
+    G = ia.ivdot(ADBt, Iv(a0.lo[None, None, :], a0.hi[None, None, :]), axis=-1)
+    Gm = G.mid
+    ABK = ia.ivdot(Iv(t["AB0m"].lo[:, :, None], t["AB0m"].hi[:, :, None]), ia.point(w.K)[None], axis=1)  # [k, n]
+    q2 = ia.add(ia.add(AJ, ABK), ia.point(Gm))
+    lin = ia._sum_bound(np.stack([Lb, _box_sup(ia.sub(q2, LA), lo, hi)], -1), -1, up=True)
+    ABk = ia.ivdot(t["AB0m"], ia.point(w.k)[None, :], axis=-1).hi
+    Gx0 = ia.ivdot(ia.point(Gm), ia.point(x0)[None, :], axis=-1).lo  # subtracted: its lower bound
+    dmag = dx.mag  # [n]
+    T1 = ia._sum_bound(ia.sub(G, ia.point(Gm)).mag * dmag[None, :], -1, up=True)
+    # T2 = sum_{d,e} |(A_i dB/dx_d K)_e| |dx_d| |dx_e|
+    DK = ia.ivdot(Iv(ADBt.lo[:, :, :, None], ADBt.hi[:, :, :, None]), ia.point(w.K)[None, None], axis=2)  # [k, n, n]
+    T2 = ia._sum_bound((DK.mag * dmag[None, :, None] * dmag[None, None, :]).reshape(len(Lb), -1), -1, up=True)
+    if m == 0:
+        T1 = T2 = np.zeros(len(Lb))
+    return ia._sum_bound(np.stack([lin, t["base2"], ABk, -Gx0, T1, T2], -1), -1, up=True)
 
 
 def check_cell(model: CertModel, A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -192,6 +236,8 @@ def check_cell(model: CertModel, A: np.ndarray, b: np.ndarray, lo: np.ndarray, h
     Lb = ia.fdot(Lam, ia.point(bR)[None, :], axis=-1).hi
     lin = ia._sum_bound(np.stack([Lb, _box_sup(ia.sub(q, LA), lo, hi)], -1), -1, up=True)
     total = ia._sum_bound(np.stack([lin, t["base"], ABk], -1), -1, up=True)
+    # both forms bound the same quantity; the smaller bound is kept (fmin skips a NaN bound)
+    total = np.fmin(total, _second_order_bound(t, w, Lam, lo, hi, LA, Lb))
     fslack = np.nextafter(b - total, -np.inf)
     aslack = _action_slack(w, A, b, lo, hi, m)
     ok = bool(np.all(fslack >= 0) and np.all(aslack >= 0))
@@ -379,9 +425,9 @@ def _recheck(model: CertModel, A: np.ndarray, b: np.ndarray, art: dict, progress
         return RecheckResult(False, f"coverage: {err}")
     it = range(len(cells))
     if progress:
-        from tqdm import tqdm
+        from reachsafe.progress import progress_bar
 
-        it = tqdm(it, desc="recheck", unit="cell", file=__import__("sys").stderr)
+        it = progress_bar(it, desc="recheck", unit="cell")
     min_slack = np.inf
     for ci in it:
         c = cells[ci]

@@ -1,131 +1,247 @@
-"""Synthesis + certification loop behind ``reachsafe compute-invariant``.
+"""Synthesis + certification loop behind ``reachsafe compute-invariant``: one route for every system.
 
-1. the system's synthesis plan (:func:`verification.synthesis.plans.plan_for`): template normals,
-   possibly over subsystems whose product is the candidate;
-2. shrink each part's offsets until every sampled state has the robust margin
-   (:func:`verification.synthesis.invariant.shrink_to_invariant`), then take the product;
-3. drop redundant rows, write the candidate into a private temporary folder beside the
-   output and run the independent certifier on it;
-4. certified: move the set file and its proof artifact into place (rename, atomic);
-   otherwise raise the margin by half, add the certifier's counterexample (if any) to the
-   states tested in every later iteration, and continue shrinking from the current
-   polytope, until the time budget is spent.  Nothing is left behind on failure.
+1. **Plan** (:func:`.plans.plan_for`): the parts of the system found on its linearisation's
+   dependency graph (one part for a system that does not split); all work is done in
+   coordinates normalised by X (:mod:`.scaling`).
+2. **Candidates per part**, both routes where they apply, the larger kept:
+
+   * *linear feedback* (:mod:`.linear_mas`): at an equilibrium with a stabilisable
+     linearisation, the robust maximal admissible set of an LQR closed loop, with the
+     linearisation error bounded as extra noise;
+   * *template shrinking* (:mod:`.invariant`): a template (:mod:`.templates`) shrunk from X
+     until every sampled state keeps every noisy successor inside (parts of up to three
+     coordinates, or where no stabilisable equilibrium exists).
+
+3. **Product** of the parts' candidates, redundant rows dropped, written into a private
+   temporary folder beside the output and handed to the independent certifier.
+4. **Certified**: set file and proof artifact move into place (rename, atomic).  Refuted:
+   the margins grow and the counterexample joins the sampled states; the loop repeats
+   until the time budget is spent.  Nothing is left behind on failure, and every failure
+   ends in one line that says what happened and what to try.
+
+Defaults fit the system's scale: margins are in normalised units, tied to how far the
+action moves each coordinate in one step (:func:`.scaling.one_step_authority`).
 """
 
 from __future__ import annotations
 
 import datetime
-import shutil
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from reachsafe import __version__
-from reachsafe.setfile import SetFile, load_set
-from reachsafe.systems import model_file_of
+from reachsafe.setfile import SetFile, install_certified_set, load_set
+from reachsafe.workdir import make_workdir, remove_workdir
 from reachsafe.sets import HPolytope
+from reachsafe.systems import model_file_of
 
-from .decomposition import embed
+from ..certification.certifier import certify
 from .invariant import SynthesisConfig, shrink_to_invariant
-from .plans import plan_for
+from .linear_mas import feedback_candidates
+from .plans import PlanPart, plan_for
+from .scaling import one_step_authority
+from .structure import embed
+from .templates import template
 
-__all__ = ["Outcome", "compute_certified_invariant", "DEFAULT_MARGIN"]
+__all__ = ["Outcome", "compute_certified_invariant", "default_margin", "LINEAR_MARGIN"]
 
-# starting robust margin of the sampled states (state units along unit normals)
-DEFAULT_MARGIN = {"pendulum": 2e-3, "quadrotor": 5e-3}
+LINEAR_MARGIN = 1e-4  # room left by the linear-feedback route, normalised units
+SHRINK_MAX_DIM = 4  # template shrinking is tried on parts of at most this many coordinates (or without equilibrium)
+SHRINK_SHARE = 0.4  # of the remaining budget that one part's shrinking may use when a linear candidate exists
 
 
 @dataclass
 class Outcome:
-    code: int  # 0 certified and written, 1 not certified, 3 undecided / out of time
+    code: int  # 0 certified and written, 3 no certified set within the budget
     message: str
     setfile: SetFile | None = None
+    log: list[str] = field(default_factory=list)
 
 
-def _volume(P: HPolytope, rng_seed: int) -> dict:
-    est = P.volume(n_samples=400_000, rng=np.random.default_rng(rng_seed)) if P.dim > 3 else P.volume()
+@dataclass
+class _Candidate:
+    route: str
+    A: np.ndarray  # normalised coordinates of the part, unit rows
+    b: np.ndarray
+    volume_fraction: float  # of the part's box
+    info: dict
+
+
+def default_margin(part: PlanPart) -> float:
+    """Shrinking margin (normalised units): ``min(1e-3, 0.05 max_i authority_i)``.
+
+    1e-3 of each half-range leaves the certifier room for rounding and cell enclosures;
+    where the action moves no coordinate by more than 2 % of its half-range per step (slow
+    actuation, e.g. a mountain car), the margin shrinks with it so that the action can
+    still produce it.
+    """
+    auth = one_step_authority(part.scaled)
+    return float(min(1e-3, 0.05 * auth.max())) if auth.max() > 0 else 1e-3
+
+
+class _Log:
+    """Progress lines on stderr (plain text; one line per event)."""
+
+    def __init__(self, enabled: bool, name: str) -> None:
+        self.enabled, self.name, self.lines = enabled, name, []
+        self.t0 = time.monotonic()
+
+    def __call__(self, msg: str) -> None:
+        line = f"{self.name}: {msg} ({time.monotonic() - self.t0:.0f} s)"
+        self.lines.append(line)
+        if self.enabled:
+            print(line, file=sys.stderr, flush=True)
+
+
+def _mc_fraction(A: np.ndarray, b: np.ndarray, n: int, seed: int, samples: int = 100_000) -> float:
+    Z = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(samples, n))
+    return float(np.mean(np.all(Z @ A.T <= b, axis=1)))
+
+
+def _shrink(part: PlanPart, facets: int | None, margin: float, seed: int, deadline: float, log: _Log,
+            extra: np.ndarray | None, start: np.ndarray | None, normals: np.ndarray | None) -> _Candidate | None:
+    A0, tinfo = template(part.scaled, part.operating, facets, seed) if normals is None else (normals, {})
+    cfg = SynthesisConfig(margin=margin, step=5e-4, seed=seed, max_iters=1_000_000)
+    last = [time.monotonic()]
+
+    def report(info: dict) -> None:
+        if time.monotonic() - last[0] > 10:
+            last[0] = time.monotonic()
+            log(f"shrinking {part.describe()}: iteration {info['iteration']}, {info['bad']} sampled states "
+                f"without margin (worst {info['min_margin']:.1e})")
+
+    res = shrink_to_invariant(part.scaled, A0, start, cfg, progress=report, deadline=deadline, extra_points=extra)
+    if res.empty:
+        log(f"shrinking {part.describe()}: the candidate became empty (template of {len(A0)} normals, "
+            f"margin {margin:.1e})")
+        return None
+    if not res.converged:
+        log(f"shrinking {part.describe()}: stopped by the time budget after {res.iterations} iterations")
+        return None
+    frac = _mc_fraction(res.A, res.b, part.scaled.n, seed)
+    log(f"shrinking {part.describe()}: {100 * frac:.1f} % of X after {res.iterations} iterations")
+    return _Candidate("template shrinking", res.A, res.b, frac,
+                      {"template": tinfo, "margin": margin, "iterations": res.iterations})
+
+
+def _linear(part: PlanPart, margin: float, seed: int, deadline: float, log: _Log) -> _Candidate | None:
+    if not part.equilibrium:
+        log(f"linear feedback {part.describe()}: no equilibrium inside X")
+        return None
+    cands = feedback_candidates(part.scaled, margin, seed=seed, deadline=deadline)
+    if not cands:
+        log(f"linear feedback {part.describe()}: no stabilising gain gave a non-empty set")
+        return None
+    best = max(cands, key=lambda c: c.volume_fraction)
+    log(f"linear feedback {part.describe()}: {100 * best.volume_fraction:.1f} % of X "
+        f"({len(best.b)} facets, action weight {best.action_weight:g}, {best.steps} steps)")
+    return _Candidate("linear feedback", best.A, best.b, best.volume_fraction,
+                      {"action_weight": best.action_weight, "steps": best.steps, "margin": margin})
+
+
+def _volume(P: HPolytope, seed: int) -> dict:
+    est = P.volume(n_samples=400_000, rng=np.random.default_rng(seed)) if P.dim > 3 else P.volume()
     return {"value": float(est.value), "method": est.method, "stderr": float(est.stderr)}
 
 
 def compute_certified_invariant(system, out: Path, facets: int | None = None, time_budget: float = 1200.0,
-                                seed: int = 0, margin: float | None = None, progress: bool = True) -> Outcome:
-    """Run the loop of the module docstring; write ``out`` only when certified."""
-    from tqdm import tqdm
+                                seed: int = 0, margin: float | None = None, progress: bool = True,
+                                command: str | None = None, workers: int | None = None) -> Outcome:
+    """Run the loop of the module docstring; write ``out`` only when certified.
 
-    from ..certification.certifier import certify
-
+    :param margin: shrinking margin in normalised units (default :func:`default_margin` per part).
+    :param command: the command line recorded in the set file (default: rebuilt from the options).
+    """
     t0 = time.monotonic()
     deadline = t0 + time_budget
-    plan = plan_for(system, facets)
-    cfg = SynthesisConfig(margin=margin or DEFAULT_MARGIN.get(system.name, 2e-3), step=5e-4, seed=seed)
-    offsets: list[np.ndarray | None] = [None] * len(plan)
+    log = _Log(progress, system.name)
+    plan = plan_for(system)
+    if len(plan) > 1:
+        log("split into " + " x ".join(p.describe() for p in plan) + " (coupling terms as bounded noise)")
+    margins = [margin if margin is not None else default_margin(p) for p in plan]
+    lin_margins = [LINEAR_MARGIN] * len(plan)
     counterexamples: list[np.ndarray] = []
-    bar = tqdm(total=None, desc=f"{system.name}: synthesis", unit="it", disable=not progress, file=sys.stderr)
-    last_status = "undecided"
-    iterations = 0
-
-    def report(info: dict) -> None:
-        bar.update(1)
-        bar.set_postfix(bad=info["bad"], margin=f"{info['min_margin']:.2e}", refresh=False)
-
+    last = "no candidate"
+    rounds = 0
     while time.monotonic() < deadline:
-        rows = []
-        converged = True
+        rounds += 1
+        chosen: list[_Candidate] = []
         for k, part in enumerate(plan):
-            cfg_k = SynthesisConfig(**{**cfg.__dict__, "n_interior": part.n_interior, "n_boundary": part.n_boundary})
             extra = np.array(counterexamples)[:, list(part.idx)] if counterexamples else None
-            res = shrink_to_invariant(part.system, part.normals, offsets[k], cfg_k, progress=report,
-                                      deadline=deadline, extra_points=extra)
-            offsets[k] = res.b
-            iterations += res.iterations
-            converged &= res.converged
-            rows.append((part.idx, res.A, res.b))
-        if not converged:
+            extra_z = part.scaled.to_z(extra) if extra is not None else None
+            cands = []
+            lin = _linear(part, lin_margins[k], seed, deadline, log)
+            if lin is not None:
+                cands.append(lin)
+            if part.scaled.n <= SHRINK_MAX_DIM or lin is None:
+                sub = deadline if lin is None else time.monotonic() + SHRINK_SHARE * (deadline - time.monotonic())
+                sh = _shrink(part, facets, margins[k], seed, sub, log, extra_z, None, None)
+                if sh is not None:
+                    cands.append(sh)
+            if not cands:
+                last = f"no candidate for {part.describe()}"
+                break
+            chosen.append(max(cands, key=lambda c: c.volume_fraction))
+        if len(chosen) < len(plan):
             break
+        rows = []
+        for part, cand in zip(plan, chosen):
+            A_x, b_x = part.scaled.to_state(cand.A, cand.b)
+            rows.append((part.idx, A_x, b_x))
         A, b = embed(system.n, rows)
         P = HPolytope(A, b).remove_redundant()
         vol = _volume(P, seed)
-        bar.set_description(f"{system.name}: certifying (volume {vol['value']:.4g})")
+        log(f"certifying a candidate of {P.A.shape[0]} facets, volume {vol['value']:.4g} "
+            f"({100 * vol['value'] / float(np.prod(system.constraint_hi - system.constraint_lo)):.1f} % of X)")
+        opts = (f" --facets {facets}" if facets else "") + (f" --margin {margin:g}" if margin is not None else "") \
+            + (f" --seed {seed}" if seed else "")
+        cmd = command or f"reachsafe compute-invariant {model_file_of(system) or system.name}{opts}"
         sf = SetFile.for_system(
             system, P.A, P.b, volume=vol,
             provenance={
-                "command": f"reachsafe compute-invariant {model_file_of(system) or system.name}"
-                           + (f" --seed {seed}" if seed else ""),
-                "method": "counterexample-guided template shrinking (verification/synthesis/invariant.py)",
-                "parts": [{"system": p.system.name, "coordinates": list(p.idx), "template_rows": int(p.normals.shape[0])}
-                          for p in plan],
-                "synthesis_margin": cfg.margin,
-                "synthesis_iterations": iterations,
+                "command": cmd,
+                "method": "one route for every system (verification/synthesis/driver.py)",
+                "parts": [{"coordinates": list(p.idx), "route": c.route, "volume_fraction": round(c.volume_fraction, 6),
+                           "coupling": p.coupling, **c.info} for p, c in zip(plan, chosen)],
+                "synthesis_rounds": rounds,
                 "synthesis_time_s": round(time.monotonic() - t0, 2),
                 "tool_version": __version__,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             },
         )
-        tmpdir = Path(tempfile.mkdtemp(prefix=".reachsafe-", dir=out.parent))
+        tmpdir = make_workdir(out.parent)  # stale .reachsafe-* folders of killed runs are removed here
         try:
-            cand = tmpdir / out.name
-            sf.save(cand)
-            result = certify(cand, time_budget=max(1.0, deadline - time.monotonic()), progress=progress)
-            last_status = result.status
+            cand_path = tmpdir / out.name
+            sf.save(cand_path)
+            result = certify(cand_path, time_budget=max(1.0, deadline - time.monotonic()), progress=progress,
+                             workers=workers)
             if result.status == "certified":
-                for f in tmpdir.iterdir():
-                    f.replace(out.parent / f.name)
-                bar.close()
+                # an identical certified set already at `out` stays untouched (clean working tree)
+                done = "wrote" if install_certified_set(cand_path, out) else "kept (same A, b and model)"
                 final = load_set(out)
-                return Outcome(0, f"wrote {out}: {system.name}, {P.A.shape[0]} facets, volume {vol['value']:.4g}"
+                return Outcome(0, f"{done} {out}: {system.name}, {P.A.shape[0]} facets, volume {vol['value']:.4g}"
                                   f" ({vol['method']}), certified in {result.time_s:.1f} s "
-                                  f"(total {time.monotonic() - t0:.1f} s)", final)
+                                  f"(total {time.monotonic() - t0:.1f} s)", final, log.lines)
         finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            remove_workdir(tmpdir)
+        if result.status == "undecided":
+            queued = result.stats.get("queued")
+            last = (f"certifier undecided after {result.cells} cells proven"
+                    + (f", {queued} queued" if queued is not None else "") + f" ({result.message})")
+            break
+        last = f"candidate refuted by the certifier ({result.message})"
+        log(last + "; margins raised")
         if result.counterexample is not None:
             counterexamples.append(np.asarray(result.counterexample.x, dtype=np.float64))
-        cfg.margin *= 1.5
-        bar.set_description(f"{system.name}: {result.status}, margin -> {cfg.margin:.1e}")
-    bar.close()
-    code = 3 if last_status == "undecided" else 1
-    return Outcome(code, f"{system.name}: no certified set within {time_budget:.0f} s "
-                         f"(last certifier verdict: {last_status}); nothing written. Try a larger --time-budget.")
+        margins = [3.0 * mg for mg in margins]
+        lin_margins = [10.0 * mg for mg in lin_margins]
+    hint = ("try a larger --time-budget" if "undecided" in last or time.monotonic() >= deadline
+            else "try a smaller --margin, more --facets, or a larger constraint box X")
+    timed = "undecided" in last or time.monotonic() >= deadline
+    head = f"no certified set within {time_budget:.0f} s" if timed else "no certified set"
+    return Outcome(3, f"{system.name}: {head}: {last}; nothing written. "
+                      f"{hint[0].upper() + hint[1:]}.", None, log.lines)

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from reachsafe.sets import HPolytope
+from reachsafe.sets import EmptySetError, HPolytope
 
 from .margins import normalize_rows, robust_margins
 
@@ -45,7 +45,7 @@ class SynthesisConfig:
     :param n_boundary: boundary samples per iteration.
     :param step: extra inward distance of a cut beyond the bad state, relative to the
         constraint box's extent along that normal.
-    :param max_iters: iteration cap.
+    :param max_iters: iteration cap (the driver sets it from the time budget through ``deadline``).
     :param confirm: consecutive iterations without a bad sample needed to stop.
     :param seed: random seed (the result is deterministic for a seed).
     """
@@ -68,6 +68,7 @@ class SynthesisResult:
     min_margin: float
     time_s: float
     history: list[dict] = field(default_factory=list)
+    empty: bool = False  # the polytope became empty (no invariant set with this template and margin)
 
     def polytope(self) -> HPolytope:
         return HPolytope(self.A, self.b)
@@ -165,9 +166,13 @@ def shrink_to_invariant(
     clean = 0
     for it in range(1, cfg.max_iters + 1):
         P = HPolytope(A, b)
-        center, radius = P.chebyshev_center()
+        try:
+            center, radius = P.chebyshev_center()
+        except EmptySetError:
+            radius = -1.0
         if radius <= 0:
-            raise RuntimeError("synthesis: the polytope became empty; no invariant set with this template and margin")
+            return SynthesisResult(A=A, b=b, iterations=it, converged=False, min_margin=min_margin,
+                                   time_s=time.monotonic() - t0, history=history, empty=True)
         pts = [P.sample(cfg.n_interior, rng), boundary_samples(P, center, cfg.n_boundary, rng, scale)]
         if extra_points is not None and len(extra_points):
             pts.append(extra_points[P.contains(extra_points)])

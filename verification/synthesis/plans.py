@@ -1,50 +1,52 @@
-"""Synthesis plans: which (sub)systems to shrink, with which template normals.
+"""Synthesis plans: which (sub)systems to synthesise, derived from the model alone.
 
-A plan is a list of :class:`Part`; the invariant candidate is the product of the parts'
-polytopes, each constraining its own coordinates of the full state (``idx``).  A single
-part covering every coordinate is the plain case (pendulum, user systems); the quadrotor
-uses its two chains (:mod:`verification.synthesis.decomposition`).
+A plan is a list of :class:`PlanPart`; the candidate is the product of the parts'
+polytopes, each constraining its own coordinates of the full state (``idx``).  The parts
+come from :func:`.structure.decompose` (weakly coupled chains, found on the linearisation's
+dependency graph); a system that does not split is one part covering every coordinate.
+No system is recognised by its name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .templates import box_normals, closed_loop_normals, dedupe, fan, template_for
+from .linear_mas import find_equilibrium
+from .scaling import ScaledSystem
+from .structure import decompose
 
-__all__ = ["Part", "plan_for"]
+__all__ = ["PlanPart", "plan_for"]
 
 
 @dataclass
-class Part:
-    """One polytope of the product: normals over ``system``'s state, placed at ``idx``."""
+class PlanPart:
+    """One factor of the product: a system over the coordinates ``idx`` of the full state."""
 
-    system: object
-    normals: np.ndarray
+    system: object  # CompiledSystem of the part
     idx: tuple[int, ...]
-    n_interior: int = 1500
-    n_boundary: int = 3000
+    scaled: ScaledSystem
+    operating: tuple[np.ndarray, np.ndarray]  # (z_e, a_e), normalised coordinates
+    equilibrium: bool  # operating point is an equilibrium (else the box centre, a = 0)
+    coupling: list[dict] = field(default_factory=list)
+
+    def describe(self) -> str:
+        names = self.system.definition.state_names or tuple(str(s) for s in self.system.definition.state)
+        return "(" + ", ".join(names) + ")"
 
 
-def plan_for(system, facets: int | None = None) -> list[Part]:
-    """The synthesis plan of a system (see module docstring)."""
-    if system.name == "quadrotor":
-        from .decomposition import quadrotor_parts
+def _part(system, idx, coupling) -> PlanPart:
+    z = ScaledSystem(system)
+    eq = find_equilibrium(z)
+    if eq is None:
+        return PlanPart(system, tuple(idx), z, (np.zeros(z.n), np.zeros(z.m)), False, coupling)
+    return PlanPart(system, tuple(idx), z, eq, True, coupling)
 
-        parts = quadrotor_parts()
-        H, V = parts.horizontal, parts.vertical
-        hw_h = 0.5 * (H.constraint_hi - H.constraint_lo)
-        hw_v = 0.5 * (V.constraint_hi - V.constraint_lo)
-        K = 3 if facets is None else max(1, facets // 40)
-        # Only normals that reach the actuated end of the chain px -> vx -> phi -> phi_dot: a
-        # facet in (px, vx) or (vx, phi) alone, once active, cannot be defended while the roll
-        # rate still drives the wrong way.  The closed-loop normals couple all four.
-        A_h = dedupe(np.vstack([box_normals(4), closed_loop_normals(H), fan(4, 2, 3, K, hw_h)]))
-        A_v = np.vstack([box_normals(2), fan(2, 0, 1, 8, hw_v)])
-        return [Part(H, A_h, parts.h_idx, n_interior=2000, n_boundary=6000), Part(V, A_v, parts.v_idx)]
-    if system.name == "pendulum":
-        return [Part(system, template_for(system, facets), tuple(range(system.n)))]
-    A = dedupe(np.vstack([box_normals(system.n), closed_loop_normals(system)]))
-    return [Part(system, A, tuple(range(system.n)))]
+
+def plan_for(system) -> list[PlanPart]:
+    """The synthesis plan of a compiled system (see module docstring)."""
+    parts = decompose(system)
+    if parts is None:
+        return [_part(system, range(system.n), [])]
+    return [_part(p.system, p.idx, p.coupling) for p in parts]

@@ -1,19 +1,37 @@
-"""Template facet normals for invariant-set synthesis, one family per system.
+"""Template facet normals for invariant-set synthesis, derived from the model alone.
 
-A template is a set of fixed facet normals; synthesis moves only the offsets.  The
-constraint box's 2n normals are always included (so the result lies in X); the other
-normals couple coordinates that the dynamics trade off:
+All normals live in normalised coordinates ``z`` (:mod:`.scaling`: X is ``[-1, 1]^n``), so
+one family fits a pendulum and a mountain car alike.  A template always contains the box
+normals (the result lies in X); the other families couple coordinates that the dynamics
+trade off:
 
-* ``fan(i, j, K, lo, hi)``: K normals in the (x_i, x_j) plane per quadrant, evenly spread
-  in angle in coordinates scaled by the box half-widths, e.g. for the pendulum
-  ``theta + alpha omega <= beta``: the braking corners of the (angle, velocity) box.
+* **pair fans** (:func:`fan`): for every pair ``(i, j)`` that the linearisation couples
+  (``M_ij`` or ``M_ji`` non-zero), ``K`` normals strictly inside each quadrant of the
+  ``(z_i, z_j)`` plane, e.g. ``theta + alpha omega <= beta``, the braking corners of an
+  (angle, velocity) box;
+* **closed-loop normals** (:func:`closed_loop_normals`): with an LQR gain at an operating
+  point, ``M_cl = M + B K``; for a linear system the maximal admissible set of
+  ``z+ = M_cl z`` is ``{d^T M_cl^t z <= beta}``, so ``(M_cl^T)^t d`` for the box normals and
+  the feedback rows ``d`` couple a coordinate with those that drive it.  ``t`` runs over a
+  geometric sequence up to the closed loop's own time constant ``3 / (1 - rho(M_cl))``
+  (capped), not a fixed horizon.  Where the linearisation is not stabilisable (a unicycle
+  at rest) other operating points are tried, and without any this family is left out;
+* **rotation planes** (:func:`rotation_normals`): for every lightly damped complex
+  eigenvalue pair of ``M`` (``|lambda| > 0.9``), normals evenly spread in the plane of its
+  left eigenvectors, so that a slowly rotating mode gets enough directions.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import itertools
 
-__all__ = ["box_normals", "fan", "template_for"]
+import numpy as np
+import scipy.linalg as sla
+
+from .scaling import ScaledSystem
+
+__all__ = ["box_normals", "fan", "closed_loop_normals", "rotation_normals", "dedupe", "template",
+           "coupled_pairs", "linearisation"]
 
 
 def box_normals(n: int) -> np.ndarray:
@@ -21,75 +39,131 @@ def box_normals(n: int) -> np.ndarray:
     return np.vstack([np.eye(n), -np.eye(n)])
 
 
-def fan(n: int, i: int, j: int, K: int, half_width: np.ndarray, quadrants=(0, 1, 2, 3)) -> np.ndarray:
-    """K normals strictly inside each chosen quadrant of the (x_i, x_j) plane.
+def fan(n: int, i: int, j: int, K: int) -> np.ndarray:
+    """K unit normals strictly inside each quadrant of the ``(z_i, z_j)`` plane.
 
-    In scaled coordinates ``y = x / half_width`` the normals are at angles
-    ``(q + k/(K+1)) * 90 deg``, k = 1..K; mapped back they read ``cos(t)/hw_i x_i + sin(t)/hw_j x_j``.
+    Angles ``(q + k / (K + 1)) * 90 deg``, ``q = 0..3``, ``k = 1..K``.
     """
     rows = []
-    for q in quadrants:
+    for q in range(4):
         for k in range(1, K + 1):
             t = (q + k / (K + 1)) * np.pi / 2
             r = np.zeros(n)
-            r[i] = np.cos(t) / half_width[i]
-            r[j] = np.sin(t) / half_width[j]
-            rows.append(r / np.linalg.norm(r))
-    return np.array(rows)
+            r[i], r[j] = np.cos(t), np.sin(t)
+            rows.append(r)
+    return np.array(rows).reshape(-1, n)
 
 
-def template_for(system, facets: int | None = None) -> np.ndarray:
-    """Fan template of the pendulum (box + angle/velocity fans); ``facets`` is a size hint.
+def linearisation(sys: ScaledSystem, z0: np.ndarray, a0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(M, B) = (df/dz, df/da)`` at ``(z0, a0)`` and the centre of the noise box."""
+    w_c = 0.5 * (sys.noise_lo + sys.noise_hi)
+    Jx, Ja, _ = sys.jacobians(z0[None], a0[None], w_c[None])
+    return Jx[0], Ja[0]
 
-    Other systems get their normals from :func:`verification.synthesis.plans.plan_for`.
+
+def coupled_pairs(M: np.ndarray, tol: float = 1e-9) -> list[tuple[int, int]]:
+    """Pairs ``i < j`` with ``M_ij`` or ``M_ji`` non-zero (relative to the largest entry)."""
+    off = np.abs(M - np.diag(np.diag(M)))
+    big = off > tol * max(off.max(), 1e-300)
+    n = M.shape[0]
+    return [(i, j) for i, j in itertools.combinations(range(n), 2) if big[i, j] or big[j, i]]
+
+
+def _lqr_gain(M: np.ndarray, B: np.ndarray, r: float) -> np.ndarray | None:
+    n, m = B.shape
+    try:
+        P = sla.solve_discrete_are(M, B, np.eye(n), r * np.eye(m))
+    except (np.linalg.LinAlgError, ValueError):
+        return None
+    if not np.all(np.isfinite(P)):
+        return None
+    K = -np.linalg.solve(r * np.eye(m) + B.T @ P @ B, B.T @ P @ M)
+    if not np.all(np.isfinite(K)) or np.max(np.abs(np.linalg.eigvals(M + B @ K))) >= 1.0:
+        return None
+    return K
+
+
+def closed_loop_normals(sys: ScaledSystem, points: list[tuple[np.ndarray, np.ndarray]], r: float = 1.0,
+                        max_power: int = 400, per_row: int = 12) -> np.ndarray:
+    """Normals ``(M_cl^T)^t d`` (see module docstring) at the first stabilisable operating point.
+
+    :param points: operating points ``(z0, a0)`` to try in order.
+    :param per_row: powers per base row, geometric from 1 to the time constant.
+    :returns: unit normals [N, n] (both signs), possibly empty.
     """
-    n = system.n
-    hw = 0.5 * (system.constraint_hi - system.constraint_lo)
-    if system.name == "pendulum":
-        K = max(1, ((facets or 36) - 2 * n) // 4)
-        return np.vstack([box_normals(n), fan(n, 0, 1, K, hw)])
-    raise ValueError(f"no fan template for system {system.name!r}; see verification.synthesis.plans.plan_for")
+    n = sys.n
+    for z0, a0 in points:
+        M, B = linearisation(sys, z0, a0)
+        K = _lqr_gain(M, B, r)
+        if K is None:
+            continue
+        Mcl = M + B @ K
+        rho = float(np.max(np.abs(np.linalg.eigvals(Mcl))))
+        horizon = int(min(max_power, max(2.0, 3.0 / max(1.0 - rho, 1e-9))))
+        powers = np.unique(np.round(np.geomspace(1, horizon, per_row)).astype(int))
+        base = np.vstack([np.eye(n), K])
+        rows = []
+        for t in powers:
+            V = base @ np.linalg.matrix_power(Mcl, int(t))
+            rows.append(V)
+        V = np.vstack(rows)
+        nv = np.linalg.norm(V, axis=1)
+        V = V[nv > 1e-12] / nv[nv > 1e-12, None]
+        return np.vstack([V, -V])
+    return np.zeros((0, n))
 
 
-def closed_loop_normals(system, steps=(1, 2, 3, 5, 8, 12, 18, 27, 40), r_weight: float = 1.0) -> np.ndarray:
-    """Normals of the maximal admissible set of the linearised closed loop.
-
-    Linearise at the box centre ``x0`` with the action ``a0 = 0``: ``M = df/dx``,
-    ``Bm = df/da``; an LQR gain ``K`` (state weight ``diag(1/hw^2)``, action weight
-    ``r_weight I``) gives ``M_cl = M + Bm K``.  For a linear system the maximal admissible
-    set of ``x+ = M_cl x`` under ``|x_i| <= hw_i`` and ``|K x| <= 1`` is
-    ``{x : d^T M_cl^k x <= beta_d, k = 0, 1, ...}`` for those constraint normals ``d``,
-    so ``(M_cl^T)^k d`` are the normals that couple a coordinate with the ones that drive
-    it (position with velocity with attitude).  Returned normalised, both signs.
-    """
-    import scipy.linalg as sla
-
-    n, m = system.n, system.m
-    hw = 0.5 * (system.constraint_hi - system.constraint_lo)
-    x0 = 0.5 * (system.constraint_hi + system.constraint_lo)
-    Jx, Ja, _ = system.jacobians(x0[None], np.zeros((1, m)), np.zeros((1, system.p)))
-    M, Bm = Jx[0], Ja[0]
-    Q = np.diag(1.0 / hw**2)
-    R = r_weight * np.eye(m)
-    Pm = sla.solve_discrete_are(M, Bm, Q, R)
-    K = -np.linalg.solve(R + Bm.T @ Pm @ Bm, Bm.T @ Pm @ M)
-    Mcl = M + Bm @ K
-    base = np.vstack([np.eye(n), K])
+def rotation_normals(M: np.ndarray, K: int = 16, min_modulus: float = 0.9) -> np.ndarray:
+    """``K`` unit normals in the plane of each lightly damped complex eigenpair of ``M`` (left eigenvectors)."""
+    n = M.shape[0]
+    lam, V = np.linalg.eig(M.T)  # left eigenvectors of M
     rows = []
-    for k in steps:
-        Mk = np.linalg.matrix_power(Mcl.T, k)
-        for d in base:
-            v = Mk @ d
-            nv = np.linalg.norm(v)
-            if nv > 1e-12:
-                rows += [v / nv, -v / nv]
-    return np.array(rows)
+    for k in range(n):
+        if lam[k].imag <= 1e-9 or abs(lam[k]) < min_modulus:
+            continue
+        u, v = V[:, k].real, V[:, k].imag
+        Q, _ = np.linalg.qr(np.c_[u, v])
+        for t in np.arange(K) * 2 * np.pi / K:
+            rows.append(np.cos(t) * Q[:, 0] + np.sin(t) * Q[:, 1])
+    if not rows:
+        return np.zeros((0, n))
+    R = np.array(rows)
+    return R / np.linalg.norm(R, axis=1, keepdims=True)
 
 
 def dedupe(A: np.ndarray, tol: float = 1e-6) -> np.ndarray:
-    """Drop normals within ``tol`` of an earlier one."""
-    keep: list[np.ndarray] = []
-    for r in A:
-        if all(np.linalg.norm(r - q) > tol for q in keep):
-            keep.append(r)
-    return np.array(keep)
+    """Unit rows, dropping any within ``tol`` of an earlier one (order kept)."""
+    A = np.asarray(A, dtype=np.float64)
+    A = A / np.linalg.norm(A, axis=1, keepdims=True)
+    keep: list[int] = []
+    for i, r in enumerate(A):
+        if not keep or np.min(np.linalg.norm(A[keep] - r, axis=1)) > tol:
+            keep.append(i)
+    return A[keep]
+
+
+def template(sys: ScaledSystem, operating: tuple[np.ndarray, np.ndarray], facets: int | None = None,
+             seed: int = 0) -> tuple[np.ndarray, dict]:
+    """The template of a (part of a) system and a record of what went into it.
+
+    :param operating: operating point ``(z_e, a_e)`` in normalised coordinates.
+    :param facets: size hint; scales the number of fan normals per quadrant.
+    :returns: (unit normals [k, n], provenance dict).
+    """
+    n = sys.n
+    z_e, a_e = operating
+    M, _ = linearisation(sys, z_e, a_e)
+    pairs = coupled_pairs(M)
+    if facets is None:
+        K = 8 if n <= 2 else 3 if n == 3 else 2
+    else:
+        K = max(1, (facets - 2 * n) // max(1, 4 * len(pairs)))
+    rng = np.random.default_rng(seed)
+    points = [(z_e, a_e)] + [(rng.uniform(-0.5, 0.5, n), np.zeros(sys.m)) for _ in range(6)]
+    cl = closed_loop_normals(sys, points)
+    rot = rotation_normals(M)
+    parts = [box_normals(n)] + [fan(n, i, j, K) for i, j in pairs] + [cl, rot]
+    A = dedupe(np.vstack([p for p in parts if len(p)]))
+    info = {"box": 2 * n, "fan_pairs": [list(p) for p in pairs], "fan_per_quadrant": K,
+            "closed_loop": int(len(cl)), "rotation": int(len(rot)), "rows": int(len(A))}
+    return A, info

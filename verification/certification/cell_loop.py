@@ -1,0 +1,289 @@
+"""The certifier's adaptive cell loop: cover the root box with proven cells, in parallel.
+
+Cells are boxes.  Each is settled by one of
+
+* an emptiness proof (one row ``r`` with ``min_box A_r x > b_r``),
+* a witness (:func:`.cells.find_witness`, accepted only by :func:`.recheck.check_cell`),
+
+or split in two.  Where to split is read off the failed check:
+
+* if the nonlinear terms of the failing facets (mean-value remainder and the spread of
+  ``B``, :func:`.recheck.cell_terms`) are at least half of the deficit, the coordinate
+  whose halving shrinks them most (measured on the 2n candidate children, enclosed in
+  one batched call);
+* otherwise one affine feedback is too weak for the cell: the coordinate along which the
+  facets that limit the LP's slack (weighted by their duals) vary most over the cell,
+  ``argmax_d sum_i y_i |A_id| (hi_d - lo_d)``, or its widest side relative to the root box
+  when the LP gives no duals.
+
+Cells are processed generation by generation in a fixed order; a generation is spread
+over worker processes (``fork``), and its results are taken in cell order, so the proof
+artifact is the same whatever the number of workers.  Small failing cells are tested for
+a counterexample (a state whose safe-action set is empty, proven by Farkas).
+
+Progress: cells proven and queued, the fraction of the root box settled, and an estimate
+of the time left from the rate at which the box is settled (an estimate, not a bound).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import intervals as ia
+from .cells import cell_center, find_witness
+from .intervals import CertModel
+from .per_state import Counterexample, prove_no_safe_action
+from .recheck import CellWitness, cell_terms
+
+__all__ = ["Cell", "CellOutcome", "prove_cells", "default_workers"]
+
+MIN_REL_WIDTH = 1e-7  # a cell narrower than this (relative to the root box) ends the search: undecided
+POINT_TEST_WIDTH = 1.0 / 32  # failing cells at most this wide are tested for a counterexample
+
+
+@dataclass
+class Cell:
+    lo: np.ndarray
+    hi: np.ndarray
+    depth: int = 0
+    hint: CellWitness | None = None  # the parent's witness, tried first
+
+
+@dataclass
+class CellOutcome:
+    """What processing one cell produced (plain data, sent back from a worker)."""
+
+    record: dict | None  # proven cell (artifact entry) or None
+    slack: float  # normalised minimum facet slack of a proven cell
+    split: int  # coordinate to bisect (-1: none)
+    hint: CellWitness | None
+    counterexample: Counterexample | None
+    lps: int
+    too_small: bool = False
+
+
+def default_workers() -> int:
+    """Worker processes for the cell loop: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _quick_empty(A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> int | None:
+    """A row r with ``min_{box} A_r x > b_r`` (rigorous), proving ``box ∩ P`` empty."""
+    inf_box = ia.fdot(A, ia.Iv(lo[None, :], hi[None, :]), axis=-1).lo
+    bad = np.flatnonzero(inf_box > b)
+    return int(bad[0]) if bad.size else None
+
+
+def _nonlinear_terms(model: CertModel, A: np.ndarray, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Float estimate of the nonlinear terms of facets ``rows`` over boxes [N, n]: [N, len(rows)].
+
+    ``|A_i (Jint - mid)| |x - x0| + |A_i (Bint - mid)| 1``, as in :func:`.recheck.cell_terms`.
+    """
+    enc = model.enclose(lo, hi)
+    J, Bv = enc["Jc"], enc["B"]
+    Jr = 0.5 * (J.hi - J.lo)  # [N, n, n]
+    Br = 0.5 * (Bv.hi - Bv.lo)  # [N, n, m]
+    dx = 0.5 * (hi - lo)  # [N, n]
+    Ar = np.abs(A[rows])  # [r, n]
+    rem = np.einsum("rk,Nkj,Nj->Nr", Ar, Jr, dx)
+    bsp = np.einsum("rk,Nkm->Nr", Ar, Br)
+    return rem + bsp
+
+
+def _split_dim(model: CertModel, A: np.ndarray, nrm: np.ndarray, cell: Cell, root_w: np.ndarray,
+               failing: np.ndarray, deficit: float, terms: dict, binding: np.ndarray | None = None) -> int:
+    """Coordinate to bisect (see module docstring)."""
+    n = cell.lo.size
+    rel = (cell.hi - cell.lo) / np.where(root_w > 0, root_w, 1.0)
+    widest = int(np.argmax(rel))
+    if failing.size == 0 and binding is not None and binding.sum() > 0:
+        score = (binding[:, None] * np.abs(A / nrm[:, None])).sum(axis=0) * (cell.hi - cell.lo)
+        if np.max(score) > 0:
+            return int(np.argmax(score))
+    if failing.size == 0 or not np.isfinite(deficit):
+        return widest
+    nl_parent = float(np.max(terms["nonlinear"][failing] / nrm[failing]))
+    if nl_parent < 0.5 * deficit:
+        return widest
+    lo_c, hi_c = [], []
+    for d in range(n):
+        t = 0.5 * cell.lo[d] + 0.5 * cell.hi[d]
+        l1, h1 = cell.lo.copy(), cell.hi.copy()
+        h1[d] = t
+        l2, h2 = cell.lo.copy(), cell.hi.copy()
+        l2[d] = t
+        lo_c += [l1, l2]
+        hi_c += [h1, h2]
+    nl = _nonlinear_terms(model, A, failing, np.array(lo_c), np.array(hi_c)) / nrm[failing][None, :]
+    score = nl.max(axis=1).reshape(n, 2).max(axis=1)
+    score = np.where(rel > 0, score, np.inf)
+    best = float(score.min())
+    if not np.isfinite(best) or best >= 0.999 * nl_parent:
+        return widest
+    # among coordinates that are (nearly) as good, the widest
+    good = np.flatnonzero(score <= best + 1e-3 * nl_parent)
+    return int(good[np.argmax(rel[good])])
+
+
+# ------------------------------------------------------------------ worker
+_STATE: dict[str, Any] = {}
+
+
+def _setup(model, compiled, A, b, root_w, point_tests: bool) -> None:
+    _STATE.update(model=model, compiled=compiled, A=A, b=b, nrm=np.linalg.norm(A, axis=1), root_w=root_w,
+                  point_tests=point_tests)
+
+
+def _process(cell: Cell) -> CellOutcome:
+    model, A, b, nrm, root_w = _STATE["model"], _STATE["A"], _STATE["b"], _STATE["nrm"], _STATE["root_w"]
+    r = _quick_empty(A, b, cell.lo, cell.hi)
+    if r is not None:
+        rec = {"lo": cell.lo.tolist(), "hi": cell.hi.tolist(), "kind": "empty", "rows": [r], "y": [1.0]}
+        return CellOutcome(rec, np.inf, -1, None, None, 0)
+    terms = cell_terms(model, A, cell.lo, cell.hi)
+    search = find_witness(model, A, b, nrm, cell.lo, cell.hi, terms, hint=cell.hint)
+    if search.witness is not None:
+        slack = float(np.min(search.check.facet_slack / nrm))
+        rec = {"lo": cell.lo.tolist(), "hi": cell.hi.tolist(), "kind": "witness",
+               "witness": search.witness.to_json(), "min_slack": slack}
+        return CellOutcome(rec, slack, -1, None, None, search.lps)
+    rel = float(np.max((cell.hi - cell.lo) / np.where(root_w > 0, root_w, 1.0)))
+    if _STATE["point_tests"] and rel <= POINT_TEST_WIDTH:
+        x = cell_center(A, b, cell.lo, cell.hi)
+        ce = prove_no_safe_action(model, _STATE["compiled"], A, b, x) if x is not None else None
+        if ce is not None:
+            return CellOutcome(None, np.nan, -1, None, ce, search.lps)
+    if rel < MIN_REL_WIDTH:
+        return CellOutcome(None, np.nan, -1, None, None, search.lps, too_small=True)
+    deficit = (float(-np.min(search.check.facet_slack / nrm)) if search.check is not None
+               else float(-search.lp_slack) if np.isfinite(search.lp_slack) else np.inf)
+    d = _split_dim(model, A, nrm, cell, root_w, search.failing, deficit, terms, search.binding)
+    return CellOutcome(None, np.nan, d, search.feedback, None, search.lps)
+
+
+def _split(cell: Cell, d: int, hint: CellWitness | None) -> tuple[Cell, Cell]:
+    t = 0.5 * cell.lo[d] + 0.5 * cell.hi[d]
+    left_hi, right_lo = cell.hi.copy(), cell.lo.copy()
+    left_hi[d], right_lo[d] = t, t
+    return Cell(cell.lo, left_hi, cell.depth + 1, hint), Cell(right_lo, cell.hi, cell.depth + 1, hint)
+
+
+def initial_cells(lo: np.ndarray, hi: np.ndarray, nonlinear: list[int], splits: int) -> list[Cell]:
+    """The root box cut into ``splits`` slabs along each coordinate that enters nonlinearly."""
+    cells = [Cell(lo.copy(), hi.copy())]
+    for d in nonlinear:
+        if hi[d] <= lo[d]:
+            continue
+        cuts = [lo[d] + (hi[d] - lo[d]) * q / splits for q in range(1, splits)]
+        edges = [lo[d]] + [c for c in cuts if lo[d] < c < hi[d]] + [hi[d]]
+        new = []
+        for c in cells:
+            for a, z in zip(edges[:-1], edges[1:]):
+                l2, h2 = c.lo.copy(), c.hi.copy()
+                l2[d], h2[d] = a, z
+                new.append(Cell(l2, h2))
+        cells = new
+    return cells
+
+
+# ------------------------------------------------------------------ progress
+class _Progress:
+    """One status line: rewritten in place on a terminal, plain lines every few seconds otherwise."""
+
+    def __init__(self, enabled: bool, every: float = 5.0) -> None:
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.every = every
+        self.last = 0.0
+        self.t0 = time.monotonic()
+
+    def update(self, proven: int, queued: int, frac: float, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < (0.5 if self.tty else self.every):
+            return
+        self.last = now
+        el = now - self.t0
+        eta = f", about {_fmt(el * (1 - frac) / frac)} left" if 0.02 < frac < 1 else ""
+        msg = f"certify: {proven} cells proven, {queued} queued, {100 * frac:.1f} % of the box settled{eta}"
+        if self.tty:
+            sys.stderr.write("\r\033[K" + msg)
+        else:
+            sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def _fmt(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+# ------------------------------------------------------------------ loop
+def prove_cells(model: CertModel, compiled, A: np.ndarray, b: np.ndarray, root: dict, deadline: float | None,
+                budget: int, progress: bool, init_splits: int, stats: dict,
+                workers: int | None = None) -> tuple[list[dict], float, Counterexample | None, bool]:
+    """Cover the root box. Returns (proven cells, min slack, counterexample, complete)."""
+    lo0, hi0 = np.array(root["lo"]), np.array(root["hi"])
+    root_w = hi0 - lo0
+    vol0 = float(np.prod(np.where(root_w > 0, root_w, 1.0)))
+    queue: deque[Cell] = deque(initial_cells(lo0, hi0, model.nonlinear_dims, init_splits))
+    done: list[dict] = []
+    min_slack = np.inf
+    settled = 0.0
+    lps = 0
+    workers = default_workers() if workers is None else max(1, int(workers))
+    bar = _Progress(progress)
+    _setup(model, compiled, A, b, root_w, True)
+    pool = None
+    try:
+        if workers > 1:
+            pool = mp.get_context("fork").Pool(workers)
+        while queue:
+            if lps >= budget or (deadline is not None and time.monotonic() > deadline):
+                stats["queued"] = len(queue)
+                stats["open_region"] = {"lo": np.min([c.lo for c in queue], axis=0).tolist(),
+                                        "hi": np.max([c.hi for c in queue], axis=0).tolist()}
+                stats["open_cells"] = [[c.lo.tolist(), c.hi.tolist()] for c in list(queue)[:200]]
+                return done, min_slack, None, False
+            batch = [queue.popleft() for _ in range(min(len(queue), max(8, 16 * workers)))]
+            outs = pool.map(_process, batch, chunksize=4) if pool is not None else [_process(c) for c in batch]
+            for cell, out in zip(batch, outs):
+                lps += out.lps
+                if out.counterexample is not None:
+                    return done, min_slack, out.counterexample, False
+                if out.too_small:
+                    stats["too_small"] = stats.get("too_small", 0) + 1
+                    return done, min_slack, None, False
+                if out.record is not None:
+                    done.append(out.record)
+                    min_slack = min(min_slack, out.slack)
+                    w = np.where(root_w > 0, cell.hi - cell.lo, 1.0)
+                    settled += float(np.prod(w)) / vol0
+                    continue
+                stats["failed_cells"] = stats.get("failed_cells", 0) + 1
+                queue.extend(_split(cell, out.split, out.hint))
+            bar.update(len(done), len(queue), min(settled, 1.0))
+    finally:
+        stats["cell_lps"] = lps
+        stats["workers"] = workers
+        if pool is not None:
+            pool.terminate()
+        bar.close()
+    return done, min_slack, None, True
