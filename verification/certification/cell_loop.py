@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -138,6 +139,13 @@ def _split_dim(model: CertModel, A: np.ndarray, nrm: np.ndarray, cell: Cell, roo
 
 # ------------------------------------------------------------------ worker
 _STATE: dict[str, Any] = {}
+
+
+def _worker_init() -> None:
+    """Pool workers die quietly on SIGTERM (``pool.terminate()``): the handler inherited from the CLI
+    (:func:`reachsafe.cli.sigterm_as_interrupt`) would raise in every idle worker and print its
+    traceback on stderr; the parent unwinds and reports on its own."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _setup(model, compiled, A, b, root_w, point_tests: bool) -> None:
@@ -254,7 +262,7 @@ def prove_cells(model: CertModel, compiled, A: np.ndarray, b: np.ndarray, root: 
     pool = None
     try:
         if workers > 1:
-            pool = mp.get_context("fork").Pool(workers)
+            pool = mp.get_context("fork").Pool(workers, initializer=_worker_init)
         while queue:
             if lps >= budget or (deadline is not None and time.monotonic() > deadline):
                 stats["queued"] = len(queue)
