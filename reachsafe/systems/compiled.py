@@ -95,7 +95,7 @@ class _Batched:
             import torch
 
             P = torch.zeros(len(self.varying), self.k, dtype=dtype, device=device)
-            P[torch.arange(len(self.varying)), torch.tensor(self.varying)] = 1.0
+            P[torch.arange(len(self.varying), device=device), torch.tensor(self.varying, device=device)] = 1.0
             self._torch_cache[key] = P
         return self._torch_cache[key]
 
