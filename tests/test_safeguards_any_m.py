@@ -300,10 +300,16 @@ def thruster_cart(m: int):
 
 
 def successors_inside(system, A, b, x, a_s, tol=1e-9) -> np.ndarray:
+    """[B] bool: ``x+ = f(x, a_s, w)`` is in ``{A x <= b}`` for every vertex ``w`` of the noise box W.
+
+    ``f`` is affine in ``w``, so every facet's worst case over W is at a vertex: this is the exact
+    membership of ``a_s`` in ``S(x)``, from the model's step alone (no safeguard code)."""
+    from itertools import product
+
     nr = np.linalg.norm(A, axis=1)
     A, b = A / nr[:, None], b / nr
     ok = np.ones(len(x), dtype=bool)
-    for w in (system.noise_lo, system.noise_hi):
+    for w in product(*zip(system.noise_lo, system.noise_hi)):
         xn = system.step(x, a_s, np.broadcast_to(np.asarray(w, dtype=float), (len(x), system.p)))
         ok &= (xn @ A.T - b <= tol).all(-1)
     return ok
