@@ -29,19 +29,27 @@ def test_pendulum_set_is_computed_certified_and_large(tmp_path, capsys):
     assert main(["certify", str(out), "--recheck"]) == 0
 
 
-def test_recomputing_the_committed_set_keeps_its_files_untouched(tmp_path, capsys):
-    """README command (a) rewrote the tracked data/pendulum.json (only its time stamps changed), which
-    broke every finished experiment run; the same A, b and model now keep the existing files."""
-    for name in ("pendulum.json", "pendulum.proof.json"):
-        shutil.copy2(DATA / name, tmp_path / name)
+def test_recomputing_a_certified_set_keeps_its_files_untouched(tmp_path, capsys):
+    """README command (a) once rewrote a tracked set file (only its time stamps changed), which broke
+    every finished experiment run; the same A, b and model now keep the existing files."""
+    out = tmp_path / "pendulum.json"
+    assert main(["compute-invariant", "pendulum", "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {out}")
     before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
-    assert main(["compute-invariant", "pendulum", "--out", str(tmp_path / "pendulum.json"), "--quiet"]) == 0
-    assert capsys.readouterr().out.startswith(f"kept (same A, b and model) {tmp_path / 'pendulum.json'}")
+    assert main(["compute-invariant", "pendulum", "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith(f"kept (same A, b and model) {out}")
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()} == before
     # a set whose certificate no longer binds (artifact gone) is not kept: it is replaced by a valid one
     (tmp_path / "pendulum.proof.json").unlink()
-    assert main(["compute-invariant", "pendulum", "--out", str(tmp_path / "pendulum.json"), "--quiet"]) == 0
-    assert capsys.readouterr().out.startswith("wrote") and load_set(tmp_path / "pendulum.json").certified
+    assert main(["compute-invariant", "pendulum", "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("wrote") and load_set(out).certified
+
+
+def test_default_output_is_sets_in_the_current_folder(tmp_path, monkeypatch, capsys):
+    """The shipped sets in data/ are never the default target (the committed experiments use them)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["compute-invariant", "pendulum", "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "sets").iterdir()) == ["pendulum.json", "pendulum.proof.json"]
 
 
 UNCONTROLLABLE = """

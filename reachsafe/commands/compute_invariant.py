@@ -1,16 +1,21 @@
 """Compute a robust control-invariant polytope for SYSTEM and certify it.
 
-Synthesis shrinks a template polytope inside the constraint box X until every sampled
-state keeps all noisy successors inside (verification/synthesis/invariant.py); the independent
-certifier (verification/certification/certifier.py) then proves invariance for the nonlinear model and
-every noise value.  If the proof fails, the margin is raised and synthesis continues.
-The set file (and its proof artifact) is written only when certified; otherwise nothing
-is written and the exit code is 1 (3 when the time budget ran out undecided).
+One route for every system (verification/synthesis/driver.py): the state is split along the
+model's dependency graph where it decouples; each part gets a linear-feedback candidate
+(robust maximal admissible set of an LQR loop) and a template polytope shrunk until every
+sampled state keeps all noisy successors inside; the larger wins.  The independent certifier
+(verification/certification/) then proves invariance for the nonlinear model and every noise
+value.  Refuted or undecided: the margins grow and synthesis repeats.  The set file (and its
+proof artifact) is written only when certified; otherwise nothing is written, one line says
+what happened, and the exit code is 3.
+
+The default output is sets/SYSTEM.json in the current folder; the sets shipped in data/ (which
+the committed experiments were run with) are never touched unless --out names them.
 
 Example:
-  reachsafe compute-invariant pendulum                 # -> data/pendulum.json
-  reachsafe compute-invariant quadrotor --time-budget 1200
-  reachsafe compute-invariant examples/drifting_cart.py --out data/drifting_cart.json   # your own model
+  reachsafe compute-invariant pendulum                 # -> sets/pendulum.json
+  reachsafe compute-invariant quadrotor --time-budget 1800
+  reachsafe compute-invariant examples/cartpole.py     # a model file of your own -> sets/cartpole.json
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("system", help="system name (see 'reachsafe systems') or the path of a model file (.py)")
-    p.add_argument("--out", help="set file to write (default data/SYSTEM.json)")
-    p.add_argument("--facets", type=int, default=None, help="template size hint (default per system)")
+    p.add_argument("--out", help="set file to write (default sets/SYSTEM.json)")
+    p.add_argument("--facets", type=int, default=None, help="template size hint for the shrinking route (default from the dimension)")
     p.add_argument("--time-budget", type=float, default=1200.0, help="seconds for synthesis + certification (default 1200)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
-    p.add_argument("--margin", type=float, default=None, help="starting robust margin (default per system)")
+    p.add_argument("--margin", type=float, default=None, help="starting robust margin in units of each coordinate's half-range in X (default: from how far the action moves the state in one step)")
     p.add_argument("--quiet", action="store_true", help="no progress (bars on a terminal, plain lines in logs)")
 
 
@@ -33,10 +38,12 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import UserError
     from ..systems import get_system
-    from ._common import check_output_path
+    from ._common import check_output_dir, check_output_path
 
     system = get_system(args.system)
-    out = check_output_path(args.out or f"data/{system.name}.json", "--out")
+    if args.out is None:  # the default folder is created (sets/ in the current folder)
+        check_output_dir("sets", "the default output folder").mkdir(exist_ok=True)
+    out = check_output_path(args.out or f"sets/{system.name}.json", "--out")
     if args.time_budget <= 0:
         raise UserError("--time-budget must be positive (seconds)")
     if args.facets is not None and args.facets < 2 * system.n:

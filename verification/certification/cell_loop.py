@@ -141,10 +141,9 @@ def _split_dim(model: CertModel, A: np.ndarray, nrm: np.ndarray, cell: Cell, roo
 _STATE: dict[str, Any] = {}
 
 
-def _worker_init() -> None:
-    """Pool workers die quietly on SIGTERM (``pool.terminate()``): the handler inherited from the CLI
-    (:func:`reachsafe.cli.sigterm_as_interrupt`) would raise in every idle worker and print its
-    traceback on stderr; the parent unwinds and reports on its own."""
+def _worker_signals() -> None:
+    """Workers leave Ctrl-C and SIGTERM to the parent, which stops the pool (no worker tracebacks)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
@@ -209,12 +208,30 @@ def initial_cells(lo: np.ndarray, hi: np.ndarray, nonlinear: list[int], splits: 
 class _Progress:
     """One status line: rewritten in place on a terminal, plain lines every few seconds otherwise."""
 
+    WINDOW = 30.0  # seconds of history behind the rate estimate
+
     def __init__(self, enabled: bool, every: float = 5.0) -> None:
         self.enabled = enabled
         self.tty = enabled and sys.stderr.isatty()
         self.every = every
         self.last = 0.0
         self.t0 = time.monotonic()
+        self.history: deque[tuple[float, float]] = deque([(self.t0, 0.0)])
+
+    def eta(self, now: float, frac: float) -> str:
+        """Time left at the rate the box was settled over the last ``WINDOW`` seconds.
+
+        The last fraction of a box is often the slowest (the cells shrink where the set is
+        tight), so the recent rate is used, not the average since the start.
+        """
+        self.history.append((now, frac))
+        while len(self.history) > 2 and now - self.history[1][0] >= self.WINDOW:
+            self.history.popleft()
+        t_old, f_old = self.history[0]
+        if now - t_old < 1.0 or frac <= 0.02 or frac >= 1:
+            return ""
+        rate = (frac - f_old) / (now - t_old)
+        return f", about {_fmt((1 - frac) / rate)} left" if rate > 0 else ", no estimate (no progress recently)"
 
     def update(self, proven: int, queued: int, frac: float, force: bool = False) -> None:
         if not self.enabled:
@@ -223,8 +240,7 @@ class _Progress:
         if not force and now - self.last < (0.5 if self.tty else self.every):
             return
         self.last = now
-        el = now - self.t0
-        eta = f", about {_fmt(el * (1 - frac) / frac)} left" if 0.02 < frac < 1 else ""
+        eta = self.eta(now, frac)
         msg = f"certify: {proven} cells proven, {queued} queued, {100 * frac:.1f} % of the box settled{eta}"
         if self.tty:
             sys.stderr.write("\r\033[K" + msg)
@@ -239,6 +255,8 @@ class _Progress:
 
 
 def _fmt(s: float) -> str:
+    if s > 86_400:
+        return "more than a day"
     s = int(round(s))
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
@@ -262,7 +280,7 @@ def prove_cells(model: CertModel, compiled, A: np.ndarray, b: np.ndarray, root: 
     pool = None
     try:
         if workers > 1:
-            pool = mp.get_context("fork").Pool(workers, initializer=_worker_init)
+            pool = mp.get_context("fork").Pool(workers, initializer=_worker_signals)
         while queue:
             if lps >= budget or (deadline is not None and time.monotonic() > deadline):
                 stats["queued"] = len(queue)

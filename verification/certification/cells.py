@@ -76,6 +76,25 @@ def cell_center(A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) ->
     return res.x[:n]
 
 
+def _block_diag(full: np.ndarray, D_full: np.ndarray, D_box: np.ndarray, starts: np.ndarray) -> sps.csr_matrix:
+    """``block_diag(D_full if full[t] else D_box for t)`` built from index arrays in one go.
+
+    ``D_box`` is the trailing columns of ``D_full``; block ``t`` occupies rows
+    ``t r .. (t+1) r - 1`` (``r`` rows per block) and columns ``starts[t] ..``.
+    """
+    r = D_full.shape[0]
+    out = []
+    for D, sel in ((D_full, np.flatnonzero(full)), (D_box, np.flatnonzero(~full))):
+        if sel.size == 0:
+            continue
+        ii, jj = np.nonzero(D)
+        out.append(((sel[:, None] * r + ii[None, :]).ravel(), (starts[sel][:, None] + jj[None, :]).ravel(),
+                    np.broadcast_to(D[ii, jj], (sel.size, ii.size)).ravel()))
+    rows, cols, vals = (np.concatenate(z) for z in zip(*out))
+    width = int(starts[-1] + (D_full.shape[1] if full[-1] else D_box.shape[1]))
+    return sps.csr_matrix((vals, (rows, cols)), shape=(full.size * r, width))
+
+
 def feedback_lp(A: np.ndarray, b: np.ndarray, nrm: np.ndarray, lo: np.ndarray, hi: np.ndarray, m: int,
                 terms: dict, near: np.ndarray | None) -> tuple[CellWitness, float, np.ndarray] | None:
     """The LP of the module docstring. ``near``: facets given multipliers on the rows of P (None: all).
@@ -99,8 +118,7 @@ def feedback_lp(A: np.ndarray, b: np.ndarray, nrm: np.ndarray, lo: np.ndarray, h
     off = nK + m + 1
     nvar = off + int(sizes.sum())
     # equalities: lambda_blk^T D_blk - (coefficient of K) = rhs, n rows per block
-    E_blocks = [sps.csr_matrix(Dfull if near_b else Dbox) for near_b in blk_near]
-    E1 = sps.block_diag(E_blocks, format="csr")
+    E1 = _block_diag(blk_near, Dfull, Dbox, starts)
     # facet rows (i, d) of q_i = A_i J + A_i B0m K + G_i with G_id = sum_j (A_i dB/dx_d)_j (K_j x0 + k_j)
     x0 = terms["x0"]
     AB0m, ADBm = terms["AB0m"].mid, terms["ADB"].mid  # [k, m], [k, m, n]
@@ -118,8 +136,7 @@ def feedback_lp(A: np.ndarray, b: np.ndarray, nrm: np.ndarray, lo: np.ndarray, h
     A_eq = sps.hstack([EK, E1]).tocsr()
     b_eq = np.r_[AJ.ravel(), np.zeros(2 * m * n)]
     # inequalities: lambda_blk^T g_blk + (A_i Bm) k + s ||A_i|| <= b_i - base_i;  mu^T g +- k_j <= 1
-    G_blocks = [sps.csr_matrix((gfull if near_b else gbox)[None, :]) for near_b in blk_near]
-    G1 = sps.block_diag(G_blocks, format="csr")
+    G1 = _block_diag(blk_near, gfull[None, :], gbox[None, :], starts)
     Gk = np.zeros((nb, off))
     ADBx0 = ADBm @ x0  # [k, m]
     Gk[:k_rows, :nK] = -(ADBx0[:, :, None] * x0[None, None, :]).reshape(k_rows, nK)

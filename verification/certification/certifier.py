@@ -115,9 +115,26 @@ def _chebyshev(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 # =========================================================================== phase 1: candidates
+def _lp_vertices(A: np.ndarray, b: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Vertices of P maximising ``c^T x`` for ``count`` random directions ``c`` (and +-e_j).
+
+    States with no safe action sit at vertices more often than anywhere else (every facet
+    constrains the action there at once); where enumerating all vertices is out of reach,
+    these are a sample of them.
+    """
+    n = A.shape[1]
+    C = np.vstack([np.eye(n), -np.eye(n), rng.normal(size=(count, n))])
+    out = []
+    for c in C:
+        res = linprog(-c, A_ub=A, b_ub=b, bounds=[(None, None)] * n, method="highs")
+        if res.status == 0:
+            out.append(res.x)
+    return np.array(out).reshape(-1, n)
+
+
 def _candidates(sf, A: np.ndarray, b: np.ndarray, xc: np.ndarray, rng: np.random.Generator,
-                n_rays: int = 1000) -> np.ndarray:
-    """Boundary states of P pulled inward by a relative 1e-9 towards the centre ``xc``."""
+                n_rays: int = 1000, n_vertex_lps: int = 300) -> np.ndarray:
+    """Boundary states of P (ray exits and vertices) pulled inward by a relative 1e-9 towards ``xc``."""
     k, n = A.shape
     pts: list[np.ndarray] = []
     D = rng.normal(size=(n_rays, n))
@@ -136,6 +153,8 @@ def _candidates(sf, A: np.ndarray, b: np.ndarray, xc: np.ndarray, rng: np.random
                 pts.append(V)
         except Exception:  # vertex enumeration is only a heuristic source here
             pass
+    else:  # too many vertices to enumerate: the vertices that LPs in random directions reach
+        pts.append(_lp_vertices(A, b, rng, min(n_vertex_lps, 100_000 // k)))  # bounded work for huge k
     if sf is not None and sf.zonotope:
         c = np.asarray(sf.zonotope["center"], float)
         G = np.asarray(sf.zonotope["generators"], float)

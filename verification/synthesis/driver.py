@@ -51,6 +51,8 @@ __all__ = ["Outcome", "compute_certified_invariant", "default_margin", "LINEAR_M
 
 LINEAR_MARGIN = 1e-4  # room left by the linear-feedback route, normalised units
 SHRINK_MAX_DIM = 4  # template shrinking is tried on parts of at most this many coordinates (or without equilibrium)
+CERTIFY_SHARE = 0.5  # of the remaining budget one certification may use while a retry could still follow
+MIN_CERTIFY_S = 60.0  # the shortest certification slice worth starting
 SHRINK_SHARE = 0.4  # of the remaining budget that one part's shrinking may use when a linear candidate exists
 
 
@@ -103,7 +105,8 @@ def _mc_fraction(A: np.ndarray, b: np.ndarray, n: int, seed: int, samples: int =
 
 
 def _shrink(part: PlanPart, facets: int | None, margin: float, seed: int, deadline: float, log: _Log,
-            extra: np.ndarray | None, start: np.ndarray | None, normals: np.ndarray | None) -> _Candidate | None:
+            extra: np.ndarray | None, start: np.ndarray | None, normals: np.ndarray | None) -> _Candidate | str:
+    """Template shrinking for one part: a candidate, or why there is none."""
     A0, tinfo = template(part.scaled, part.operating, facets, seed) if normals is None else (normals, {})
     cfg = SynthesisConfig(margin=margin, step=5e-4, seed=seed, max_iters=1_000_000)
     last = [time.monotonic()]
@@ -116,26 +119,30 @@ def _shrink(part: PlanPart, facets: int | None, margin: float, seed: int, deadli
 
     res = shrink_to_invariant(part.scaled, A0, start, cfg, progress=report, deadline=deadline, extra_points=extra)
     if res.empty:
-        log(f"shrinking {part.describe()}: the candidate became empty (template of {len(A0)} normals, "
-            f"margin {margin:.1e})")
-        return None
+        why = f"the candidate became empty (template of {len(A0)} normals, margin {margin:.1e})"
+        log(f"shrinking {part.describe()}: {why}")
+        return why
     if not res.converged:
-        log(f"shrinking {part.describe()}: stopped by the time budget after {res.iterations} iterations")
-        return None
+        why = f"stopped by the time budget after {res.iterations} iterations"
+        log(f"shrinking {part.describe()}: {why}")
+        return why
     frac = _mc_fraction(res.A, res.b, part.scaled.n, seed)
     log(f"shrinking {part.describe()}: {100 * frac:.1f} % of X after {res.iterations} iterations")
     return _Candidate("template shrinking", res.A, res.b, frac,
                       {"template": tinfo, "margin": margin, "iterations": res.iterations})
 
 
-def _linear(part: PlanPart, margin: float, seed: int, deadline: float, log: _Log) -> _Candidate | None:
+def _linear(part: PlanPart, margin: float, seed: int, deadline: float, log: _Log) -> _Candidate | str:
+    """Linear-feedback route for one part: a candidate, or why there is none."""
     if not part.equilibrium:
-        log(f"linear feedback {part.describe()}: no equilibrium inside X")
-        return None
+        why = "no equilibrium inside X"
+        log(f"linear feedback {part.describe()}: {why}")
+        return why
     cands = feedback_candidates(part.scaled, margin, seed=seed, deadline=deadline)
     if not cands:
-        log(f"linear feedback {part.describe()}: no stabilising gain gave a non-empty set")
-        return None
+        why = "no stabilising gain gave a non-empty set"
+        log(f"linear feedback {part.describe()}: {why}")
+        return why
     best = max(cands, key=lambda c: c.volume_fraction)
     log(f"linear feedback {part.describe()}: {100 * best.volume_fraction:.1f} % of X "
         f"({len(best.b)} facets, action weight {best.action_weight:g}, {best.steps} steps)")
@@ -173,17 +180,21 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
         for k, part in enumerate(plan):
             extra = np.array(counterexamples)[:, list(part.idx)] if counterexamples else None
             extra_z = part.scaled.to_z(extra) if extra is not None else None
-            cands = []
+            cands, why = [], []
             lin = _linear(part, lin_margins[k], seed, deadline, log)
-            if lin is not None:
+            if isinstance(lin, str):
+                why.append(f"linear feedback: {lin}")
+            else:
                 cands.append(lin)
-            if part.scaled.n <= SHRINK_MAX_DIM or lin is None:
-                sub = deadline if lin is None else time.monotonic() + SHRINK_SHARE * (deadline - time.monotonic())
+            if part.scaled.n <= SHRINK_MAX_DIM or not cands:
+                sub = deadline if not cands else time.monotonic() + SHRINK_SHARE * (deadline - time.monotonic())
                 sh = _shrink(part, facets, margins[k], seed, sub, log, extra_z, None, None)
-                if sh is not None:
+                if isinstance(sh, str):
+                    why.append(f"template shrinking: {sh}")
+                else:
                     cands.append(sh)
             if not cands:
-                last = f"no candidate for {part.describe()}"
+                last = f"no candidate for {part.describe()} ({'; '.join(why)})"
                 break
             chosen.append(max(cands, key=lambda c: c.volume_fraction))
         if len(chosen) < len(plan):
@@ -217,8 +228,10 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
         try:
             cand_path = tmpdir / out.name
             sf.save(cand_path)
-            result = certify(cand_path, time_budget=max(1.0, deadline - time.monotonic()), progress=progress,
-                             workers=workers)
+            left = deadline - time.monotonic()
+            # half of what is left, so that an undecided candidate leaves time for a wider-margin one
+            share = left if left < 2 * MIN_CERTIFY_S else max(MIN_CERTIFY_S, CERTIFY_SHARE * left)
+            result = certify(cand_path, time_budget=max(1.0, share), progress=progress, workers=workers)
             if result.status == "certified":
                 # an identical certified set already at `out` stays untouched (clean working tree)
                 done = "wrote" if install_certified_set(cand_path, out) else "kept (same A, b and model)"
@@ -232,9 +245,12 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
             queued = result.stats.get("queued")
             last = (f"certifier undecided after {result.cells} cells proven"
                     + (f", {queued} queued" if queued is not None else "") + f" ({result.message})")
-            break
-        last = f"candidate refuted by the certifier ({result.message})"
-        log(last + "; margins raised")
+            if deadline - time.monotonic() < MIN_CERTIFY_S:
+                break
+            log(last + "; margins raised (a thicker margin is easier to prove)")
+        else:
+            last = f"candidate refuted by the certifier ({result.message})"
+            log(last + "; margins raised")
         if result.counterexample is not None:
             counterexamples.append(np.asarray(result.counterexample.x, dtype=np.float64))
         margins = [3.0 * mg for mg in margins]
