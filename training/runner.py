@@ -168,7 +168,8 @@ class RunConfig:
 
         resolve_device(self.device)  # one line for a bad name or a CUDA device that does not exist
         if self.algo != "shac" and torch.device(self.device).type != "cpu":
-            raise UserError(f"--device {self.device} applies to --algo shac only (stable-baselines3 runs on the CPU here)")
+            raise UserError(f"--device {self.device} applies to --algo shac only "
+                            "(stable-baselines3 runs on the CPU here)")
 
 
 def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set_path: Optional[str] = None,
