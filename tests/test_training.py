@@ -476,3 +476,69 @@ def test_bench_training_smoke(capsys):
     assert [r[0] for r in rows] == ["none", "raymask"] and rows[0][4] == "1.00x"
     code, _, err = run_cli(capsys, "bench", "training", "--repeats", 0)
     _one_line_error(code, err, "--repeats")
+
+
+# ----------------------------------------------------------------------------- devices
+def _shac_iteration(device: str, pend_set) -> tuple[list, list]:
+    """One SHAC iteration without exploration noise on ``device``: the env's step results and the actor's
+    weights after the update, moved to the CPU."""
+    from reachsafe.safeguards import make_safeguard
+    from training.env import SafeEnv
+    from training.shac import SHACAgent, paper_defaults, train_shac
+
+    torch.manual_seed(0)
+    cfg = paper_defaults("pendulum")
+    cfg.horizon, cfg.critic_iterations, cfg.exploration = 8, 1, False
+    sg = make_safeguard("raymask", "pendulum", pend_set, outside="fallback")
+    env = SafeEnv("pendulum", pend_set, 4, safeguard=sg, seed=0, device=device)  # float32, as in training
+    agent = SHACAgent(env.obs_dim, env.m, cfg, device=device)
+    train_shac(agent, env, 32)
+    res = env.step(agent.act(env.obs))
+    return ([t.detach().cpu() for t in (res.obs, res.reward, res.action, res.next_state, res.noise)],
+            [p.detach().cpu() for p in agent.actor.parameters()])
+
+
+def test_env_and_shac_keep_every_tensor_on_the_given_device(pend_set):
+    """device="cpu" passed through explicitly: every tensor of the environment, the safeguard's buffers,
+    the agent and an iteration's results are on it, and the run equals the default one bit for bit."""
+    from training.env import SafeEnv
+
+    env = _env("projection", N=4, dtype=torch.float64, device="cpu")
+    assert isinstance(env, SafeEnv) and env.device == torch.device("cpu")
+    tensors = [v for v in vars(env).values() if isinstance(v, torch.Tensor)]
+    tensors += list(env.safeguard.buffers())
+    assert len(tensors) > 10 and all(t.device == env.device for t in tensors)
+    explicit, default = _shac_iteration("cpu", pend_set), _shac_iteration(torch.device("cpu"), pend_set)
+    for a, b in zip(explicit[0] + explicit[1], default[0] + default[1]):
+        assert torch.equal(a, b)
+
+
+def test_agent_and_environment_on_different_devices_are_refused(pend_set):
+    from reachsafe import UserError
+    from training.shac import SHACAgent, paper_defaults, train_shac
+
+    env = _env("none", N=8)
+    agent = SHACAgent(env.obs_dim, env.m, paper_defaults("pendulum"), device="meta")
+    with pytest.raises(UserError, match="agent is on meta, the environment on cpu"):
+        train_shac(agent, env, 64)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a CUDA device")
+def test_train_on_a_missing_cuda_device_is_one_line(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "pendulum", "--set", str(PEND), "--seed", 0, "--device", "cuda",
+                           "--out", str(tmp_path / "r"))
+    _one_line_error(code, err, "no CUDA device")
+    code, _, err = run_cli(capsys, "bench", "training", "--device", "cuda:0")
+    _one_line_error(code, err, "no CUDA device")
+    code, _, err = run_cli(capsys, "train", "pendulum", "--set", str(PEND), "--seed", 0, "--device", "tpu",
+                           "--out", str(tmp_path / "r"))
+    _one_line_error(code, err, "--device must be cpu, cuda or cuda:N")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_shac_on_cuda_matches_the_cpu(pend_set):
+    """Simulator, safeguard and SHAC on a CUDA device (float32 as in training, no exploration noise): the
+    same step results and actor weights as on the CPU, up to float32 rounding."""
+    cpu, cuda = _shac_iteration("cpu", pend_set), _shac_iteration("cuda", pend_set)
+    for a, b in zip(cpu[0] + cpu[1], cuda[0] + cuda[1]):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)

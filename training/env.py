@@ -29,6 +29,12 @@ and successors outside the constraint box X.
 Episodes last ``episode_length`` (240) steps; an environment whose episode ends is reset
 at once (initial state uniform in ``P``, or in ``P ∩ I`` for an initial set ``I``, or the
 paper's ``c + G beta`` for a zonotope ``I``: :class:`InitialStateSampler`), and the step reports the successor's observation before the reset in ``terminal_obs``.
+
+Device: every tensor of the environment (states, observations, counters' masks, the set's
+rows, the noise) lives on ``device`` (CPU by default, or a CUDA device); give it a safeguard
+on the same device (``safeguard.to(device)``).  Random numbers are drawn on the CPU (numpy for
+initial states, a CPU ``torch.Generator`` for the noise) and then moved, so the streams, the
+checkpoints and a resumed run are the same on every device.
 """
 
 from __future__ import annotations
@@ -204,6 +210,8 @@ class SafeEnv:
     :param dtype: torch dtype of states, observations and actions.
     :param seed: seeds the reset sampler and the noise generator.
     :param violation_tol: a successor counts as outside ``P`` if ``max_i (A_i x+ - b_i) > violation_tol``.
+    :param device: torch device of every tensor (``"cpu"``, ``"cuda"``, ``"cuda:N"``); the safeguard
+        must be on it too.
     """
 
     def __init__(
@@ -220,8 +228,10 @@ class SafeEnv:
         dtype: torch.dtype = torch.float32,
         seed: int = 0,
         violation_tol: float = 0.0,
+        device: Union[str, torch.device] = "cpu",
     ) -> None:
         self.system = get_system(system) if isinstance(system, str) else system
+        self.device = torch.device(device)
         if noise not in NOISE_MODES:
             raise UserError(f"unknown noise mode {noise!r}; choose one of {', '.join(NOISE_MODES)}")
         if num_envs < 1:
@@ -232,7 +242,8 @@ class SafeEnv:
             if isinstance(s, SetFile) and s.system != self.system.name:
                 raise UserError(f"{s.path or what} is a set for {s.system!r}, not for {self.system.name!r}")
         self.num_envs = int(num_envs)
-        self.safeguard = safeguard
+        # the safeguard's constants go to the environment's device (a torch module: .to moves its buffers)
+        self.safeguard = safeguard.to(self.device) if isinstance(safeguard, torch.nn.Module) else safeguard
         self.noise = noise
         self.episode_length = int(episode_length)
         self.dtype = dtype
@@ -244,14 +255,15 @@ class SafeEnv:
         A, b = polytope_arrays(invariant_set)
         if A.shape[1] != self.n:
             raise UserError(f"the set has {A.shape[1]} columns, {sys_.name} has {self.n} states")
-        self.A64 = torch.tensor(A, dtype=torch.float64)
-        self.b64 = torch.tensor(b, dtype=torch.float64)
-        self.X_lo = torch.tensor(sys_.constraint_lo, dtype=torch.float64)
-        self.X_hi = torch.tensor(sys_.constraint_hi, dtype=torch.float64)
-        self.w_lo = torch.tensor(sys_.noise_lo, dtype=dtype)
-        self.w_hi = torch.tensor(sys_.noise_hi, dtype=dtype)
+        dev = self.device
+        self.A64 = torch.tensor(A, dtype=torch.float64, device=dev)
+        self.b64 = torch.tensor(b, dtype=torch.float64, device=dev)
+        self.X_lo = torch.tensor(sys_.constraint_lo, dtype=torch.float64, device=dev)
+        self.X_hi = torch.tensor(sys_.constraint_hi, dtype=torch.float64, device=dev)
+        self.w_lo = torch.tensor(sys_.noise_lo, dtype=dtype, device=dev)
+        self.w_hi = torch.tensor(sys_.noise_hi, dtype=dtype, device=dev)
         verts = np.array(list(itertools.product(*zip(sys_.noise_lo, sys_.noise_hi))), dtype=np.float64)
-        self.w_vertices = torch.tensor(verts, dtype=torch.float64)  # [2^p, p]
+        self.w_vertices = torch.tensor(verts, dtype=torch.float64, device=dev)  # [2^p, p]
 
         self.np_rng = np.random.default_rng(seed)
         self.torch_rng = torch.Generator().manual_seed(int(seed))
@@ -268,16 +280,16 @@ class SafeEnv:
         self.total_violations_X = 0
         self.total_fallbacks = 0
         self.completed_returns: list[float] = []
-        self.x: Tensor = torch.zeros(self.num_envs, self.n, dtype=dtype)
+        self.x: Tensor = torch.zeros(self.num_envs, self.n, dtype=dtype, device=dev)
         self.context: Optional[Tensor] = None
-        self.t = torch.zeros(self.num_envs, dtype=torch.long)
-        self.episode_return = torch.zeros(self.num_envs, dtype=torch.float64)
-        self.obs: Tensor = torch.zeros(self.num_envs, self.obs_dim, dtype=dtype)
+        self.t = torch.zeros(self.num_envs, dtype=torch.long, device=dev)
+        self.episode_return = torch.zeros(self.num_envs, dtype=torch.float64, device=dev)
+        self.obs: Tensor = torch.zeros(self.num_envs, self.obs_dim, dtype=dtype, device=dev)
         self.reset()
 
     # ----------------------------------------------------------------- reset
     def _initial(self, k: int) -> tuple[Tensor, Optional[Tensor]]:
-        x0 = torch.tensor(self.sampler(k), dtype=self.dtype)
+        x0 = torch.tensor(self.sampler(k), dtype=self.dtype, device=self.device)
         ctx = self.system.context_from_state(x0)
         return x0, (ctx.clone() if ctx is not None else None)
 
@@ -291,7 +303,7 @@ class SafeEnv:
 
     def set_state(self, x: Tensor, context: Optional[Tensor] = None) -> Tensor:
         """Put the environments in states ``x [N, n]`` (context derived from ``x`` if None); returns obs."""
-        x = torch.as_tensor(x, dtype=self.dtype)
+        x = torch.as_tensor(x, dtype=self.dtype, device=self.device)
         if x.shape != (self.num_envs, self.n):
             raise UserError(f"set_state needs states [{self.num_envs}, {self.n}], got {list(x.shape)}")
         self.x = x
@@ -318,9 +330,9 @@ class SafeEnv:
     def _noise(self, x: Tensor, a: Tensor) -> Tensor:
         N = x.shape[0]
         if self.noise == "zero" or self.p == 0:
-            return torch.zeros(N, self.p, dtype=self.dtype)
-        if self.noise == "uniform":
-            u = torch.rand(N, self.p, generator=self.torch_rng, dtype=self.dtype)
+            return torch.zeros(N, self.p, dtype=self.dtype, device=self.device)
+        if self.noise == "uniform":  # drawn on the CPU generator: the same stream on every device
+            u = torch.rand(N, self.p, generator=self.torch_rng, dtype=self.dtype).to(self.device)
             return self.w_lo + (self.w_hi - self.w_lo) * u
         # adversarial: the vertex of W maximising max_i (A_i f(x, a, w) - b_i), per environment
         x64, a64 = x.detach().to(torch.float64), a.detach().to(torch.float64)
@@ -347,7 +359,7 @@ class SafeEnv:
             n_fb = int(info.n_fallback)
         else:
             a_exec = actions
-            intervened = torch.zeros(self.num_envs, dtype=torch.bool)
+            intervened = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         n_int = int(intervened.sum())
         w = self._noise(x, a_exec)
         x_next = self.system.step(x, a_exec, w)
@@ -408,9 +420,10 @@ class SafeEnv:
         (numpy: initial states; torch: noise), the initial-state samples drawn but not yet
         used, the counters and the completed episodes' returns.
         """
-        ctx = None if self.context is None else self.context.detach().clone()
-        return {"x": self.x.detach().clone(), "context": ctx,
-                "obs": self.obs.detach().clone(), "t": self.t.clone(), "episode_return": self.episode_return.clone(),
+        ctx = None if self.context is None else self.context.detach().cpu().clone()
+        return {"x": self.x.detach().cpu().clone(), "context": ctx,
+                "obs": self.obs.detach().cpu().clone(), "t": self.t.cpu().clone(),
+                "episode_return": self.episode_return.cpu().clone(),
                 "np_rng": self.np_rng.bit_generator.state, "torch_rng": self.torch_rng.get_state(),
                 "sampler_buf": self.sampler._buf.copy(), "counters": self.counters(),
                 "completed_returns": list(self.completed_returns)}
@@ -420,9 +433,10 @@ class SafeEnv:
         if tuple(d["x"].shape) != (self.num_envs, self.n):
             raise UserError(f"checkpoint holds {list(d['x'].shape)} states, this environment "
                             f"[{self.num_envs}, {self.n}]")
-        self.x, self.obs = d["x"].to(self.dtype).clone(), d["obs"].to(self.dtype).clone()
-        self.context = None if d["context"] is None else d["context"].clone()
-        self.t, self.episode_return = d["t"].clone(), d["episode_return"].clone()
+        dev = self.device
+        self.x, self.obs = d["x"].to(dev, self.dtype).clone(), d["obs"].to(dev, self.dtype).clone()
+        self.context = None if d["context"] is None else d["context"].to(dev).clone()
+        self.t, self.episode_return = d["t"].to(dev).clone(), d["episode_return"].to(dev).clone()
         self.np_rng.bit_generator.state = d["np_rng"]  # the sampler draws from this very generator
         self.torch_rng.set_state(d["torch_rng"])
         self.sampler._buf = np.array(d["sampler_buf"], dtype=np.float64).reshape(-1, self.n)

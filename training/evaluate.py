@@ -47,18 +47,18 @@ def run_episodes(env: SafeEnv, policy: Policy, seed: int, set_fingerprint: str =
     out_X = np.zeros((E, T), dtype=bool)
     fallbacks = 0
     for t in range(T):
-        states[:, t] = env.x.detach().double().numpy()
+        states[:, t] = env.x.detach().double().cpu().numpy()
         a = policy(obs).to(env.dtype).clamp(-1.0, 1.0)
         res = env.step(a)
-        pol[:, t] = res.policy_action.double().numpy()
-        actions[:, t] = res.action.detach().double().numpy()
-        rewards[:, t] = res.reward.double().numpy()
-        intervened[:, t] = res.intervened.numpy()
-        out_P[:, t] = res.outside_P.numpy()
-        out_X[:, t] = res.outside_X.numpy()
+        pol[:, t] = res.policy_action.detach().double().cpu().numpy()
+        actions[:, t] = res.action.detach().double().cpu().numpy()
+        rewards[:, t] = res.reward.detach().double().cpu().numpy()
+        intervened[:, t] = res.intervened.cpu().numpy()
+        out_P[:, t] = res.outside_P.cpu().numpy()
+        out_X[:, t] = res.outside_X.cpu().numpy()
         fallbacks += res.fallbacks
         obs = res.obs
-    states[:, T] = res.next_state.detach().double().numpy()
+    states[:, T] = res.next_state.detach().double().cpu().numpy()
     return Rollouts(states=states, actions=actions, policy_actions=pol, rewards=rewards, system=env.system.name,
                     set_fingerprint=set_fingerprint, model_fingerprint=env.system.fingerprint, noise=env.noise,
                     intervened=intervened, outside_P=out_P, outside_X=out_X, fallbacks=fallbacks,

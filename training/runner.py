@@ -68,8 +68,8 @@ _INT_COLUMNS = {"env_steps", "eval_violations_P", "eval_violations_X", "train_in
                 "train_violations_X", "train_fallbacks"}
 # settings that must match when a run is resumed
 _RESUME_KEYS = ("system", "algo", "safeguard", "passthrough", "regularize", "set_fingerprint",
-                "init_set_fingerprint", "init_sampling", "seed", "hyperparameters")
-_RESUME_DEFAULTS = {"init_sampling": "uniform"}
+                "init_set_fingerprint", "init_sampling", "seed", "hyperparameters", "device")
+_RESUME_DEFAULTS = {"init_sampling": "uniform", "device": "cpu"}
 
 
 # ----------------------------------------------------------------------------- provenance
@@ -139,6 +139,7 @@ class RunConfig:
     eval_every: int = 10_000
     eval_episodes: int = 16
     threads: int = 1
+    device: str = "cpu"  # SHAC's training environment and agent; evaluation stays on the CPU (float64)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     allow_unverified_set: bool = False  # use a set whose certificate does not match its proof artifact (warned)
 
@@ -168,13 +169,19 @@ class RunConfig:
                             "add --init-set FILE (e.g. data/published/pendulum.json)")
         if self.threads < 1:
             raise UserError(f"--threads must be >= 1, got {self.threads}")
+        from reachsafe.safeguards.bench import resolve_device
+
+        resolve_device(self.device)  # one line for a bad name or a CUDA device that does not exist
+        if self.algo != "shac" and torch.device(self.device).type != "cpu":
+            raise UserError(f"--device {self.device} applies to --algo shac only "
+                            "(stable-baselines3 runs on the CPU here)")
 
 
 def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set_path: Optional[str] = None,
                 init_set_path: Optional[str] = None, init_sampling: str = "uniform", seed: int = 0,
                 steps: Optional[int] = None,
                 passthrough: bool = False, regularize: float = 0.0, eval_every: Optional[int] = None,
-                eval_episodes: int = 16, threads: int = 1, allow_unverified_set: bool = False,
+                eval_episodes: int = 16, threads: int = 1, allow_unverified_set: bool = False, device: str = "cpu",
                 overrides: Optional[dict[str, Any]] = None) -> tuple[RunConfig, list[str]]:
     """A validated :class:`RunConfig` with the paper's defaults filled in, and notes for the user."""
     from .shac import DEFAULT_STEPS, paper_defaults
@@ -201,7 +208,7 @@ def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set
                     set_path=set_path, init_set_path=init_set_path, init_sampling=init_sampling, seed=int(seed),
                     steps=steps,
                     eval_every=int(eval_every if eval_every is not None else max(1, steps // 10)),
-                    eval_episodes=int(eval_episodes), threads=int(threads), hyperparameters=hp,
+                    eval_episodes=int(eval_episodes), threads=int(threads), device=str(device), hyperparameters=hp,
                     allow_unverified_set=bool(allow_unverified_set))
     cfg.validate()
     return cfg, notes
@@ -228,8 +235,8 @@ def load_sets(cfg: RunConfig) -> tuple[SetFile, Optional[SetFile]]:
 
 def build_env(cfg: RunConfig, num_envs: int, noise: str, seed: int,
               sets: Optional[tuple[SetFile, Optional[SetFile]]] = None,
-              dtype: torch.dtype = torch.float32) -> SafeEnv:
-    """The environment of a run: system, set, initial set and safeguard of ``cfg``.
+              dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> SafeEnv:
+    """The environment of a run: system, set, initial set and safeguard of ``cfg``, on ``device``.
 
     The safeguard maps states outside the set too (``outside="fallback"``) so an
     unsafe episode is counted, not aborted.  Training runs in float32; evaluation
@@ -243,7 +250,7 @@ def build_env(cfg: RunConfig, num_envs: int, noise: str, seed: int,
 
         sg = make_safeguard(cfg.safeguard, cfg.system, sf, passthrough=cfg.passthrough, outside="fallback")
     return SafeEnv(cfg.system, sf, num_envs, safeguard=sg, init_set=init, init_sampling=cfg.init_sampling, noise=noise,
-                   seed=seed, dtype=dtype)
+                   seed=seed, dtype=dtype, device=device)
 
 
 # ----------------------------------------------------------------------------- run directory
@@ -369,14 +376,20 @@ def _provenance(cfg: RunConfig, sf: SetFile, init: Optional[SetFile]) -> dict[st
 
 
 def _rng_state() -> dict[str, Any]:
-    """The process's random states (Python, numpy's global generator, torch's CPU generator)."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The process's random states (Python, numpy's global generator, torch's CPU generator, and the CUDA
+    generators when CUDA has been used: SHAC's exploration noise on a CUDA device comes from them)."""
+    d = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        d["cuda"] = torch.cuda.get_rng_state_all()
+    return d
 
 
 def _set_rng_state(d: dict[str, Any]) -> None:
     random.setstate(d["python"])
     np.random.set_state(d["numpy"])
     torch.set_rng_state(d["torch"])
+    if "cuda" in d and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(d["cuda"])
 
 
 def _check_resume(stored: dict[str, Any], new: dict[str, Any], path: Path) -> None:
@@ -561,7 +574,7 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
     torch.manual_seed(cfg.seed)
     hp = cfg.hyperparameters
     num_envs = int(hp.get("num_envs", 8))
-    env = build_env(cfg, num_envs, "uniform", cfg.seed, sets)
+    env = build_env(cfg, num_envs, "uniform", cfg.seed, sets, device=cfg.device)
     eval_env = build_env(cfg, cfg.eval_episodes, "uniform", EVAL_SEED, sets, dtype=torch.float64)
     meta = rollout_meta(cfg, meta_cfg["set_fingerprint"])
 
@@ -572,7 +585,7 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
     if cfg.algo == "shac":
         from .shac import SHACAgent, SHACConfig, train_shac
 
-        agent = SHACAgent(env.obs_dim, env.m, SHACConfig.from_dict(hp))
+        agent = SHACAgent(env.obs_dim, env.m, SHACConfig.from_dict(hp), device=cfg.device)
         exact = True
         if resumed:
             ck = run.load_torch("shac.pt")

@@ -29,6 +29,11 @@ One iteration, ``N`` environments, horizon ``H`` (shapes in brackets):
 5. **Target critic**, polyak averaging: ``theta' <- polyak theta' + (1 - polyak) theta``.
 
 Observations are normalised with running mean/std (statistics frozen within a window).
+
+Device: the agent's networks, statistics and optimiser states live on one device
+(``SHACAgent(..., device=...)``), which must be the environment's (``SafeEnv(device=...)``);
+every buffer of an iteration is allocated there.  Minibatch permutations are drawn on the CPU
+generator (the same stream on every device) and moved.
 """
 
 from __future__ import annotations
@@ -157,15 +162,22 @@ class RunningMeanStd(nn.Module):
 
 
 class SHACAgent(nn.Module):
-    """Actor, critic, target critic, observation statistics and both optimisers (one checkpoint)."""
+    """Actor, critic, target critic, observation statistics and both optimisers (one checkpoint).
 
-    def __init__(self, obs_dim: int, act_dim: int, cfg: SHACConfig):
+    :param device: where the networks, statistics and optimiser states live (the weights are
+        initialised on the CPU from torch's CPU generator, then moved: the same initial
+        weights on every device).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: SHACConfig, device: str | torch.device = "cpu"):
         super().__init__()
         self.cfg = cfg
         self.actor = Actor(obs_dim, act_dim, cfg.actor_hidden, cfg.actor_logstd_init)
         self.critic = Critic(obs_dim, cfg.critic_hidden)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.obs_rms = RunningMeanStd(obs_dim)
+        self.device = torch.device(device)
+        self.to(self.device)  # before the optimisers: their states are created on the parameters' device
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, betas=cfg.betas)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=cfg.betas)
 
@@ -174,8 +186,10 @@ class SHACAgent(nn.Module):
 
     @torch.no_grad()
     def act(self, obs: Tensor) -> Tensor:
-        """Deterministic evaluation action ``tanh(mu(o))``, ``[B, k] -> [B, m]``."""
-        return self.actor(self.normalize(obs.to(torch.float32)), deterministic=True)
+        """Deterministic evaluation action ``tanh(mu(o))``, ``[B, k] -> [B, m]`` float32, on the device of ``obs``
+        (computed on the agent's device)."""
+        a = self.actor(self.normalize(obs.to(self.device, torch.float32)), deterministic=True)
+        return a.to(obs.device)
 
     def full_state(self) -> dict[str, Any]:
         return {"model": self.state_dict(), "actor_opt": self.actor_opt.state_dict(),
@@ -227,6 +241,11 @@ def train_shac(
     """
     cfg = agent.cfg
     N, H = env.num_envs, cfg.horizon
+    dev = env.device
+    if agent.device != dev:
+        from reachsafe.errors import UserError
+
+        raise UserError(f"the agent is on {agent.device}, the environment on {dev}: put both on one device")
     steps = start_steps
     if reset:
         env.reset()
@@ -239,14 +258,14 @@ def train_shac(
         env.detach()
         rms = copy.deepcopy(agent.obs_rms)  # statistics frozen within the window
         norm = (lambda o: rms.normalize(o)) if cfg.obs_norm else (lambda o: o)
-        obs_buf = torch.empty(H, N, env.obs_dim)
-        rew_buf = torch.empty(H, N)
-        val_buf = torch.empty(H, N)
-        done_buf = torch.empty(H, N, dtype=torch.bool)
-        ret_acc = torch.zeros(N)  # sum gamma^t r_t since the window (or episode) began
-        disc = torch.ones(N)  # gamma^t
-        actor_loss = torch.zeros(())
-        reg_loss = torch.zeros(())
+        obs_buf = torch.empty(H, N, env.obs_dim, device=dev)
+        rew_buf = torch.empty(H, N, device=dev)
+        val_buf = torch.empty(H, N, device=dev)
+        done_buf = torch.empty(H, N, dtype=torch.bool, device=dev)
+        ret_acc = torch.zeros(N, device=dev)  # sum gamma^t r_t since the window (or episode) began
+        disc = torch.ones(N, device=dev)  # gamma^t
+        actor_loss = torch.zeros((), device=dev)
+        reg_loss = torch.zeros((), device=dev)
         interventions = 0
         obs = env.obs
         for t in range(H):
@@ -258,7 +277,7 @@ def train_shac(
             v_next = agent.target_critic(norm(res.terminal_obs))  # gradient flows to the state
             ret_acc = ret_acc + disc * res.reward
             boot = ret_acc + disc * cfg.gamma * v_next  # short-horizon return, bootstrapped
-            end = res.done if t < H - 1 else torch.ones(N, dtype=torch.bool)
+            end = res.done if t < H - 1 else torch.ones(N, dtype=torch.bool, device=dev)
             actor_loss = actor_loss - (boot * end).sum()
             ret_acc = torch.where(res.done, torch.zeros_like(ret_acc), ret_acc)
             disc = torch.where(res.done, torch.ones_like(disc), disc * cfg.gamma)
@@ -285,7 +304,7 @@ def train_shac(
         mb = max(1, data.shape[0] // cfg.critic_minibatches)
         critic_loss = 0.0
         for _ in range(cfg.critic_iterations):
-            perm = torch.randperm(data.shape[0])
+            perm = torch.randperm(data.shape[0]).to(dev)  # CPU generator: the same stream on every device
             for s in range(0, data.shape[0] - mb + 1, mb):
                 idx = perm[s:s + mb]
                 loss = ((agent.critic(data[idx]) - targets[idx]) ** 2).mean()

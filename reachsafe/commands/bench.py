@@ -9,7 +9,8 @@ Targets (each a small entry in TARGETS below; the implementation is imported onl
 
 Examples:
   reachsafe bench safeguards
-  reachsafe bench safeguards --set data/published/quadrotor.json --batches 1,64,1024 --repeats 3
+  reachsafe bench safeguards --set data/quadrotor.json --batches 1024 --threads 1
+  reachsafe bench safeguards --batches 1024 --actions 3,4,6 --threads 1
 """
 
 from __future__ import annotations
@@ -26,13 +27,19 @@ def _safeguards_arguments(p: argparse.ArgumentParser) -> None:
                    help="set file to guard with (repeatable; default: data/<system>.json for each built-in "
                         "system if present, else data/published/<system>.json)")
     p.add_argument("--batches", default="1,64,1024,16384", help="comma-separated batch sizes (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=5, help="timed calls per cell; the median is reported (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=21,
+                   help="interleaved rounds per batch size (each times the step and every safeguard once); medians are "
+                        "reported; cvxpylayers gets at most this many calls (default: %(default)s)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="dtype of ours (default: %(default)s)")
     p.add_argument("--cvx-budget", type=float, default=60.0, metavar="SECONDS",
                    help="skip a cvxpylayers cell whose estimated time exceeds this (default: %(default)s)")
     p.add_argument("--no-cvxpylayers", action="store_true", help="do not time cvxpylayers")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's choice; use 1 on a busy machine)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default: %(default)s, comparable on a shared machine)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--actions", default="3,4,6", metavar="M,...",
+                   help="also time the maps for these m on random safe-action polytopes, against cvxpylayers "
+                        "(default: %(default)s; '' for none)")
     p.add_argument("--seed", type=int, default=0)
 
 

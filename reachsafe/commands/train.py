@@ -18,6 +18,7 @@ SHAC hyperparameters are the paper's tuned values for the system (see config.jso
 Examples:
   reachsafe train pendulum --algo shac --safeguard raymask --seed 0 --out runs/pend-rm
   reachsafe train pendulum --safeguard projection --init-set data/published/pendulum.json --seed 1 --out runs/p1
+  reachsafe train pendulum --safeguard raymask --device cuda --seed 0 --out runs/pend-rm-cuda
   reachsafe train quadrotor --safeguard raymask --set data/quadrotor.json \\
       --init-set data/published/quadrotor.json --seed 0 --out runs/quad-rm
 """
@@ -51,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, metavar="N", help="evaluate and checkpoint every N env steps (default steps/10)")
     p.add_argument("--eval-episodes", type=int, default=16, metavar="N", help="evaluation episodes (default 16)")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="torch CPU threads (default 1: fastest for these sizes)")
+    p.add_argument("--device", default="cpu", metavar="DEV",
+                   help="SHAC: cpu, cuda or cuda:N for the training simulator, safeguard and networks (default cpu; "
+                        "evaluations and their rollouts are computed on the CPU in float64)")
     p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
                    help="no progress (a bar on a terminal, plain lines in logs)")
 
@@ -100,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         args.system, args.algo, args.safeguard, set_path=args.set_path, init_set_path=args.init_set_path,
         init_sampling=args.init_sampling, seed=args.seed, steps=args.steps, passthrough=args.passthrough, regularize=args.regularize,
         eval_every=args.eval_every, eval_episodes=args.eval_episodes, threads=args.threads,
-        allow_unverified_set=args.allow_unverified_set)
+        allow_unverified_set=args.allow_unverified_set, device=args.device)
     for n in notes:
         print(n)
     if cfg.init_set_path and cfg.init_sampling == "zonotope":

@@ -15,19 +15,27 @@ noise value (exact: the models are affine in ``(a, w)``).  A safeguard maps any 
 
 Kinds: ``"none"`` (identity, counts unsafe actions), ``"projection"`` (exact Euclidean
 projection), ``"raymask"`` (linear ray mask), ``"raymask-tanh"`` (tanh ray mask).  All are
-closed-form for m <= 2, batched without per-sample solver calls, and followed by a float64
-safety net (:mod:`reachsafe.safeguards.safetynet`).
+exact for any m up to 8 (``MAX_ACTIONS``), batched without per-sample solver calls, and
+followed by a float64 safety net (:mod:`reachsafe.safeguards.safetynet`).
 
-Design in brief (details in each module's docstring):
+Design in brief (details in each module's docstring).  Per call, ``c(x), B(x), E(x)`` are
+evaluated once (float64, one autograd node with a closed-form backward); the structure of each
+map (which facets matter, which rows are active, which rows make the centre) is found without a
+graph, and the gradient is attached by one :class:`torch.autograd.Function` per map whose backward
+is the exact Jacobian in closed form:
 
-* ``actionset``  — closed-form geometry of ``S(x) = {a : G a <= h}``: the interval (m = 1) or
-  the polygon's boundary segments (m = 2, O(M^2) per state for M rows), centres, ray exits.
-* ``facets``     — sets with many facets (the published quadrotor set has 11,702): per state,
-  float64, no gradient, rows implied by U are dropped and the rest reduced by constraint
-  generation to a working set whose polygon *equals* ``S(x)`` (typically 30-40 rows); only
-  those rows are recomputed differentiably.  Exact, not a heuristic.
-* ``projection`` / ``raymask`` — the maps, evaluated by autograd-friendly formulas (exact
-  piecewise Jacobians, no NaN at the ray-mask centre or for degenerate ``S(x)``).
+* ``base``       — the facet pass: ``max_U (A B(x)) a - rhs`` for every facet in one matrix product
+  per varying action column; facets that do not cut U are dropped (exactly: every action in U
+  satisfies them with slack), the others become the per-state local rows ``G, h`` (any m).
+* ``polygon``    — m = 2 in closed form, loop-free: boundary segments of all rows at once, the
+  exact projection (nearest segment point, KKT-checked), the polygon's edges for the centroid.
+* ``activeset``  — batched exact projection by a dual active-set method (m >= 3, and any m = 2
+  state whose closed form fails its KKT check), polished on its final active set.
+* ``centre``     — weighted analytic centre (m >= 3) with its exact implicit derivative.
+* ``projection`` — the projection (m = 1 interval, m = 2 polygon, m >= 3 active set) and its
+  closed-form backward.
+* ``raymask`` / ``raytail`` — the ray masks (closed-form ray exits; centre: interval midpoint,
+  polygon centroid, analytic centre) and, for m <= 2, their closed-form backward.
 * ``safetynet``  — float64 re-check of every returned action against all facets with a
   margin; failures get the float64 centre of ``S(x)``; empty ``S(x)`` gets the
   min-max-violation action (counted as unsafe in :class:`SafeguardInfo`).
@@ -73,16 +81,10 @@ class NoSafeguard(Safeguard):
 
     def _forward_chunk(self, states: Tensor, actions: Tensor) -> tuple[Tensor, SafeguardInfo]:
         with torch.no_grad():
-            x64 = states.detach().to(torch.float64)
-            A64, b64 = self._cast(self.A, x64), self._cast(self.b, x64)
-            n_outside = int(((x64 @ A64.T - b64).amax(-1) > self.outside_tol).sum())
-            AB64, rhs64 = self._facet_rows(x64)
-            from .safetynet import verify
-
-            ok = verify(AB64, rhs64, actions.detach().to(torch.float64), self._cast(self.a_lo, x64),
-                        self._cast(self.a_hi, x64), self.margin)
+            ch = self._prepare(states, actions.dtype, False)
+            ok = self._verify(ch, actions.detach().to(torch.float64))
         zeros = torch.zeros(actions.shape[0], dtype=actions.dtype, device=actions.device)
-        return actions, SafeguardInfo(intervened=zeros.bool(), distance=zeros, n_outside=n_outside,
+        return actions, SafeguardInfo(intervened=zeros.bool(), distance=zeros, n_outside=ch.n_outside,
                                       n_unsafe=int((~ok).sum()), unsafe=~ok)
 
 

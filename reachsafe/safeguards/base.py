@@ -12,14 +12,14 @@ For a state ``x`` in the invariant set ``P = {x : A x <= b}`` and the affine mod
 
 One call ``safeguard(states [B, n], actions [B, m]) -> safe_actions [B, m]``:
 
-1. float64, no gradient: ``A B(x)`` and ``h`` for all facets; states outside ``P`` are
-   refused (``outside="raise"``) or let through (``outside="fallback"``); for m = 2 the
-   facets are reduced exactly to those that shape ``S(x)``
-   (:mod:`reachsafe.safeguards.facets`).
-2. in the caller's dtype, differentiably: ``G, h`` for the kept facets, tightened by a small
-   margin, and the subclass's map (:mod:`~reachsafe.safeguards.projection`,
-   :mod:`~reachsafe.safeguards.raymask`).
-3. float64 safety net (:mod:`reachsafe.safeguards.safetynet`): every returned action is
+1. ``c(x), B(x), E(x)`` once, in float64 (one autograd node when a gradient is needed).
+2. Facet pass, float64, no gradient (:meth:`Safeguard._prepare`): states outside ``P`` are
+   refused (``outside="raise"``) or let through (``outside="fallback"``); the facets that cut U
+   become the local rows ``G, h`` of each state (they and the box describe ``S(x)`` exactly).
+3. The subclass's map (:mod:`~reachsafe.safeguards.projection`, :mod:`~reachsafe.safeguards.raymask`):
+   its structure and value without a graph, then one autograd node whose backward is the exact
+   Jacobian in closed form (with respect to the action and, through ``c, B, E``, the state).
+4. float64 safety net (:mod:`reachsafe.safeguards.safetynet`): every returned action is
    checked against all facets; failures are replaced by a verified action and counted.
 
 Large batches are processed in chunks (``chunk_entries`` bounds the float64 work arrays).
@@ -28,6 +28,7 @@ Large batches are processed in chunks (``chunk_entries`` bounds the float64 work
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -41,11 +42,13 @@ from ..errors import UserError
 from ..intervention import INTERVENTION_TOL
 from ..setfile import SetFile, load_set
 from ..systems import CompiledSystem, get_system
-from .actionset import Tolerances, box_rows, rowdot, tolerances
-from .facets import select_facets
+from .actionset import _BIG, Tolerances, box_rows, rowdot, tolerances
+from .polygon import Arena
 from .safetynet import centre_of, minmax_action, relevant_rows, verify
 
-__all__ = ["Safeguard", "SafeguardInfo", "InvariantSetLike"]
+__all__ = ["Safeguard", "SafeguardInfo", "InvariantSetLike", "MAX_ACTIONS"]
+
+MAX_ACTIONS = 8  # largest m the safeguards accept (tested at m = 1, 2, 3, 4, 6)
 
 InvariantSetLike = Union[SetFile, str, os.PathLike, tuple]
 
@@ -92,6 +95,114 @@ class SafeguardInfo:
             n_unsafe=sum(p.n_unsafe for p in parts),
             unsafe=None if any(p.unsafe is None for p in parts) else torch.cat([p.unsafe for p in parts]),
         )
+
+
+@dataclass
+class Chunk:
+    """One chunk of states prepared for a map (:meth:`Safeguard._prepare`); float64 throughout.
+
+    :param cBE: ``[c(x), B(x), E(x)]`` flattened (:meth:`~reachsafe.systems.CompiledSystem.affine_flat`),
+        with its graph iff ``grad``; ``c, Bx, E`` are views of it.
+    :param c: ``c(x) [B, n]``.
+    :param Bx: ``B(x) [B, n, m]``, likewise.
+    :param E: ``E(x) [B, n, p]``, likewise.
+    :param idx: ``[B, K]`` the facets that cut U (K: the largest count in the chunk); slots of
+        states with fewer hold ``k`` (padding: a zero row with a huge right-hand side).
+    :param G: ``[B, K + 2m, m]`` the local rows of ``S(x)``: facets ``idx``, then the box ``[I; -I]``;
+        together they describe ``S(x)`` exactly (the other facets cut nothing from U).
+    :param h: ``[B, K + 2m]`` their right-hand sides, tightened by ``tol.tighten``.
+    :param rhs: ``[B, K]`` the facets' right-hand sides ``b - A c(x) - h_W(x)``, not tightened.
+    :param tol: tolerances of the output dtype; ``tol64``: float64 tolerances with the same ``tighten``.
+    :param outside: ``[B]`` states outside ``P``; ``n_outside`` their number.
+    """
+
+    cBE: Tensor
+    c: Tensor
+    Bx: Tensor
+    E: Tensor
+    idx: Tensor
+    G: Tensor
+    h: Tensor
+    rhs: Tensor
+    tol: Tolerances
+    tol64: Tolerances
+    outside: Tensor
+    n_outside: int
+    guard: "Safeguard"
+    grad: bool
+
+    @property
+    def K(self) -> int:
+        return int(self.idx.shape[1])
+
+    def rows_at(self, loc: Tensor, sub: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Local rows ``loc [b, q]`` (indices into the ``K + 2m`` rows, all valid), with their graph.
+
+        ``sub [b]``: the states (default: all).  The values are exactly ``G, h`` gathered at ``loc``;
+        when ``grad`` the gradient is attached through the zero-valued terms ``A_q (B(x) - [B(x)])``
+        and ``-A_q (c(x) - [c(x)])`` (``[.]``: detached), so only these q rows enter the graph and
+        ``d G_q = A_q dB``, ``d h_q = -A_q dc - d h_W(x)_q`` exactly.
+        """
+        b, q = loc.shape
+        m = self.Bx.shape[-1]
+        G, h = (self.G, self.h) if sub is None else (self.G[sub], self.h[sub])
+        G = G.gather(1, loc.unsqueeze(-1).expand(b, q, m))
+        h = h.gather(1, loc)
+        if not self.grad:
+            return G, h
+        idx, Bx, c = (self.idx, self.Bx, self.c) if sub is None else (self.idx[sub], self.Bx[sub], self.c[sub])
+        Aq = self._A_rows(idx, loc)  # [b, q, n]
+        G = G + Aq @ (Bx - Bx.detach())
+        h = h - (Aq @ (c - c.detach()).unsqueeze(-1)).squeeze(-1)
+        if not self.guard._const_noise:
+            E = self.E if sub is None else self.E[sub]
+            w_r, w_c = self.guard._cast(self.guard.w_r, h), self.guard._cast(self.guard.w_c, h)
+            AE, AEd = Aq @ E, Aq @ E.detach()
+            h = h - rowdot(AE.abs() - AEd.abs(), w_r) - rowdot(AE - AEd, w_c)
+        return G, h
+
+    def local_vjp(self, gG: Tensor, gh: Tensor) -> Tensor:
+        """``dL/dcBE`` from the gradients ``gG [B, M, m]``, ``gh [B, M]`` of the local rows ``G, h``.
+
+        The facet rows are ``G_k = A_k B(x)``, ``h_k = b_k - A_k c(x) - h_W(x)_k`` (the box rows and
+        the padding are constants), so with ``A_loc [B, K, n]`` the facets' rows of ``A``::
+
+            dL/dB = A_loc^T dL/dG_k,    dL/dc = -A_loc^T dL/dh_k,
+            dL/dE = -A_loc^T (dL/dh_k (sign(A_k E) w_r + w_c)^T)      (state-dependent noise only)
+
+        returned flattened like :meth:`~reachsafe.systems.CompiledSystem.affine_flat`.
+        """
+        B, K = self.idx.shape
+        n, m = self.Bx.shape[1], self.Bx.shape[2]
+        p = self.E.shape[-1]
+        if K == 0:
+            return gh.new_zeros(B, n + n * m + n * p)
+        Ap = self.guard._cast(self.guard.Ap, gh)
+        A_loc = torch.index_select(Ap, 0, self.idx.reshape(-1),
+                                   out=self.guard._arena.get("A_loc", (B * K, n), Ap.dtype, Ap.device)).view(B, K, n)
+        AT = A_loc.transpose(1, 2)
+        ghk = gh[:, :K]
+        parts = [-(AT @ ghk.unsqueeze(-1)).squeeze(-1), (AT @ gG[:, :K]).reshape(B, -1)]
+        if self.guard._const_noise:
+            parts.append(gh.new_zeros(B, n * p))
+        else:
+            w_r, w_c = self.guard._cast(self.guard.w_r, gh), self.guard._cast(self.guard.w_c, gh)
+            dh = torch.sign(A_loc @ self.E.detach()) * w_r + w_c  # d h_W(x)_k / d (A_k E), [B, K, p]
+            parts.append(-(AT @ (ghk.unsqueeze(-1) * dh)).reshape(B, -1))
+        return torch.cat(parts, -1)
+
+    def A_rows(self, loc: Tensor) -> Tensor:
+        """Rows of the set's ``A`` behind local rows ``loc [B, q]`` of all states (zero for the box and padding)."""
+        return self._A_rows(self.idx, loc)
+
+    def _A_rows(self, idx: Tensor, loc: Tensor) -> Tensor:
+        """Rows of the set's ``A`` behind local rows ``loc [b, q]`` (zero rows for the box and padding)."""
+        K = idx.shape[1]
+        Ap = self.guard._cast(self.guard.Ap, self.c)
+        if K == 0:
+            return Ap.new_zeros(*loc.shape, Ap.shape[1])
+        fi = torch.where(loc < K, idx.gather(1, loc.clamp_max(K - 1)), Ap.shape[0] - 1)
+        return Ap[fi]
 
 
 def _resolve_system(system: Union[CompiledSystem, str]) -> CompiledSystem:
@@ -179,8 +290,9 @@ class Safeguard(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.system = _resolve_system(system)
-        if self.system.m > 2:
-            raise UserError(f"safeguards have closed forms for m <= 2 actions; {self.system.name} has m={self.system.m}")
+        if self.system.m > MAX_ACTIONS:
+            raise UserError(f"safeguards are exact for m <= {MAX_ACTIONS} actions (batched active sets and centres "
+                            f"cost O(m^3) per state); {self.system.name} has m={self.system.m}")
         if outside not in ("raise", "fallback"):
             raise UserError(f"outside must be 'raise' or 'fallback', got {outside!r}")
         if empty not in ("raise", "fallback"):
@@ -207,8 +319,57 @@ class Safeguard(torch.nn.Module):
             AE = A @ E0
             h_w = np.abs(AE) @ (0.5 * (w_hi - w_lo)) + AE @ (0.5 * (w_lo + w_hi))
             self.register_buffer("h_w", torch.tensor(h_w, dtype=f64), persistent=False)
+        self._facet_pass_constants(A, b)
+        self._ws: dict[str, Tensor] = {}
+        self._ws_key: tuple | None = None
+        self._consts: dict[tuple, Tensor] = {}
+        self._arena = Arena()  # scratch buffers of the structure passes
         self.last_info: SafeguardInfo | None = None
         self._warned_empty = False
+
+    def _facet_pass_constants(self, A: np.ndarray, b: np.ndarray) -> None:
+        """Constants of the facet pass (:meth:`_prepare`).
+
+        The entries of ``B(x)`` that do not depend on the state are folded into ``A B_0`` once, so
+        ``A B(x)`` costs one small matrix product per action column with state-dependent entries
+        (none for the pendulum, one for the quadrotor).  Every per-facet array gets one extra
+        *padding* facet k: a zero row of ``A`` with right-hand side ``+_BIG`` and depth ``-_BIG``,
+        which is never selected and fills the slots of states with fewer relevant facets.
+        """
+        n, m = self.system.n, self.system.m
+        k = A.shape[0]
+        state = set(self.system.definition.state)
+        B0 = np.zeros((n, m))
+        self._var_rows: list[list[int]] = []
+        for j in range(m):
+            rows = []
+            for i in range(n):
+                e = self.system.B_exprs[i, j]
+                if e.free_symbols & state:
+                    rows.append(i)
+                else:
+                    B0[i, j] = float(e)
+            self._var_rows.append(rows)
+        f64 = torch.float64
+        Ap = np.vstack([A, np.zeros((1, n))])
+        AB0 = Ap @ B0  # [k + 1, m]
+        self.register_buffer("Ap", torch.tensor(Ap, dtype=f64), persistent=False)
+        self.register_buffer("AB0", torch.tensor(AB0, dtype=f64), persistent=False)
+        for j, rows in enumerate(self._var_rows):
+            self.register_buffer(f"A_var{j}", torch.tensor(Ap[:, rows].T.copy(), dtype=f64), persistent=False)
+            self.register_buffer(f"B_rows{j}", torch.tensor(rows, dtype=torch.long), persistent=False)
+        lo, hi = self.system.action_lo, self.system.action_hi
+        mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
+        self._box_symmetric = bool(np.all(mid == 0))
+        # b - h_W (constant noise term) or b, and the constant columns' part of max_{a in U} g . a
+        bh = b - (self.h_w.numpy() if self._const_noise else 0.0)
+        const_cols = [j for j in range(m) if not self._var_rows[j]]
+        top0 = sum((np.abs(AB0[:k, j]) * rad[j] + AB0[:k, j] * mid[j] for j in const_cols), np.zeros(k))
+        self.register_buffer("bhp", torch.tensor(np.r_[bh, _BIG], dtype=f64), persistent=False)
+        self.register_buffer("neg_bp", torch.tensor(-np.r_[b, _BIG], dtype=f64), persistent=False)
+        self.register_buffer("depth0", torch.tensor(np.r_[top0 - bh, -_BIG], dtype=f64), persistent=False)
+        self.register_buffer("a_mid", torch.tensor(mid, dtype=f64), persistent=False)
+        self.register_buffer("a_rad", torch.tensor(rad, dtype=f64), persistent=False)
 
     # ------------------------------------------------------------------ public
     @property
@@ -247,8 +408,10 @@ class Safeguard(torch.nn.Module):
         self._check_inputs(states, actions)
         B = actions.shape[0]
         outs, infos = [], []
-        for s in range(0, B, self._chunk_size()):
-            o, i = self._forward_chunk(states[s:s + self._chunk_size()], actions[s:s + self._chunk_size()])
+        step = self._chunk_size()
+        for s in range(0, B, step):
+            # one chunk: the tensors themselves (a slice would add a node to the graph)
+            o, i = self._forward_chunk(*((states, actions) if B <= step else (states[s:s + step], actions[s:s + step])))
             outs.append(o)
             infos.append(i)
         if not outs:
@@ -284,109 +447,200 @@ class Safeguard(torch.nn.Module):
         return max(1, self.chunk_entries // per_state)
 
     def _facet_rows(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``G = A B(x)`` [B, k, m] and ``h = b - A c(x) - h_W(x)`` [B, k] for all k facets."""
-        A, b, w_c, w_r = (self._cast(t, x) for t in (self.A, self.b, self.w_c, self.w_r))
-        c, Bx, E = self.system.affine(x)
-        G = torch.einsum("kn,bnm->bkm", A, Bx)
-        h = b - c @ A.T
-        if self._const_noise:
-            return G, h - self._cast(self.h_w, x)
-        AE = torch.einsum("kn,bnp->bkp", A, E)
-        return G, h - rowdot(AE.abs(), w_r) - rowdot(AE, w_c)
+        """``G = A B(x)`` [B, k, m] and ``h = b - A c(x) - h_W(x)`` [B, k] for all k facets.
 
-    def _rows(self, AB: Tensor, rhs: Tensor, idx: Tensor | None, tighten: float,
-              dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """Tightened ``G, h`` of the kept facets ``idx`` plus the box rows, in ``dtype``.
-
-        ``AB, rhs`` are the float64 rows of all facets (:meth:`_facet_rows`); they keep their
-        graph, so ``G, h`` are differentiable in the states.
+        ``A B(x)`` is one matrix product ``[B m, n] @ [n, k]`` (a batched einsum is several
+        times slower on a CPU); the result is a ``[B, k, m]`` view of a ``[B, m, k]`` tensor.
         """
-        if idx is not None:
-            AB = torch.gather(AB, 1, idx.unsqueeze(-1).expand(*idx.shape, AB.shape[-1]))
-            rhs = torch.gather(rhs, 1, idx)
-        G, h = AB.to(dtype), rhs.to(dtype)
-        bG, bh = box_rows(self.a_lo.to(dtype), self.a_hi.to(dtype), G.shape[0], tighten)
-        return torch.cat([G, bG], 1), torch.cat([h - tighten, bh], 1)
+        return self._rows_from_affine(*self.system.affine(x))
 
-    def _prepare(self, states: Tensor, dtype: torch.dtype) -> dict[str, Any]:
-        """Steps 1-2 of the module docstring for one chunk: float64 rows, facet selection, ``G, h``.
+    def _rows_from_affine(self, c: Tensor, Bx: Tensor, E: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`_facet_rows` from ``c(x) [B, n]``, ``B(x) [B, n, m]``, ``E(x) [B, n, p]`` (same dtype)."""
+        A, b = self._cast(self.A, c), self._cast(self.b, c)
+        B, n, m = Bx.shape
+        G = (Bx.transpose(1, 2).reshape(B * m, n) @ A.T).view(B, m, -1).transpose(1, 2)
+        if self._const_noise:
+            return G, (b - self._cast(self.h_w, c)) - c @ A.T
+        p = E.shape[-1]
+        AE = (E.transpose(1, 2).reshape(B * p, n) @ A.T).view(B, p, -1).transpose(1, 2)
+        return G, b - c @ A.T - rowdot(AE.abs(), self._cast(self.w_r, c)) - rowdot(AE, self._cast(self.w_c, c))
 
-        The rows ``A B(x)``, ``b - A c(x) - h_W(x)`` are evaluated once, in float64 and with
-        their graph: detached they feed the facet selection and the safety net, cast to
-        ``dtype`` they are the differentiable ``G, h`` of the map.
+    def _prepare(self, states: Tensor, dtype: torch.dtype, grad: bool) -> "Chunk":
+        """Steps 1-2 of the module docstring for one chunk of states (see :class:`Chunk`).
+
+        ``c(x), B(x), E(x)`` are evaluated once, in float64 (with their graph iff ``grad``).  The
+        facet pass, float64 without gradient, computes for every facet i and state::
+
+            depth_i = max_{a in U} (A B(x))_i . a - rhs_i = |A B(x)|_i . rad + (A B(x))_i . mid - rhs_i
+
+        (``rhs = b - A c(x) - h_W(x)``; ``A B(x)`` from the constant ``A B_0`` and one product per action
+        column with state-dependent entries).  Facets with ``depth_i <= theta`` cut nothing from U:
+        every action in U satisfies them with slack ``-theta``, where ``theta = min(-tighten, -margin -
+        1e-10)``, so they are neither needed by the maps nor re-checked by the safety net (the float64
+        rounding of ``depth``, ~1e-14 relative, is far below 1e-10).  The others (K per state at most,
+        none in the interior of a typical set) become the local rows ``G, h``, compacted per state by
+        a prefix sum (no sort).
         """
         tol = self.tolerances(dtype)
         tol64 = dataclasses.replace(tolerances(torch.float64), tighten=tol.tighten)
-        x64 = states.to(torch.float64)
+        x64 = states.to(torch.float64) if grad else states.detach().to(torch.float64)
+        cBE = self.system.affine_flat(x64)
+        c, Bx, E = self.system.split_affine(cBE)
         B = x64.shape[0]
-        A64, b64, lo64, hi64 = (self._cast(t, x64) for t in (self.A, self.b, self.a_lo, self.a_hi))
         with torch.no_grad():
-            dist_out = (x64 @ A64.T - b64).amax(-1)
+            xd = x64.detach()
+            cd, Bd, _ = self.system.split_affine(cBE.detach())
+            A = self._cast(self.A, xd)
+            k = A.shape[0]
+            ws = self._workspace(B, k, xd.device)
+            Ap, nbp = self._cast(self.Ap, xd), self._cast(self.neg_bp, xd)
+            dist_out = (torch.addmm(nbp, xd, Ap.T, out=ws["xA"]) if ws else torch.addmm(nbp, xd, Ap.T)).amax(-1)
             outside = dist_out > self.outside_tol
             n_outside = int(outside.sum())
             if n_outside and self.outside == "raise":
                 raise UserError(f"{n_outside} of {B} states lie outside the invariant set {self.set_description} "
                                 f"(largest distance {float(dist_out.max()):.3g} > outside_tol={self.outside_tol:g}); the "
                                 "safeguard is only defined on the set: reset such states, or pass outside='fallback'")
-        AB, rhs = self._facet_rows(x64)
-        AB64, rhs64 = AB.detach(), rhs.detach()
-        idx = None
-        if self.system.m == 2:
-            bG, bh = box_rows(lo64, hi64, B, tol.tighten)
-            idx = select_facets(AB64, rhs64 - tol.tighten, bG, bh, tol64, direct=self.direct_facets)
-        G, h = self._rows(AB, rhs, idx, tol.tighten, dtype)
-        return dict(G=G, h=h, tol=tol, tol64=tol64, AB64=AB64, rhs64=rhs64, idx=idx, outside=outside,
-                    n_outside=n_outside)
+            cols, Ac, depth = self._facet_pass(cd, Bd, E.detach(), ws)
+            theta = min(-tol.tighten, -self.margin - 1e-10)
+            sel = torch.gt(depth, theta, out=ws["sel"]) if ws else depth > theta
+            # slot of each selected facet: its rank among the state's selected facets (1, 2, ...), 0 for the
+            # others, which all land in the discarded slot 0
+            slot = torch.cumsum(sel, -1, out=ws["pos"]) if ws else sel.long().cumsum(-1)
+            K = int(slot[:, -1].max()) if B else 0
+            slots = torch.full((B, K + 1), k, dtype=torch.long, device=xd.device)
+            idx = slots.scatter_(1, slot.mul_(sel), self._arange(k + 1, xd.device).expand(B, k + 1))[:, 1:]
+            Gk = torch.stack([col.gather(1, idx) if col.dim() == 2 else col[idx] for col in cols], -1)
+            rhs_k = self._cast(self.bhp, xd)[idx] - Ac.gather(1, idx)  # Ac holds A c(x) + h_W(x) for state noise
+            bG, bh = box_rows(self._cast(self.a_lo, xd), self._cast(self.a_hi, xd), B, tol.tighten)
+            G, h = torch.cat([Gk, bG], 1), torch.cat([rhs_k - tol.tighten, bh], 1)
+        return Chunk(cBE=cBE, c=c, Bx=Bx, E=E, idx=idx, G=G, h=h, rhs=rhs_k, tol=tol, tol64=tol64, outside=outside,
+                     n_outside=n_outside, guard=self, grad=grad)
 
-    def _forward_chunk(self, states: Tensor, actions: Tensor) -> tuple[Tensor, SafeguardInfo]:
-        d = self._prepare(states, actions.dtype)
-        out = self._map(actions, d["G"], d["h"], d["tol"])
-        out, counts, unsafe = self._safety_net(out, d["AB64"], d["rhs64"], d["idx"], d["tol64"], d["outside"])
-        dist = (out.detach() - actions.detach()).norm(dim=-1)
-        return out, SafeguardInfo(intervened=dist > INTERVENTION_TOL, distance=dist, n_outside=d["n_outside"], unsafe=unsafe,
-                                  **counts)
+    def _workspace(self, B: int, k: int, device: torch.device) -> dict[str, Tensor]:
+        """Buffers ``[B, k]`` of the facet pass, kept between calls (empty dict if too large).
+
+        Fresh ``[B, k]`` float64 temporaries (0.5 MB for the quadrotor set at B = 1024) are returned
+        to the operating system when freed and cost a page fault per 4 kB when touched again: on
+        this kind of machine that was most of the facet pass.  Kept only up to ``2^20`` entries.
+        """
+        if B * k > (1 << 20):
+            self._ws = {}
+            return self._ws
+        key = (B, k, device)
+        if self._ws_key != key:
+            f64 = torch.float64
+            kp = k + 1
+            self._ws = {name: torch.empty(B, kp, dtype=f64, device=device) for name in ("xA", "Ac", "depth", "tmp")}
+            self._ws["sel"] = torch.empty(B, kp, dtype=torch.bool, device=device)
+            self._ws["pos"] = torch.empty(B, kp, dtype=torch.long, device=device)
+            for j, rows in enumerate(self._var_rows):
+                if rows:
+                    self._ws[f"col{j}"] = torch.empty(B, kp, dtype=f64, device=device)
+            self._ws_key = key
+        return self._ws
+
+    def _arange(self, n: int, device: torch.device) -> Tensor:
+        key = ("arange", n, device)
+        if key not in self._consts:
+            self._consts[key] = torch.arange(n, device=device)
+        return self._consts[key]
 
     @torch.no_grad()
-    def _fallback(self, AB64: Tensor, rhs64: Tensor, idx: Tensor | None, tol64: Tolerances,
-                  dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """Float64 centre of ``S(x)`` (rounded to ``dtype``) for the given states, and their empty flags."""
-        B = AB64.shape[0]
-        if idx is None:
-            Gk, hk = AB64, rhs64
-        else:
-            Gk = torch.gather(AB64, 1, idx.unsqueeze(-1).expand(*idx.shape, AB64.shape[-1]))
-            hk = torch.gather(rhs64, 1, idx)
-        bG, bh = box_rows(self._cast(self.a_lo, AB64), self._cast(self.a_hi, AB64), B, tol64.tighten)
-        c, empty = centre_of(torch.cat([Gk, bG], 1), torch.cat([hk - tol64.tighten, bh], 1), tol64)
-        return c.to(dtype).to(torch.float64), empty
+    def _facet_pass(self, c: Tensor, Bx: Tensor, E: Tensor,
+                    ws: dict[str, Tensor] | None = None) -> tuple[list[Tensor], Tensor, Tensor]:
+        """``(cols, Ac, depth)`` for the k facets and the padding facet (:meth:`_prepare`), float64, no gradient.
 
-    def _safety_net(self, out: Tensor, AB64: Tensor, rhs64: Tensor, idx: Tensor | None,
-                    tol64: Tolerances, outside: Tensor) -> tuple[Tensor, dict[str, int], Tensor]:
-        lo64, hi64 = self._cast(self.a_lo, AB64), self._cast(self.a_hi, AB64)
-        ok = verify(AB64, rhs64, out.detach().to(torch.float64), lo64, hi64, self.margin)
+        ``cols[j]``: column j of ``A B(x)``, ``[B, k + 1]`` (or ``[k + 1]`` when it does not depend on the
+        state); ``Ac = A c(x)`` (plus ``h_W(x)`` for state-dependent noise) ``[B, k + 1]``, so that the
+        right-hand sides are ``rhs = bh - Ac`` (``bh = b - h_W`` or ``b``); ``depth = max_U (A B(x)) a - rhs``
+        ``[B, k + 1]``.  With ``ws`` (:meth:`_workspace`) the results live in its buffers (valid until
+        the next call).
+        """
+        ws = ws or {}
+        Ap = self._cast(self.Ap, c)
+        Ac = torch.mm(c, Ap.T, out=ws["Ac"]) if ws else c @ Ap.T
+        if not self._const_noise:
+            p, n = E.shape[-1], Ap.shape[1]
+            AE = (E.transpose(1, 2).reshape(-1, n) @ Ap.T).view(E.shape[0], p, -1).transpose(1, 2)
+            Ac = Ac + rowdot(AE.abs(), self._cast(self.w_r, c)) + rowdot(AE, self._cast(self.w_c, c))
+        depth0 = self._cast(self.depth0, c)
+        depth = torch.add(Ac, depth0, out=ws["depth"]) if ws else Ac + depth0
+        cols: list[Tensor] = []
+        AB0 = self._cast(self.AB0, c)
+        for j, rows in enumerate(self._var_rows):
+            if not rows:
+                cols.append(AB0[:, j])
+                continue
+            Bv, Av = Bx[:, getattr(self, f"B_rows{j}").to(c.device), j], self._cast(getattr(self, f"A_var{j}"), c)
+            col = torch.addmm(AB0[:, j], Bv, Av, out=ws[f"col{j}"]) if ws else torch.addmm(AB0[:, j], Bv, Av)
+            cols.append(col)
+            term = torch.abs(col, out=ws["tmp"]) if ws else col.abs()
+            depth.add_(term, alpha=float(self.a_rad[j]))
+            if not self._box_symmetric:
+                depth.add_(col, alpha=float(self.a_mid[j]))
+        return cols, Ac, depth
+
+    def _forward_chunk(self, states: Tensor, actions: Tensor) -> tuple[Tensor, SafeguardInfo]:
+        grad = (not self.passthrough and torch.is_grad_enabled()
+                and (states.requires_grad or actions.requires_grad))
+        ch = self._prepare(states, actions.dtype, grad)
+        out = self._solve(actions, ch)
+        out, counts, unsafe = self._safety_net(out, ch)
+        dist = (out.detach() - actions.detach()).norm(dim=-1)
+        return out, SafeguardInfo(intervened=dist > INTERVENTION_TOL, distance=dist, n_outside=ch.n_outside, unsafe=unsafe,
+                                  **counts)
+
+    def _solve(self, actions: Tensor, ch: "Chunk") -> Tensor:
+        """The map on one prepared chunk: ``[B, m]`` in the dtype of ``actions``.
+
+        Differentiable in ``actions`` and (through ``ch``) in the states iff ``ch.grad``.
+        Default: :meth:`_map` on the local rows (no gradient to the states).
+        """
+        return self._map(actions.to(torch.float64), ch.G, ch.h, ch.tol64).to(actions.dtype)
+
+    def _verify(self, ch: "Chunk", a: Tensor) -> Tensor:
+        """[B] bool: ``a`` (float64) in U and ``(A B(x) a)_i - rhs_i <= -margin`` on every local facet row.
+
+        The other facets hold with slack ``> margin`` for every action in U (:meth:`_prepare`), so
+        this is the float64 check of all facets (:func:`~reachsafe.safeguards.safetynet.verify`).
+        """
+        lo, hi = self._cast(self.a_lo, a), self._cast(self.a_hi, a)
+        return verify(ch.G[:, :ch.K], ch.rhs, a, lo, hi, self.margin)
+
+    def _safety_net(self, out: Tensor, ch: "Chunk") -> tuple[Tensor, dict[str, int], Tensor]:
+        ok = self._verify(ch, out.detach().to(torch.float64))
         counts = {"n_fallback": 0, "n_empty": 0, "n_unsafe": 0}
         unsafe = torch.zeros_like(ok)
         if bool(ok.all()):
             return out, counts, unsafe
         with torch.no_grad():
             f = (~ok).nonzero().squeeze(-1)
-            ABf, rhsf = AB64[f], rhs64[f]
-            cand, empty = self._fallback(ABf, rhsf, None if idx is None else idx[f], tol64, out.dtype)
+            lo64, hi64 = self._cast(self.a_lo, ch.G), self._cast(self.a_hi, ch.G)
+            # float64 centre of S(x) (tightened), from the local rows, which describe it exactly
+            cand, empty = centre_of(ch.G[f], ch.h[f], ch.tol64)
+            cand = cand.to(out.dtype).to(torch.float64)
             if bool(empty.any()):
-                if self.empty == "raise" and bool((empty & ~outside[f]).any()):
-                    raise UserError(f"S(x) is empty for {int((empty & ~outside[f]).sum())} states inside the set "
+                outside = ch.outside[f]
+                if self.empty == "raise" and bool((empty & ~outside).any()):
+                    raise UserError(f"S(x) is empty for {int((empty & ~outside).sum())} states inside the set "
                                     f"{self.set_description}: the set is not invariant there (no action keeps "
                                     "x+ in P for all noise); use a certified set, or pass empty='fallback'")
-                e = empty.nonzero().squeeze(-1)
-                ABe, rhse = relevant_rows(ABf[e], rhsf[e], lo64, hi64, -tol64.tighten)
-                a_mm, _ = minmax_action(ABe, rhse, lo64, hi64, tol64)
-                cand[e] = a_mm.to(out.dtype).to(torch.float64)
-                if not self._warned_empty and bool((empty & ~outside[f]).any()):
+                e = f[empty]
+                ce = ch.c.detach()[e]
+                cols, Ac, _ = self._facet_pass(ce, ch.Bx.detach()[e], ch.E.detach()[e])
+                k = self.n_facets
+                AB = torch.stack([col[:, :k] if col.dim() == 2 else col[:k].expand(len(e), -1) for col in cols], -1)
+                rhs = self._cast(self.bhp, ce)[:k] - Ac[:, :k]
+                ABe, rhse = relevant_rows(AB, rhs, lo64, hi64, -ch.tol64.tighten)
+                a_mm, _ = minmax_action(ABe, rhse, lo64, hi64, ch.tol64)
+                cand[empty] = a_mm.to(out.dtype).to(torch.float64)
+                if not self._warned_empty and bool((empty & ~outside).any()):
                     warnings.warn(f"safeguard: S(x) is empty for some states of {self.set_description} (the set is "
                                   "not invariant there); returning min-max-violation actions (see info.n_empty)",
                                   RuntimeWarning, stacklevel=4)
                     self._warned_empty = True
-            okc = verify(ABf, rhsf, cand, lo64, hi64, self.margin)
+            okc = verify(ch.G[f, :ch.K], ch.rhs[f], cand, lo64, hi64, self.margin)
             mask = torch.zeros(out.shape[0], dtype=torch.bool, device=out.device)
             mask[f] = True
             repl = torch.zeros_like(out.detach())
@@ -404,6 +658,8 @@ class Safeguard(torch.nn.Module):
             raise UserError(f"states must have shape [B, {n}] for {self.system.name}, got {list(states.shape)}")
         if states.dtype not in (torch.float32, torch.float64):
             raise UserError(f"states must be float32 or float64, got {states.dtype}")
+        if math.isfinite(float(states.detach().sum())):  # NaN and inf propagate into the sum: one cheap test
+            return
         bad = ~torch.isfinite(states).all(-1)
         if bool(bad.any()):
             raise UserError(f"states contain NaN or inf ({int(bad.sum())} rows, first row {int(bad.nonzero()[0])})")
@@ -421,6 +677,8 @@ class Safeguard(torch.nn.Module):
             raise UserError(f"actions must be float32 or float64, got {actions.dtype}")
         if actions.device != states.device:
             raise UserError(f"states ({states.device}) and actions ({actions.device}) must be on the same device")
+        if math.isfinite(float(actions.detach().sum())):
+            return
         bad = ~torch.isfinite(actions).all(-1)
         if bool(bad.any()):
             raise UserError(f"actions contain NaN or inf ({int(bad.sum())} rows, first row {int(bad.nonzero()[0])}); "

@@ -2,7 +2,7 @@
 
 With a centre ``c(x)`` strictly inside ``S(x)``, an action ``a`` is written as
 ``a = c + t d`` (``t = |a - c|``, unit ``d``).  Along ``d`` the box U ends at distance ``t_U``
-and ``S(x)`` at ``t_S`` (both closed form, :func:`~reachsafe.safeguards.actionset.ray_exit`)::
+and ``S(x)`` at ``t_S`` (both closed form: the first row the ray meets)::
 
     t_K = min_{i : g_i . d > 0} (h_i - g_i . c) / (g_i . d)
 
@@ -13,9 +13,24 @@ and with ``r = min(t, t_U)`` (actions outside U are first pulled back to U along
 
 Both map ``[0, t_U]`` monotonically onto ``[0, t_S]``, so ``a_s`` is in ``S(x)``.
 
-Centre: m = 1 the midpoint of ``S = [lo, hi]``; m = 2 the average of the vertices of the
-polygon ``S(x)`` (a convex combination of all vertices, strictly inside when ``S`` has an
-interior; continuous in ``x`` except where the polygon's vertex set changes).
+Centre (strictly inside ``S(x)`` when it has an interior, continuous in ``x``):
+m = 1 the midpoint of ``S = [lo, hi]``; m = 2 the area centroid of the polygon ``S(x)``; m >= 3
+the weighted analytic centre (:mod:`reachsafe.safeguards.centre`, Newton's method with an
+exact implicit derivative).  A state whose analytic centre cannot be found (``S(x)`` without
+interior) gets NaN, which the float64 safety net replaces by a verified action and counts.
+
+Evaluation.  m <= 2 (:mod:`reachsafe.safeguards.raytail`): structure and value without a graph,
+then one autograd node with the closed-form Jacobian; the rows that matter are m = 1 the two
+that bound the interval, m = 2 every edge's row of the polygon (a non-empty, non-repeated
+boundary segment, :func:`~reachsafe.safeguards.polygon.edge_rows`) and the two rows that end it,
+and the exit row of ``S(x)`` along ``d``.  The polygon's vertices are 2x2 solves of an edge row and
+an end row, its centroid the shoelace sums over the edges::
+
+    2 area = sum_e u_e x v_e,      centroid = o + sum_e (u_e + v_e) (u_e x v_e) / (6 area)
+
+(``u_e, v_e``: the edge's end points minus any fixed ``o``, here the vertex mean: the sums do not
+depend on ``o`` for a closed polygon).  m >= 3: the centre's rows are all rows; autograd on the
+implicit-derivative formula and the mask.
 
 Special cases, handled explicitly so that values and gradients stay finite:
 
@@ -23,69 +38,202 @@ Special cases, handled explicitly so that values and gradients stay finite:
   slope ``phi'(0)`` of the profile along the fixed direction ``e_1`` (``t_S / t_U`` linear,
   ``1 / tanh(t_U / t_S)`` tanh): value ``c``, finite gradient.
 * ``t_S ~ 0`` (``S(x)`` a point or a sliver): ``a_s -> c`` with zero gradient in ``a``.
+* a polygon of area ~ 0 (a segment or a point): the centre is the mean of its edges' end points.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
-from .actionset import (Tolerances, box_rows, ccw_vertex_rows, centroid_from_rows, interval, interval_centre,
-                        polygon_centre, ray_exit, segments)
-from .base import Safeguard
+from .actionset import _BIG, Tolerances, tolerances
+from .base import Chunk, Safeguard
+from .centre import analytic_centre, differentiable_centre, row_weights
+from .polygon import edge_rows
+from .raytail import RowsRayTail, StateRayTail, _centroid, _centroid_vjp, ray_plan
 
 __all__ = ["RayMaskSafeguard", "TanhRayMaskSafeguard", "ray_mask", "safe_centre"]
 
+RowsAt = Callable[..., "tuple[Tensor, Tensor]"]
+
+
+def _gather(G: Tensor, h: Tensor) -> RowsAt:
+    """``rows_at(loc, sub=None)`` for explicit rows ``G [B, M, m]``, ``h [B, M]`` (gradients flow into them)."""
+    m = G.shape[-1]
+
+    def rows_at(loc: Tensor, sub: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        Gs, hs = (G, h) if sub is None else (G[sub], h[sub])
+        return Gs.gather(1, loc.unsqueeze(-1).expand(*loc.shape, m)), hs.gather(1, loc)
+
+    return rows_at
+
+
+def _centre(G: Tensor, h: Tensor, rows_at: RowsAt, tol: Tolerances, box_last: bool = False) -> Tensor:
+    """The centre ``[B, m]`` of ``{a : G a <= h}`` (module docstring); structure from the float64 ``G, h``,
+    values from ``rows_at``.  NaN where an analytic centre (m >= 3) does not exist.  ``box_last``: the
+    last 2m rows are the box (always so for m >= 3; for m = 2 it enables a shortcut)."""
+    B, M, m = G.shape
+    if m == 1:
+        g = G[..., 0]
+        ratio = h / (g + (g == 0).to(g.dtype))  # up to _BIG / 1 for padding rows: masked by far larger values
+        i_hi = (ratio + 1e300 * (g <= tol.parallel).to(g.dtype)).argmin(-1)
+        i_lo = (ratio - 1e300 * (g >= -tol.parallel).to(g.dtype)).argmax(-1)
+        Gq, hq = rows_at(torch.stack([i_lo, i_hi], -1))
+        return 0.5 * (hq[:, :1] / Gq[:, :1, 0] + hq[:, 1:] / Gq[:, 1:, 0])
+    if m == 2:
+        return _polygon_centroid(G, h, rows_at, tol, box_last)
+    return _analytic(rows_at(torch.arange(M, device=G.device).expand(B, M)), G, h)
+
+
+def _polygon_centroid(G: Tensor, h: Tensor, rows_at: RowsAt, tol: Tolerances, box_last: bool = False) -> Tensor:
+    """Area centroid of the polygon ``{a : G a <= h}`` from its edges (module docstring), ``[B, 2]``.
+
+    ``box_last``: the last four rows are the box ``[I; -I]``; states whose other rows are all zero
+    (padding) have the box as their polygon and get its centre without the edge formula.
+    """
+    B, M, _ = G.shape
+    with torch.no_grad():
+        f = None
+        if box_last:
+            K = M - 4
+            hb = h[:, K:]
+            box_centre = 0.5 * (hb[:, :2] - hb[:, 2:])
+            if K == 0:
+                return box_centre
+            has = (G[:, :K, 0].abs() + G[:, :K, 1].abs()).amax(-1) > 0
+            f = has.nonzero().squeeze(-1)
+            if f.numel() == 0:
+                return box_centre
+            G, h = G[f], h[f]
+        edge, j_lo, j_hi, _ = edge_rows(G, h, tol)
+        b = G.shape[0]
+        # slots that are not edges repeat the first edge's start vertex (finite, weight 0)
+        e0 = edge.to(torch.int8).argmax(-1, keepdim=True)
+        i = torch.arange(M, device=G.device).expand(b, M)
+        I = torch.where(edge, i, e0)
+        J = torch.where(edge.repeat(1, 2), torch.cat([j_lo, j_hi], 1), j_lo.gather(1, e0))
+        w = edge.to(G.dtype)
+    Gq, hq = rows_at(torch.cat([I, J], 1), f)
+    c = _Centroid.apply(Gq[:, :M], hq[:, :M], Gq[:, M:], hq[:, M:], w, tol.geom)
+    return c if f is None else box_centre.index_put((f,), c)
+
+
+class _Centroid(torch.autograd.Function):
+    """Area centroid of a polygon from its edges with its closed-form backward (one autograd node).
+
+    Inputs: edge rows ``Gi [b, M, 2]``, ``hi [b, M]``; end rows ``Gj [b, 2M, 2]``, ``hj [b, 2M]`` (edge e
+    runs from the intersection of rows ``i_e, j_e`` to that of ``i_e, j_{M+e}``); edge weights
+    ``w [b, M]``; ``tiny``.  Formulas: :func:`reachsafe.safeguards.raytail._centroid_vjp`.
+    """
+
+    @staticmethod
+    def forward(ctx, Gi: Tensor, hi: Tensor, Gj: Tensor, hj: Tensor, w: Tensor, tiny: float) -> Tensor:
+        C, ctx.saved = _centroid(Gi, hi, Gj, hj, w, tiny)
+        return C
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gC: Tensor) -> tuple[Tensor | None, ...]:
+        gix, giy, ghi, gjx, gjy, ghj = _centroid_vjp(ctx.saved, gC)
+        return torch.stack([gix, giy], -1), ghi, torch.stack([gjx, gjy], -1), ghj, None, None
+
+
+def _analytic(rows: tuple[Tensor, Tensor], G: Tensor, h: Tensor) -> Tensor:
+    """Weighted analytic centre with its implicit derivative (rows: facets, then the box)."""
+    Gg, hg = rows
+    B, M, m = G.shape
+    K = M - 2 * m
+    hb = h[:, K:]
+    lo, hi = -hb[:, m:], hb[:, :m]
+    w = torch.cat([row_weights(Gg[:, :K], hg[:, :K], lo, hi) if K else Gg.new_zeros(B, 0),
+                   torch.ones(B, 2 * m, dtype=G.dtype, device=G.device)], 1)
+    with torch.no_grad():
+        c_star, ok = analytic_centre(G, h, w.detach(), 0.5 * (lo + hi))
+        c_star = torch.where(ok.unsqueeze(-1), c_star, 0.5 * (lo + hi))
+    c = differentiable_centre(c_star, Gg, hg, w)
+    return torch.where(ok.unsqueeze(-1), c, torch.full_like(c, float("nan")))
+
 
 def safe_centre(G: Tensor, h: Tensor, tol: Tolerances) -> Tensor:
-    """A point strictly inside ``{a : G a <= h}`` when it has an interior, ``[B, m]`` (see module docstring).
+    """A point strictly inside ``{a : G a <= h}`` when it has an interior, ``[B, m]`` (module docstring).
 
-    m = 2: the polygon's vertex structure is found once without gradient (float64); if
-    every polygon of the batch is regular the centroid is evaluated from its vertex rows
-    alone (:func:`~reachsafe.safeguards.actionset.centroid_from_rows`, a fraction of the
-    autograd nodes), otherwise by the general formula on all segments.
+    The last 2m rows must be the box ``[I; -I]``.  Float64, differentiable in ``G, h``.  NaN
+    where an analytic centre (m >= 3) does not exist.
     """
-    if G.shape[-1] == 1:
-        lo, hi, _ = interval(G, h, tol)
-        return interval_centre(lo, hi)
-    with torch.no_grad():
-        idx_a, idx_b, regular = ccw_vertex_rows(segments(G.detach().double(), h.detach().double(), tol))
-    if bool(regular.all()):
-        return centroid_from_rows(G, h, idx_a, idx_b, tol.geom)
-    return polygon_centre(segments(G, h, tol), tol.geom)
+    G64, h64 = G.to(torch.float64), h.to(torch.float64)
+    return _centre(G64.detach(), h64.detach(), _gather(G64, h64), _tol64(tol)).to(G.dtype)
+
+
+def _tol64(tol: Tolerances) -> Tolerances:
+    """Float64 geometric tolerances, keeping ``tol.tighten``."""
+    t64 = tolerances(torch.float64)
+    return Tolerances(tighten=tol.tighten, geom=t64.geom, parallel=t64.parallel, centre=t64.centre)
 
 
 def _profile(r: Tensor, t_S: Tensor, t_U: Tensor, mapping: str, tiny: float) -> tuple[Tensor, Tensor]:
     """``phi(r)`` and the slope ``phi'(0)`` of the radial profile."""
     t_U = t_U.clamp_min(tiny)
     if mapping == "linear":
-        return r * t_S / t_U, t_S / t_U
+        slope = t_S / t_U
+        return r * slope, slope
     ts = t_S.clamp_min(tiny)  # t_S normally; the factor t_S / ts -> 0 as t_S -> 0 so that a_s -> c
     den = torch.tanh(t_U / ts)
     return t_S * torch.tanh(r / ts) / den, t_S / (ts * den)
 
 
+def _mask(a: Tensor, G: Tensor, h: Tensor, rows_at: RowsAt, lo: Tensor, hi: Tensor, tol: Tolerances,
+          mapping: str, box_last: bool = False) -> Tensor:
+    """The ray mask in float64 (module docstring): ``a [B, m]`` float64; ``G, h`` the float64 rows
+    without gradient (box rows last), ``rows_at`` the same rows with their graph."""
+    B, m = a.shape
+    c = _centre(G, h, rows_at, tol, box_last)
+    diff = a - c
+    with torch.no_grad():  # masks and the exit row: nothing to differentiate
+        cd, dd = c.detach(), diff.detach()
+        small = (dd * dd).sum(-1, keepdim=True) <= tol.centre ** 2
+        e1 = torch.zeros(1, m, dtype=a.dtype, device=a.device)
+        e1[0, 0] = 1.0
+        dir0 = torch.where(small, e1, dd)
+        dir0 = dir0 / dir0.norm(dim=-1, keepdim=True)
+        gd = (G @ dir0.unsqueeze(-1)).squeeze(-1)
+        slack = h - (G @ cd.unsqueeze(-1)).squeeze(-1)
+        up = gd > tol.parallel
+        e = torch.where(up, slack / torch.where(up, gd, torch.ones_like(gd)), torch.full_like(gd, _BIG)).argmin(-1)
+    diff_safe = torch.where(small, e1, diff)
+    t = diff_safe.norm(dim=-1, keepdim=True)
+    d = diff_safe / t
+    ge, he = rows_at(e.unsqueeze(-1))
+    ge = ge[:, 0]
+    t_S = ((he - (ge * c).sum(-1, keepdim=True)) / (ge * d).sum(-1, keepdim=True)).clamp_min(0.0)
+    # exit from the (untightened) box U: the coordinate that reaches its bound first
+    pos = d > tol.parallel
+    neg = d < -tol.parallel
+    bound = torch.where(pos, hi, lo)
+    d_safe = torch.where(pos | neg, d, torch.ones_like(d))
+    t_U = torch.where(pos | neg, (bound - c) / d_safe, torch.full_like(d, _BIG)).amin(-1, keepdim=True)
+    t_S = torch.minimum(t_S, t_U)
+    phi, slope = _profile(torch.minimum(t, t_U), t_S, t_U, mapping, tol.centre)
+    return torch.where(small, c + diff * slope, c + d * phi)
+
+
 def ray_mask(actions: Tensor, G: Tensor, h: Tensor, lo: Tensor, hi: Tensor, tol: Tolerances,
              mapping: str = "linear") -> Tensor:
-    """Ray-mask ``actions [B, m]`` into ``{a : G a <= h}`` (rows include the box); U = [lo, hi]."""
-    B, m = actions.shape
-    c = safe_centre(G, h, tol)
-    diff = actions - c
-    with torch.no_grad():  # a mask: nothing to differentiate
-        dd = diff.detach()
-        small = (dd * dd).sum(-1) <= tol.centre ** 2
-        e1 = torch.zeros(1, m, dtype=diff.dtype, device=diff.device)
-        e1[0, 0] = 1.0
-    diff_safe = torch.where(small.unsqueeze(-1), e1, diff)
-    t = diff_safe.norm(dim=-1)
-    d = diff_safe / t.unsqueeze(-1)
-    bG, bh = box_rows(lo, hi, B, 0.0)
-    t_U = ray_exit(bG, bh, c, d, tol.parallel)
-    t_S = torch.minimum(ray_exit(G, h, c, d, tol.parallel).clamp_min(0.0), t_U)
-    phi, slope = _profile(torch.minimum(t, t_U), t_S, t_U, mapping, tol.centre)
-    general = c + d * phi.unsqueeze(-1)
-    at_centre = c + diff * slope.unsqueeze(-1)
-    return torch.where(small.unsqueeze(-1), at_centre, general)
+    """Ray-mask ``actions [B, m]`` into ``{a : G a <= h}`` (rows include the box, last); U = [lo, hi].
+
+    Computed in float64, returned in the dtype of ``actions``; differentiable in ``actions``,
+    ``G`` and ``h``.
+    """
+    f64 = torch.float64
+    G64, h64 = G.to(f64), h.to(f64)
+    if G.shape[-1] <= 2:
+        plan = ray_plan(actions.detach().to(f64), G64.detach(), h64.detach(), lo.to(f64), hi.to(f64), _tol64(tol),
+                        mapping)
+        return RowsRayTail.apply(actions, G64, h64, plan)
+    out = _mask(actions.to(f64), G64.detach(), h64.detach(), _gather(G64, h64), lo.to(f64), hi.to(f64), _tol64(tol),
+                mapping)
+    return out.to(actions.dtype)
 
 
 class RayMaskSafeguard(Safeguard):
@@ -97,15 +245,28 @@ class RayMaskSafeguard(Safeguard):
     def centre(self, states: Tensor) -> Tensor:
         """The centre ``c(x)`` the mask uses, ``[B, m]`` (dtype of ``states``, differentiable)."""
         self._check_states(states)
+        grad = torch.is_grad_enabled() and states.requires_grad
         outs = []
         for s in range(0, states.shape[0], self._chunk_size()):
-            d = self._prepare(states[s:s + self._chunk_size()], states.dtype)
-            outs.append(safe_centre(d["G"], d["h"], d["tol"]))
+            ch = self._prepare(states[s:s + self._chunk_size()], states.dtype, grad)
+            outs.append(_centre(ch.G, ch.h, ch.rows_at, ch.tol64, box_last=True).to(states.dtype))
         return torch.cat(outs) if outs else states.new_zeros(0, self.system.m)
 
     def _map(self, actions: Tensor, G: Tensor, h: Tensor, tol: Tolerances) -> Tensor:
         lo, hi = self._cast(self.a_lo, actions), self._cast(self.a_hi, actions)
         return ray_mask(actions, G, h, lo, hi, tol, self.mapping)
+
+    def _solve(self, actions: Tensor, ch: Chunk) -> Tensor:
+        if self.system.m <= 2:
+            a64 = actions.detach().to(torch.float64)
+            lo, hi = self._cast(self.a_lo, a64), self._cast(self.a_hi, a64)
+            plan = ray_plan(a64, ch.G, ch.h, lo, hi, ch.tol64, self.mapping, box_last=True, arena=self._arena)
+            if not ch.grad:
+                return plan.out.to(actions.dtype)
+            return StateRayTail.apply(actions, ch.cBE, plan, ch)
+        a64 = actions.to(torch.float64) if ch.grad else actions.detach().to(torch.float64)
+        lo, hi = self._cast(self.a_lo, a64), self._cast(self.a_hi, a64)
+        return _mask(a64, ch.G, ch.h, ch.rows_at, lo, hi, ch.tol64, self.mapping, box_last=True).to(actions.dtype)
 
 
 class TanhRayMaskSafeguard(RayMaskSafeguard):

@@ -5,12 +5,17 @@ Check (per state, float64, all k facets and the box)::
     (A B(x)) a - (b - A c(x) - h_W(x)) <= -margin      and      lo <= a <= hi
 
 ``A, b`` are the row-normalised facets of ``P`` (so ``margin`` is a distance in state space)
-and ``G, h`` are recomputed in float64 from the float64 state, independently of the dtype
-the safeguard computed in.  Actions that fail (numerical edge cases, float32 rounding) are
+and the rows are computed in float64 from the float64 state, independently of the dtype the
+safeguard computed in.  The safeguard's facet pass (:meth:`reachsafe.safeguards.base.Safeguard._prepare`)
+has already shown, in float64, that every facet it did not keep satisfies
+``max_{a in U} (A B(x)) a - rhs <= -margin - 1e-10``; so for an action in the box only the kept
+facets are evaluated here (:meth:`~reachsafe.safeguards.base.Safeguard._verify`).  Actions that fail (numerical edge cases, float32 rounding) are
 replaced by
 
-1. the centre of ``S(x)`` computed in float64 (interval midpoint for m = 1, vertex average
-   for m = 2), rounded to the output dtype and checked again; or, if ``S(x)`` is empty,
+1. a point of ``S(x)`` computed in float64 (m = 1: the interval midpoint; m >= 2: the exact
+   projection of the centre of U onto ``S(x)`` by the active-set method of
+   :mod:`reachsafe.safeguards.activeset`, which also proves emptiness), rounded to the
+   output dtype and checked again; or, if ``S(x)`` is empty,
 2. the **min-max-violation action** ``argmin_{a in U} max_i (g_i . a - h_i)``: the action whose
    worst-case successor violates the worst facet of ``P`` least (by bisection on the level
    ``s`` of ``{a in U : G a <= h + s}``, each level tested in closed form).  It is *not*
@@ -24,7 +29,8 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from .actionset import Tolerances, rowdot, box_rows, interval, interval_centre, polygon_centre, segments
+from .actionset import Tolerances, box_rows, interval, interval_centre, rowdot
+from .activeset import EMPTY, OPTIMAL, project_active_set
 
 __all__ = ["verify", "centre_of", "minmax_action", "relevant_rows"]
 
@@ -35,21 +41,30 @@ def verify(AB: Tensor, rhs: Tensor, a: Tensor, lo: Tensor, hi: Tensor, margin: f
 
     ``AB [B, k, m]``, ``rhs [B, k]`` (untightened, float64), ``a [B, m]`` (float64).
     """
-    lhs = rowdot(AB, a) - rhs
-    return (lhs <= -margin).all(-1) & (a >= lo).all(-1) & (a <= hi).all(-1)
+    viol = torch.maximum(a - hi, lo - a).amax(-1)  # > 0: outside the box
+    if AB.shape[1]:
+        viol = torch.maximum(viol, (rowdot(AB, a) - rhs).amax(-1) + margin)
+    return viol <= 0
 
 
 @torch.no_grad()
 def centre_of(G: Tensor, h: Tensor, tol: Tolerances) -> tuple[Tensor, Tensor]:
     """A point inside ``{a : G a <= h}`` (rows include the box) and the [B] empty flags.
 
-    m = 1: interval midpoint; m = 2: average of the polygon's vertices.
+    m = 1: interval midpoint; m >= 2: the projection of the centre of the rows' bounding
+    box (the last 2m rows are the box ``[I; -I]``) onto the set, exact (active set); the
+    active-set method proves emptiness.  States whose projection did not converge get the
+    box centre (the caller's check rejects it if it is not inside).
     """
     if G.shape[-1] == 1:
         lo, hi, empty = interval(G, h, tol)
         return interval_centre(lo, hi), empty
-    seg = segments(G, h, tol)
-    return polygon_centre(seg, tol.geom), seg.empty
+    m = G.shape[-1]
+    hb = h[:, -2 * m:]
+    mid = 0.5 * (hb[:, :m] - hb[:, m:])
+    res = project_active_set(G, h, mid)
+    ok = res.status == OPTIMAL
+    return torch.where(ok.unsqueeze(-1), res.z, mid), res.status == EMPTY
 
 
 @torch.no_grad()

@@ -66,8 +66,10 @@ class _Batched:
     column receives either its value or ``+ 0``).
     """
 
-    def __init__(self, groups: Sequence[Sequence[sp.Symbol]], exprs: Sequence[sp.Expr], shape: tuple[int, ...] | None = None):
+    def __init__(self, groups: Sequence[Sequence[sp.Symbol]], exprs: Sequence[sp.Expr], shape: tuple[int, ...] | None = None,
+                 vjp: bool = False):
         self.groups = [list(g) for g in groups]
+        self.vjp = bool(vjp) and len(self.groups) == 1
         self.exprs = [sp.sympify(e) for e in exprs]
         self.shape = shape if shape is not None else (len(self.exprs),)
         self.k = len(self.exprs)
@@ -85,6 +87,95 @@ class _Batched:
             flat = [s for g in self.groups for s in g]
             self._fns[backend] = _lambdify(flat, [self.exprs[i] for i in self.varying], backend)
         return self._fns[backend]
+
+    def _placement(self, dtype: Any, device: Any) -> Any:
+        """``P [q, k]`` with ``P[j, varying[j]] = 1``: ``var @ P`` puts the varying columns in their places (exact)."""
+        key = ("placement", dtype, device)
+        if key not in self._torch_cache:
+            import torch
+
+            P = torch.zeros(len(self.varying), self.k, dtype=dtype, device=device)
+            P[torch.arange(len(self.varying), device=device), torch.tensor(self.varying, device=device)] = 1.0
+            self._torch_cache[key] = P
+        return self._torch_cache[key]
+
+    def _linear_in_atoms(self) -> dict:
+        """The expressions (of one argument group x) as ``out = c0 + x L + a(x) N``, exactly in symbols.
+
+        Each expression is expanded into terms ``coefficient * monomial``; monomials that are an
+        argument itself go to ``L [n, k]``, the other distinct monomials (``sin(phi)``, ``x1 x2``, ...) are
+        the atoms ``a(x) [..., T]`` with coefficients ``N [T, k]``, constants to ``c0 [k]``.  Evaluation is
+        then the T atoms and two matrix products (the quadrotor's 30 entries: ``sin``, ``cos`` and two
+        products instead of 26 operations), and the vector-Jacobian product is
+        ``g L^T + (g N^T) da/dx`` with the atoms' symbolic derivatives.
+        """
+        if "lin" not in self._fns:
+            xs = self.groups[0]
+            n, k = len(xs), self.k
+            index = {x: i for i, x in enumerate(xs)}
+            c0, L = np.zeros(k), np.zeros((n, k))
+            atoms: list[sp.Expr] = []
+            rows: list[np.ndarray] = []
+            for j, e in enumerate(self.exprs):
+                for term in sp.Add.make_args(sp.expand(e)):
+                    coeff, mono = term.as_coeff_Mul()
+                    if not mono.free_symbols:
+                        c0[j] += float(coeff * mono)
+                    elif mono in index:
+                        L[index[mono], j] += float(coeff)
+                    else:
+                        if mono not in atoms:
+                            atoms.append(mono)
+                            rows.append(np.zeros(k))
+                        rows[atoms.index(mono)][j] += float(coeff)
+            N = np.stack(rows) if rows else np.zeros((0, k))
+            gs = [sp.Dummy(f"g{t}") for t in range(len(atoms))]
+            dep = [i for i, x in enumerate(xs) if any(x in a.free_symbols for a in atoms)]
+            self._fns["lin"] = dict(
+                c0=c0, L=L, N=N, dep=dep,
+                atoms=_lambdify(xs, atoms, "torch") if atoms else None,
+                datoms=_lambdify(list(xs) + gs, [sp.Add(*[g * sp.diff(a, xs[i]) for g, a in zip(gs, atoms)]) for i in dep],
+                                 "torch") if atoms else None)
+        return self._fns["lin"]
+
+    def _lin_tensors(self, dtype: Any, device: Any) -> tuple[Any, Any, Any]:
+        key = ("lin", dtype, device)
+        if key not in self._torch_cache:
+            import torch
+
+            lin = self._linear_in_atoms()
+            self._torch_cache[key] = tuple(torch.tensor(lin[name], dtype=dtype, device=device) for name in ("c0", "L", "N"))
+        return self._torch_cache[key]
+
+    def _torch_linear(self, x: Any) -> Any:
+        """Forward of :meth:`_linear_in_atoms` for ``x [B, n]`` (torch), ``[B, k]``."""
+        import torch
+
+        lin = self._linear_in_atoms()
+        c0, L, N = self._lin_tensors(x.dtype, x.device)
+        out = torch.addmm(c0, x, L)
+        if lin["atoms"] is not None:
+            B = x.shape[0]
+            vals = [v if isinstance(v, torch.Tensor) and v.shape == (B,) else torch.as_tensor(v, dtype=x.dtype,
+                    device=x.device).expand(B) for v in lin["atoms"](*x.unbind(-1))]
+            out = out.addmm_(torch.stack(vals, -1), N)
+        return out
+
+    def _torch_linear_vjp(self, x: Any, g: Any) -> Any:
+        """``dL/dx`` for ``g = dL/dout`` ``[B, k]`` (see :meth:`_linear_in_atoms`)."""
+        import torch
+
+        lin = self._linear_in_atoms()
+        _, L, N = self._lin_tensors(x.dtype, x.device)
+        gx = g @ L.T
+        if lin["atoms"] is not None:
+            B = x.shape[0]
+            ga = g @ N.T
+            vals = lin["datoms"](*x.unbind(-1), *ga.unbind(-1))
+            cols = [v if isinstance(v, torch.Tensor) and v.shape == (B,) else torch.as_tensor(v, dtype=x.dtype,
+                    device=x.device).expand(B) for v in vals]
+            gx = gx.index_add_(1, torch.tensor(lin["dep"], device=x.device), torch.stack(cols, -1))
+        return gx
 
     def _torch_consts(self, dtype: Any, device: Any) -> tuple[Any, Any]:
         """Cached ``(constant vector [k], index of the varying columns [q])`` for a dtype/device."""
@@ -104,6 +195,10 @@ class _Batched:
             import torch
 
             ref = next(a for a in arrays if isinstance(a, torch.Tensor))
+            if self.vjp and ref.dim() == 2 and len(self.shape) == 1:
+                if ref.requires_grad and torch.is_grad_enabled():
+                    return _BatchedVJP.apply(ref, self)
+                return self._torch_linear(ref)
             if len(arrays) == 1:  # the common case (c, B, E of a state batch): no conversion needed
                 batch = ref.shape[:-1]
             else:
@@ -119,6 +214,8 @@ class _Batched:
             var = torch.stack([v.expand(batch) if v.shape != batch else v for v in vals], dim=-1)
             if len(self.varying) == self.k:
                 out = var
+            elif len(batch) == 1:  # constants plus the varying columns in their places, one matrix product
+                out = torch.addmm(const, var, self._placement(ref.dtype, ref.device))
             else:
                 out = var.new_zeros(*batch, self.k).index_copy(-1, idx, var)
                 if self._has_constants:
@@ -133,6 +230,44 @@ class _Batched:
             out[..., self.varying] = np.stack([np.broadcast_to(np.asarray(v, dtype=np.float64), batch) for v in vals],
                                               axis=-1)
         return out.reshape(*batch, *self.shape)
+
+
+def _make_vjp_function() -> Any:
+    import torch
+
+    class _BatchedVJPFn(torch.autograd.Function):
+        """``_Batched`` of one argument ``x [B, n]`` with its closed-form vector-Jacobian product
+        (:meth:`_Batched._linear_in_atoms`)."""
+
+        @staticmethod
+        def forward(ctx: Any, x: Any, batched: "_Batched") -> Any:
+            ctx.save_for_backward(x)
+            ctx.batched = batched
+            with torch.no_grad():
+                return batched._torch_linear(x.detach())
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx: Any, g: Any) -> tuple[Any, None]:
+            (x,) = ctx.saved_tensors
+            return ctx.batched._torch_linear_vjp(x, g), None
+
+    return _BatchedVJPFn
+
+
+class _LazyVJP:
+    """The autograd Function of :class:`_Batched` with ``vjp=True``, built on first use (torch imported lazily)."""
+
+    _fn: Any = None
+
+    @classmethod
+    def apply(cls, x: Any, batched: "_Batched") -> Any:
+        if cls._fn is None:
+            cls._fn = _make_vjp_function()
+        return cls._fn.apply(x, batched)
+
+
+_BatchedVJP = _LazyVJP
 
 
 @dataclass(frozen=True)
@@ -179,7 +314,8 @@ class CompiledSystem:
 
         n, m, p = self.n, self.m, self.p
         self._step = _Batched([x, a, w], f)
-        self._cBE = _Batched([x], list(c) + list(B) + list(E))  # one pass, shared subexpressions
+        # one pass, shared subexpressions; its gradient in closed form (one node, see _Batched._linear_in_atoms)
+        self._cBE = _Batched([x], list(c) + list(B) + list(E), vjp=True)
         Fm = sp.Matrix(f)
         self._dfdx = _Batched([x, a, w], list(Fm.jacobian(x)), (n, n))
         self._dfda = _Batched([x, a, w], list(B), (n, m))
@@ -284,7 +420,20 @@ class CompiledSystem:
 
     def affine(self, x: Any) -> tuple[Any, Any, Any]:
         """``(c(x), B(x), E(x))`` with ``f(x, a, w) = c + B a + E w`` exactly; shapes [..., n], [..., n, m], [..., n, p]."""
-        cBE = self._cBE(x)
+        return self.split_affine(self._cBE(x))
+
+    def affine_flat(self, x: Any) -> Any:
+        """``[c(x), B(x), E(x)]`` flattened into one array ``[..., n + n m + n p]`` (B and E row-major).
+
+        For torch inputs ``[B, n]`` it is evaluated as constants, a linear part and the model's
+        nonlinear atoms (:meth:`_Batched._linear_in_atoms`); when they require a gradient it is one
+        autograd node whose backward is the closed-form vector-Jacobian product; split it with
+        :meth:`split_affine`.
+        """
+        return self._cBE(x)
+
+    def split_affine(self, cBE: Any) -> tuple[Any, Any, Any]:
+        """Views ``(c, B, E)`` of an :meth:`affine_flat` array."""
         n, m, p = self.n, self.m, self.p
         batch = cBE.shape[:-1]
         return (cBE[..., :n], cBE[..., n:n + n * m].reshape(*batch, n, m),
