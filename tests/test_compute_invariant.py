@@ -146,3 +146,10 @@ def test_committed_set_is_reproduced(name, tmp_path):
     assert fresh.volume["value"] == pytest.approx(committed.volume["value"], rel=0.01)
     assert main(["certify", str(out)]) == 0
     json.loads((tmp_path / f"{name}.proof.json").read_text())
+
+
+def test_undecided_says_cells_proven_and_queued(capsys):
+    """A budget too small to settle every cell: exit 3, and the verdict says how far it got."""
+    assert main(["certify", str(DATA / "quadrotor.json"), "--time-budget", "1", "--no-write", "--quiet"]) == 3
+    out = capsys.readouterr().out
+    assert "UNDECIDED: budget exhausted with" in out and "cells proven and" in out and "queued" in out

@@ -337,7 +337,9 @@ def certify(setfile_or_path, budget: int = 200_000, time_budget: float | None = 
         return result("not_invariant", "a state in P has no safe action (Farkas proof)", counterexample=ce,
                       cells=len(cells))
     if not complete:
-        return result("undecided", "budget exhausted before every cell was proven", cells=len(cells))
+        why = ("a cell became too small to split further" if stats.get("too_small")
+               else f"budget exhausted with {len(cells)} cells proven and {stats.get('queued', 0)} queued")
+        return result("undecided", why + "; try a larger --time-budget, or a set with more margin", cells=len(cells))
     min_slack = float(min_slack) if np.isfinite(min_slack) else None
     art = {"format": ARTIFACT_FORMAT, "system": sf.system, "model_fingerprint": model.fingerprint(),
            "set_sha256": set_hash(A, b), "tool_version": __version__, "method": METHOD,
