@@ -7,8 +7,9 @@ Interrupted runs continue with --resume (same flags; --steps may grow): checkpoi
 networks, optimisers, the environments' state and every random state, so a resumed run
 reproduces the uninterrupted one bit for bit (wall times aside).
 
-Default --set: the shipped data/SYSTEM.json, else sets/SYSTEM.json (what compute-invariant writes by
-default), else (pendulum only) data/published/pendulum.json.
+Default --set: for a built-in system the shipped data/SYSTEM.json, else sets/SYSTEM.json (what
+compute-invariant writes by default), else (pendulum only) data/published/pendulum.json; for a
+model file sets/SYSTEM.json, else data/SYSTEM.json in the current folder.
 The set's certificate is checked for its binding to the proof artifact (it exists, it is the
 recorded one, it is for this A, b and model): a set whose certificate does not match is refused
 (exit 2) unless --allow-unverified-set; a set that was never certified is used with a warning
@@ -81,12 +82,13 @@ def _user_system(args: argparse.Namespace) -> str:
     if not is_model_path(args.system):
         return args.system
     system = get_system(args.system)
-    if args.set_path is None:
-        default = Path("data") / f"{system.name}.json"
-        if not default.exists():
-            raise UserError(f"{system.name} needs --set FILE: {default} does not exist; compute one with "
-                            f"'reachsafe compute-invariant {args.system} --out {default}'")
-        args.set_path = str(default)
+    if args.set_path is None:  # where compute-invariant writes by default, else a data/ folder here
+        found = [p for p in (Path("sets") / f"{system.name}.json", Path("data") / f"{system.name}.json") if p.exists()]
+        if not found:
+            raise UserError(f"{system.name} needs --set FILE: neither sets/{system.name}.json nor "
+                            f"data/{system.name}.json exists; compute one with "
+                            f"'reachsafe compute-invariant {args.system}' (writes sets/{system.name}.json)")
+        args.set_path = str(found[0])
     for path in (args.set_path, args.init_set_path):
         if path:
             load_set(path, system=args.system, check_certificate=False)  # another model version is refused
