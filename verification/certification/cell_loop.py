@@ -241,7 +241,8 @@ class _Progress:
             return
         self.last = now
         eta = self.eta(now, frac)
-        msg = f"certify: {proven} cells proven, {queued} queued, {100 * frac:.1f} % of the box settled{eta}"
+        pct = f"{100 * frac:.1f}" if frac < 0.999 or frac >= 1 else f"{100 * frac:.4f}"  # 99.9xxx: the tail shows
+        msg = f"certify: {proven} cells proven, {queued} queued, {pct} % of the box settled{eta}"
         if self.tty:
             sys.stderr.write("\r\033[K" + msg)
         else:
