@@ -216,22 +216,29 @@ class _Progress:
         self.every = every
         self.last = 0.0
         self.t0 = time.monotonic()
-        self.history: deque[tuple[float, float]] = deque([(self.t0, 0.0)])
+        self.history: deque[tuple[float, float, int]] = deque([(self.t0, 0.0, 0)])
 
-    def eta(self, now: float, frac: float) -> str:
-        """Time left at the rate the box was settled over the last ``WINDOW`` seconds.
+    def eta(self, now: float, frac: float, proven: int, queued: int) -> str:
+        """Time left: the larger of two estimates from the last ``WINDOW`` seconds.
+
+        * volume: ``(1 - settled) / (rate the box was settled)``;
+        * queue: ``queued / (rate cells were proven)``, a lower bound while cells still split.
 
         The last fraction of a box is often the slowest (the cells shrink where the set is
-        tight), so the recent rate is used, not the average since the start.
+        tight), so recent rates are used, not averages since the start, and the queue term
+        keeps a tail of many small cells from reading as "a few seconds left".
         """
-        self.history.append((now, frac))
+        self.history.append((now, frac, proven))
         while len(self.history) > 2 and now - self.history[1][0] >= self.WINDOW:
             self.history.popleft()
-        t_old, f_old = self.history[0]
+        t_old, f_old, p_old = self.history[0]
         if now - t_old < 1.0 or frac <= 0.02 or frac >= 1:
             return ""
         rate = (frac - f_old) / (now - t_old)
-        return f", about {_fmt((1 - frac) / rate)} left" if rate > 0 else ", no estimate (no progress recently)"
+        cell_rate = (proven - p_old) / (now - t_old)
+        if rate <= 0 or cell_rate <= 0:
+            return ", no estimate (no progress recently)"
+        return f", about {_fmt(max((1 - frac) / rate, queued / cell_rate))} left"
 
     def update(self, proven: int, queued: int, frac: float, force: bool = False) -> None:
         if not self.enabled:
@@ -240,7 +247,7 @@ class _Progress:
         if not force and now - self.last < (0.5 if self.tty else self.every):
             return
         self.last = now
-        eta = self.eta(now, frac)
+        eta = self.eta(now, frac, proven, queued)
         pct = f"{100 * frac:.1f}" if frac < 0.999 or frac >= 1 else f"{100 * frac:.4f}"  # 99.9xxx: the tail shows
         msg = f"certify: {proven} cells proven, {queued} queued, {pct} % of the box settled{eta}"
         if self.tty:
