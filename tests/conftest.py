@@ -38,12 +38,19 @@ REFERENCE = PUBLISHED / "zonotopes.json"  # the paper's zonotopes, shipped in th
 
 @pytest.fixture(autouse=True)
 def _same_global_state():
-    """Each test starts with torch's default thread count and freshly seeded global generators."""
+    """Each test starts with torch's default thread count, freshly seeded global generators and
+    no system names registered by model files that earlier tests loaded (a name such as
+    ``cartpole`` resolves only after its file was loaded in the same test)."""
+    from reachsafe.systems import loader
+
     torch.set_num_threads(_TORCH_THREADS)
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+    names = dict(loader._BY_NAME)
     yield
+    loader._BY_NAME.clear()
+    loader._BY_NAME.update(names)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from reachsafe.cli import main
 from reachsafe.systems import get_system
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-MODELS = ["cartpole", "mountaincar", "double_integrator", "drifting_cart", "docking_sled", "pendulum_v1"]
+MODELS = ["cartpole", "mountaincar", "double_integrator", "drifting_cart", "docking_sled", "pendulum_v1", "lane_keeping"]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -24,7 +24,7 @@ def test_example_model_loads(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, min_fraction", [("double_integrator", 0.85), ("drifting_cart", 0.85),
-                                                ("docking_sled", 0.9)])
+                                                ("docking_sled", 0.9), ("lane_keeping", 0.5)])
 def test_example_certifies_with_default_options(tmp_path, name, min_fraction):
     out = tmp_path / f"{name}.json"
     assert main(["compute-invariant", str(EXAMPLES / f"{name}.py"), "--out", str(out), "--quiet"]) == 0

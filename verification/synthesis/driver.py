@@ -54,6 +54,7 @@ SHRINK_MAX_DIM = 4  # template shrinking is tried on parts of at most this many 
 CERTIFY_SHARE = 0.5  # of the remaining budget one certification may use while a retry could still follow
 MIN_CERTIFY_S = 60.0  # the shortest certification slice worth starting
 SHRINK_SHARE = 0.4  # of the remaining budget that one part's shrinking may use when a linear candidate exists
+SHRINK_CAP_S = 180.0  # ... and at most this many seconds (a shrink that converges does so well within it)
 
 
 @dataclass
@@ -187,7 +188,8 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
             else:
                 cands.append(lin)
             if part.scaled.n <= SHRINK_MAX_DIM or not cands:
-                sub = deadline if not cands else time.monotonic() + SHRINK_SHARE * (deadline - time.monotonic())
+                sub = deadline if not cands else time.monotonic() + min(SHRINK_CAP_S,
+                                                                         SHRINK_SHARE * (deadline - time.monotonic()))
                 sh = _shrink(part, facets, margins[k], seed, sub, log, extra_z, None, None)
                 if isinstance(sh, str):
                     why.append(f"template shrinking: {sh}")
