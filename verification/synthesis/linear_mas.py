@@ -130,7 +130,6 @@ def robust_mas(Mcl: np.ndarray, H: np.ndarray, h: np.ndarray, E: np.ndarray, W: 
     """
     d_c, d_r = 0.5 * (D[:, 0] + D[:, 1]), 0.5 * (D[:, 1] - D[:, 0])
     w_c, w_r = 0.5 * (W[:, 0] + W[:, 1]), 0.5 * (W[:, 1] - W[:, 0])
-    n = Mcl.shape[0]
     rows, rhs = [H.copy()], [h.copy()]
     Ht, acc = H.copy(), np.zeros(len(h))
     box_lo, box_hi = _bounding_box(H, h)
@@ -211,7 +210,7 @@ def feedback_candidates(sys: ScaledSystem, margin: float, weights: tuple[float, 
     if eq is None:
         return []
     z_e, a_e = eq
-    n, m = sys.n, sys.m
+    n = sys.n
     w_c = 0.5 * (sys.noise_lo + sys.noise_hi)
     Jx, Ja, Jw = sys.jacobians(z_e[None], a_e[None], w_c[None])
     M, B, E0 = Jx[0], Ja[0], Jw[0]
