@@ -24,7 +24,8 @@ def test_example_model_loads(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, min_fraction", [("double_integrator", 0.85), ("drifting_cart", 0.85),
-                                                ("docking_sled", 0.9), ("lane_keeping", 0.5)])
+                                                ("docking_sled", 0.9), ("lane_keeping", 0.5),
+                                                ("cartpole", 0.3)])
 def test_example_certifies_with_default_options(tmp_path, name, min_fraction):
     out = tmp_path / f"{name}.json"
     assert main(["compute-invariant", str(EXAMPLES / f"{name}.py"), "--out", str(out), "--quiet"]) == 0
