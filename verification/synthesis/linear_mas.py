@@ -33,13 +33,13 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sps
 from scipy.optimize import least_squares, linprog
 
 from reachsafe.sets import HPolytope
 
 from .scaling import ScaledSystem
+from .templates import lqr_gain
 
 __all__ = ["FeedbackCandidate", "feedback_candidates", "find_equilibrium", "robust_mas"]
 
@@ -79,20 +79,6 @@ def find_equilibrium(sys: ScaledSystem) -> tuple[np.ndarray, np.ndarray] | None:
     if not sol.success or np.max(np.abs(resid(sol.x))) > 1e-9:
         return None
     return sol.x[:n], sol.x[n:]
-
-
-def _lqr(M: np.ndarray, B: np.ndarray, r: float) -> np.ndarray | None:
-    n, m = B.shape
-    try:
-        P = sla.solve_discrete_are(M, B, np.eye(n), r * np.eye(m))
-    except (np.linalg.LinAlgError, ValueError):
-        return None
-    if not np.all(np.isfinite(P)):
-        return None
-    K = -np.linalg.solve(r * np.eye(m) + B.T @ P @ B, B.T @ P @ M)
-    if not np.all(np.isfinite(K)) or np.max(np.abs(np.linalg.eigvals(M + B @ K))) >= 1 - 1e-9:
-        return None
-    return K
 
 
 def _remainder_box(sys: ScaledSystem, K: np.ndarray, z_e: np.ndarray, a_e: np.ndarray, Mcl: np.ndarray,
@@ -219,7 +205,7 @@ def feedback_candidates(sys: ScaledSystem, margin: float, weights: tuple[float, 
     for r in weights:
         if deadline is not None and time.monotonic() > deadline:
             break
-        K = _lqr(M, B, r)
+        K = lqr_gain(M, B, r, max_rho=1 - 1e-9)
         if K is None:
             continue
         Mcl = M + B @ K

@@ -69,7 +69,12 @@ def coupled_pairs(M: np.ndarray, tol: float = 1e-9) -> list[tuple[int, int]]:
     return [(i, j) for i, j in itertools.combinations(range(n), 2) if big[i, j] or big[j, i]]
 
 
-def _lqr_gain(M: np.ndarray, B: np.ndarray, r: float) -> np.ndarray | None:
+def lqr_gain(M: np.ndarray, B: np.ndarray, r: float, max_rho: float = 1.0) -> np.ndarray | None:
+    """Discrete LQR gain ``K = -(r I + B^T P B)^{-1} B^T P M`` (state weight ``I``, action weight ``r I``).
+
+    ``P`` solves the discrete algebraic Riccati equation.  None where it has no finite solution
+    (not stabilisable) or the closed loop's spectral radius ``rho(M + B K)`` is not below ``max_rho``.
+    """
     n, m = B.shape
     try:
         P = sla.solve_discrete_are(M, B, np.eye(n), r * np.eye(m))
@@ -78,7 +83,7 @@ def _lqr_gain(M: np.ndarray, B: np.ndarray, r: float) -> np.ndarray | None:
     if not np.all(np.isfinite(P)):
         return None
     K = -np.linalg.solve(r * np.eye(m) + B.T @ P @ B, B.T @ P @ M)
-    if not np.all(np.isfinite(K)) or np.max(np.abs(np.linalg.eigvals(M + B @ K))) >= 1.0:
+    if not np.all(np.isfinite(K)) or np.max(np.abs(np.linalg.eigvals(M + B @ K))) >= max_rho:
         return None
     return K
 
@@ -94,7 +99,7 @@ def closed_loop_normals(sys: ScaledSystem, points: list[tuple[np.ndarray, np.nda
     n = sys.n
     for z0, a0 in points:
         M, B = linearisation(sys, z0, a0)
-        K = _lqr_gain(M, B, r)
+        K = lqr_gain(M, B, r)
         if K is None:
             continue
         Mcl = M + B @ K
