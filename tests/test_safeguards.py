@@ -31,14 +31,7 @@ from reachsafe.safeguards import (KINDS, NoSafeguard, ProjectionSafeguard, RayMa
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one torch thread.  With two threads on a loaded 2-core machine a reduction over a
-    [3, 10] tensor took 12 ms instead of 5 us (the OpenMP threads wait for each other)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PUB = ROOT / "data" / "published"
 SAFE_KINDS = ["projection", "raymask", "raymask-tanh"]
 

@@ -22,13 +22,7 @@ from .conftest import one_line_error as _one_line_error
 PEND = PUBLISHED / "pendulum.json"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one torch thread is fastest and avoids oversubscribing a shared machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
