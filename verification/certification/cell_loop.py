@@ -12,9 +12,11 @@ or split in two.  Where to split is read off the failed check:
   whose halving shrinks them most (measured on the 2n candidate children, enclosed in
   one batched call);
 * otherwise one affine feedback is too weak for the cell: the coordinate along which the
-  facets that limit the LP's slack (weighted by their duals) vary most over the cell,
-  ``argmax_d sum_i y_i |A_id| (hi_d - lo_d)``, or its widest side relative to the root box
-  when the LP gives no duals.
+  successor values ``A_i f(x, a)`` of the facets that limit the LP's slack (weighted by their
+  duals ``y_i``) vary most over the cell, ``argmax_d sum_i y_i |(A_i J)_d| (hi_d - lo_d)`` with
+  ``J = df/dx`` on the cell, or its widest side relative to the root box when the LP gives no
+  duals.  (``|A_id|`` alone would miss a facet such as ``v <= v_max`` whose successor value
+  depends on the position through the dynamics: such cells were split along ``v`` forever.)
 
 Cells are processed generation by generation in a fixed order; a generation is spread
 over worker processes (``fork``), and its results are taken in cell order, so the proof
@@ -109,7 +111,8 @@ def _split_dim(model: CertModel, A: np.ndarray, nrm: np.ndarray, cell: Cell, roo
     rel = (cell.hi - cell.lo) / np.where(root_w > 0, root_w, 1.0)
     widest = int(np.argmax(rel))
     if failing.size == 0 and binding is not None and binding.sum() > 0:
-        score = (binding[:, None] * np.abs(A / nrm[:, None])).sum(axis=0) * (cell.hi - cell.lo)
+        grad = terms["AJ"].mag / nrm[:, None]  # |d A_i f / dx| on the cell: how facet i's next value varies
+        score = (binding[:, None] * grad).sum(axis=0) * (cell.hi - cell.lo)
         if np.max(score) > 0:
             return int(np.argmax(score))
     if failing.size == 0 or not np.isfinite(deficit):
