@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy.optimize import linprog
@@ -9,11 +11,13 @@ from scipy.optimize import linprog
 from reachsafe import get_system, load_set
 from reachsafe.sets import HPolytope
 from verification.synthesis.invariant import SynthesisConfig, boundary_samples, shrink_to_invariant
-from verification.kernel import grid_kernel
+from verification.kernel import exit_time_kernel, grid_kernel
 from verification.synthesis.margins import normalize_rows, robust_margins
 from verification.synthesis.plans import plan_for
 from verification.synthesis.scaling import ScaledSystem
 from verification.synthesis.templates import box_normals, closed_loop_normals, fan, template
+
+from .conftest import ROOT
 
 
 def _margin_by_linprog(system, A, b, x):
@@ -109,6 +113,26 @@ def test_kernel_estimate_matches_reference():
     k = grid_kernel(get_system("pendulum"), cells=120, actions=41)
     assert k.area == pytest.approx(125.5, abs=2.5)  # SYSTEMS.md: about 125.5 of 129.6
     assert k.box_area == pytest.approx(129.6)
+
+
+@pytest.mark.parametrize("name", ["pendulum", "examples/double_integrator.py", "examples/mountaincar.py"])
+def test_exit_time_kernel_agrees_with_the_2d_grid_kernel(name):
+    """The n-D estimate, run on 2-D systems, lands within 1 % of X of the 2-D grid estimate."""
+    system = get_system(str(ROOT / name) if name.endswith(".py") else name)
+    ref = grid_kernel(system, cells=200, actions=41)
+    est = exit_time_kernel(system, cells=100, actions_per_axis=9)
+    assert abs(est.fraction - ref.fraction) < 0.01, (est.fraction, ref.fraction)
+
+
+def test_kernel_cli_in_3d(tmp_path, capsys):
+    from reachsafe.cli import main
+
+    out = tmp_path / "k.json"
+    assert main(["kernel", str(ROOT / "examples" / "lane_keeping.py"), "--cells", "20", "--json", str(out),
+                 "--quiet"]) == 0
+    assert "exit-time" in capsys.readouterr().out
+    rec = json.loads(out.read_text())
+    assert rec["dims"] == 3 and rec["cells"] == 20 and 0.5 < rec["fraction"] < 0.95
 
 
 def test_plot_writes_png(tmp_path, published_pendulum):
