@@ -11,7 +11,8 @@ from reachsafe.cli import main
 from reachsafe.systems import get_system
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-MODELS = ["cartpole", "mountaincar", "double_integrator", "drifting_cart", "docking_sled", "pendulum_v1", "lane_keeping"]
+MODELS = ["cartpole", "mountaincar", "double_integrator", "drifting_cart", "docking_sled", "pendulum_v1", "lane_keeping",
+          "tora"]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -25,7 +26,7 @@ def test_example_model_loads(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, min_fraction", [("double_integrator", 0.85), ("drifting_cart", 0.85),
                                                 ("docking_sled", 0.9), ("lane_keeping", 0.5),
-                                                ("cartpole", 0.3)])
+                                                ("cartpole", 0.3), ("mountaincar", 0.65), ("tora", 0.02)])
 def test_example_certifies_with_default_options(tmp_path, name, min_fraction):
     out = tmp_path / f"{name}.json"
     assert main(["compute-invariant", str(EXAMPLES / f"{name}.py"), "--out", str(out), "--quiet"]) == 0

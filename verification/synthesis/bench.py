@@ -1,49 +1,106 @@
-"""``reachsafe bench synthesis``: synthesis and certification time per system, side by side.
+"""``reachsafe bench synthesis``: compute-invariant on every built-in and example system, side by side.
 
-Runs the same loop as ``reachsafe compute-invariant`` into a temporary folder (nothing in
-``data/`` is touched) and prints, per system: synthesis iterations and time,
-certification time, cells, volume, and the ratio of the volume to the published set's.
+Runs the same loop as ``reachsafe compute-invariant`` (default options) into a temporary
+folder (nothing in ``data/`` or ``sets/`` is touched) and prints one row per system: outcome,
+facets, volume and its fraction of the box ``X``, the kernel estimate of ``reachsafe kernel``
+(2-D grid; exit-time grid for 3-D and 4-D; none above) and the set's fraction of it,
+synthesis and certification time, cells, and the ratio to the published set where there is
+one.  By default the systems are the built-ins and every model file in ``examples/`` (a
+file that defines ``DEFINITION``), found in the current folder or beside the package.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["add_arguments", "run_bench"]
+__all__ = ["add_arguments", "run_bench", "default_systems"]
 
-PUBLISHED_VOLUME = {"pendulum": 66.86, "quadrotor": 0.463}
+PUBLISHED_VOLUME = {"pendulum": 66.86, "quadrotor": 0.463}  # the paper's sets, for the ratio column
+KERNEL_MAX_DIM = 4  # kernel estimates above this dimension take too long for a benchmark row
+
+
+def default_systems() -> list[str]:
+    """Built-in systems, then the model files in ``examples/`` (sorted by name)."""
+    from reachsafe.systems import available_systems
+
+    here = Path.cwd() / "examples"
+    beside = Path(__file__).resolve().parents[2] / "examples"
+    folder = here if here.is_dir() else beside
+    files = sorted(p for p in folder.glob("*.py") if "DEFINITION" in p.read_text(encoding="utf-8")) \
+        if folder.is_dir() else []
+    return available_systems() + [str(p) for p in files]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--systems", default="pendulum,quadrotor", help="comma-separated systems (default both)")
+    p.add_argument("--systems", default=None,
+                   help="comma-separated built-in names or model files (default: the built-ins and examples/*.py)")
     p.add_argument("--time-budget", type=float, default=1200.0, help="seconds per system (default 1200)")
+    p.add_argument("--no-kernel", action="store_true", help="skip the kernel estimates")
+    p.add_argument("--json", help="also write the rows as JSON here")
+
+
+def _kernel_fraction(system) -> float | None:
+    """Kernel estimate as a fraction of X (``reachsafe kernel`` defaults), or None above 4-D."""
+    from ..kernel import exit_time_kernel, grid_kernel
+
+    if system.n == 2:
+        return grid_kernel(system).fraction
+    if system.n <= KERNEL_MAX_DIM:
+        from reachsafe.commands.kernel import DEFAULT_CELLS
+
+        return exit_time_kernel(system, cells=DEFAULT_CELLS[system.n],
+                                actions_per_axis=9 if system.m == 1 else 5).fraction
+    return None
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from reachsafe.commands._common import format_table
+    from reachsafe.commands._common import check_output_path, format_table
     from reachsafe.systems import get_system
 
     from .driver import compute_certified_invariant
 
-    rows = []
-    for name in [s.strip() for s in args.systems.split(",") if s.strip()]:
-        system = get_system(name)
+    if args.json:
+        check_output_path(args.json, "--json")
+    names = [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else default_systems()
+    systems = [get_system(name) for name in names]  # bad names fail here, before any work
+    rows, records = [], []
+    for system in systems:
+        box = float((system.constraint_hi - system.constraint_lo).prod())
+        kern = None if args.no_kernel else _kernel_fraction(system)
         with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / f"{name}.json"
             t0 = time.monotonic()
-            outcome = compute_certified_invariant(system, out, time_budget=args.time_budget, progress=True)
+            outcome = compute_certified_invariant(system, Path(tmp) / f"{system.name}.json",
+                                                  time_budget=args.time_budget, progress=True)
             total = time.monotonic() - t0
-            if outcome.code != 0 or outcome.setfile is None:
-                rows.append([name, "not certified", "-", "-", "-", "-", f"{total:.1f}", "-"])
-                continue
+        rec = {"system": system.name, "n": system.n, "m": system.m, "certified": outcome.code == 0,
+               "kernel_fraction_of_X": kern, "total_s": round(total, 1)}
+        kcol = "-" if kern is None else f"{100 * kern:.1f} %"
+        if outcome.code != 0 or outcome.setfile is None:
+            rec["message"] = outcome.message
+            rows.append([system.name, f"{system.n}", "undecided", "-", "-", "-", kcol, "-", "-", "-",
+                         f"{total:.0f}", "-", "-"])
+        else:
             sf = outcome.setfile
-            vol = sf.volume["value"]
+            vol = float(sf.volume["value"])
             cert = sf.certificate
-            rows.append([name, f"{sf.A.shape[0]}", f"{vol:.4g}", f"{vol / PUBLISHED_VOLUME.get(name, float('nan')):.3g}x",
-                         f"{sf.provenance.get('synthesis_time_s', float('nan')):.1f}", f"{cert['time_s']:.1f}",
-                         f"{total:.1f}", str(cert["cells"])])
-    print(format_table(rows, ["system", "facets", "volume", "vs published", "synthesis s", "certify s", "total s", "cells"]))
+            pub = PUBLISHED_VOLUME.get(system.name)
+            rec.update(facets=int(sf.A.shape[0]), volume=vol, fraction_of_X=vol / box,
+                       fraction_of_kernel=None if kern is None else vol / box / kern,
+                       synthesis_s=sf.provenance.get("synthesis_time_s"), certify_s=cert["time_s"],
+                       cells=cert["cells"])
+            rows.append([system.name, f"{system.n}", "certified", f"{sf.A.shape[0]}", f"{vol:.4g}",
+                         f"{100 * vol / box:.1f} %", kcol, "-" if kern is None else f"{100 * vol / box / kern:.1f} %",
+                         f"{sf.provenance.get('synthesis_time_s', float('nan')):.0f}", f"{cert['time_s']:.0f}",
+                         f"{total:.0f}", str(cert["cells"]), "-" if pub is None else f"{vol / pub:.3g}x"])
+        records.append(rec)
+    print(format_table(rows, ["system", "n", "result", "facets", "volume", "% of X", "kernel", "% of kernel",
+                              "synthesis s", "certify s", "total s", "cells", "vs published"]))
+    if args.json:
+        from reachsafe.setfile import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(records, indent=1))
     return 0

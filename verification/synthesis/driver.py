@@ -54,6 +54,8 @@ SHRINK_MAX_DIM = 4  # template shrinking is tried on parts of at most this many 
 CERTIFY_SHARE = 0.5  # of the remaining budget one certification may use while a retry could still follow
 MIN_CERTIFY_S = 60.0  # the shortest certification slice worth starting
 SHRINK_SHARE = 0.4  # of the remaining budget that one part's shrinking may use when a linear candidate exists
+LINEAR_SHARE = 0.4  # of the remaining budget that one part's linear-feedback route may use
+LINEAR_CAP_S = 300.0  # ... and at most this many seconds (slowly contracting loops need thousands of steps)
 SHRINK_CAP_S = 180.0  # ... and at most this many seconds (a shrink that converges does so well within it)
 
 
@@ -139,9 +141,11 @@ def _linear(part: PlanPart, margin: float, seed: int, deadline: float, log: _Log
         why = "no equilibrium inside X"
         log(f"linear feedback {part.describe()}: {why}")
         return why
-    cands = feedback_candidates(part.scaled, margin, seed=seed, deadline=deadline)
+    cands = feedback_candidates(part.scaled, margin, seed=seed, deadline=deadline,
+                                progress=lambda msg: log(f"linear feedback {part.describe()}: {msg}"))
     if not cands:
-        why = "no stabilising gain gave a non-empty set"
+        why = ("its time share ran out before the set construction converged (a slowly contracting closed loop)"
+               if time.monotonic() >= deadline else "no stabilising gain gave a non-empty set")
         log(f"linear feedback {part.describe()}: {why}")
         return why
     best = max(cands, key=lambda c: c.volume_fraction)
@@ -182,7 +186,8 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
             extra = np.array(counterexamples)[:, list(part.idx)] if counterexamples else None
             extra_z = part.scaled.to_z(extra) if extra is not None else None
             cands, why = [], []
-            lin = _linear(part, lin_margins[k], seed, deadline, log)
+            lin_deadline = time.monotonic() + min(LINEAR_CAP_S, LINEAR_SHARE * (deadline - time.monotonic()))
+            lin = _linear(part, lin_margins[k], seed, lin_deadline, log)
             if isinstance(lin, str):
                 why.append(f"linear feedback: {lin}")
             else:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sps
@@ -44,6 +45,7 @@ from .templates import lqr_gain
 __all__ = ["FeedbackCandidate", "feedback_candidates", "find_equilibrium", "robust_mas"]
 
 ACTION_WEIGHTS = (1.0, 10.0, 100.0)
+PROGRESS_S = 10.0  # seconds between two progress reports of a long construction
 REGION_SCALES = (1.0, 0.6, 0.35)  # the error box is bounded over X scaled about z_e by these
 
 
@@ -106,14 +108,17 @@ def _remainder_box(sys: ScaledSystem, K: np.ndarray, z_e: np.ndarray, a_e: np.nd
 
 
 def robust_mas(Mcl: np.ndarray, H: np.ndarray, h: np.ndarray, E: np.ndarray, W: np.ndarray, D: np.ndarray,
-               max_steps: int, deadline: float | None = None) -> tuple[np.ndarray, np.ndarray, int] | None:
+               max_steps: int, deadline: float | None = None,
+               progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Robust maximal admissible set of ``x+ = Mcl x + E w + d``, ``w in W``, ``d in D``, under ``H x <= h``.
 
     ``W`` [p, 2] and ``D`` [n, 2] are boxes (lo, hi); the disturbance's support function in a
     direction ``v`` is ``h(v) = v E w_c + |v E| w_r + v d_c + |v| d_r``.
     Returns ``(A, b, t*)`` (rows not yet normalised; redundant rows dropped as found) or
-    ``None`` when the set is empty or the construction did not terminate within ``max_steps``.
+    ``None`` when the set is empty or the construction did not terminate within ``max_steps``
+    (or by ``deadline``).  ``progress(t, rows)`` is called at most every :data:`PROGRESS_S` seconds.
     """
+    last_report = time.monotonic()
     d_c, d_r = 0.5 * (D[:, 0] + D[:, 1]), 0.5 * (D[:, 1] - D[:, 0])
     w_c, w_r = 0.5 * (W[:, 0] + W[:, 1]), 0.5 * (W[:, 1] - W[:, 0])
     rows, rhs = [H.copy()], [h.copy()]
@@ -139,8 +144,12 @@ def robust_mas(Mcl: np.ndarray, H: np.ndarray, h: np.ndarray, E: np.ndarray, W: 
             return np.vstack(rows), np.concatenate(rhs), t
         rows.append(Ht[keep])
         rhs.append(g[keep])
-        if deadline is not None and time.monotonic() > deadline:
+        now = time.monotonic()
+        if deadline is not None and now > deadline:
             return None
+        if progress is not None and now - last_report >= PROGRESS_S:
+            progress(t, sum(len(r) for r in rows))
+            last_report = now
     return None
 
 
@@ -185,7 +194,8 @@ def _volume_fraction(A: np.ndarray, b: np.ndarray, n: int, rng: np.random.Genera
 
 def feedback_candidates(sys: ScaledSystem, margin: float, weights: tuple[float, ...] = ACTION_WEIGHTS,
                         seed: int = 0, max_steps: int = 4000,
-                        deadline: float | None = None) -> list[FeedbackCandidate]:
+                        deadline: float | None = None,
+                        progress: Callable[[str], None] | None = None) -> list[FeedbackCandidate]:
     """One candidate per action weight that yields a non-empty set (see module docstring).
 
     :param margin: added to the error box ``D`` in every coordinate (normalised units): every
@@ -219,7 +229,9 @@ def feedback_candidates(sys: ScaledSystem, margin: float, weights: tuple[float, 
                 # constraints on x = z - z_e: z in [lo, hi] (⊆ X), |a_e + K x| <= 1
                 H = np.vstack([np.eye(n), -np.eye(n), K, -K])
                 h = np.r_[hi - z_e, z_e - lo, 1 - a_e, 1 + a_e]
-                out_mas = robust_mas(Mcl, H, h, E0, W, D, max_steps, deadline)
+                report = None if progress is None else (
+                    lambda t, nrows, r=r, sc=scale: progress(f"action weight {r:g}, region {sc:g}: step {t}, {nrows} rows"))
+                out_mas = robust_mas(Mcl, H, h, E0, W, D, max_steps, deadline, report)
                 if out_mas is None:
                     break
                 Ax, bx, steps = out_mas
