@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from scipy.optimize import linprog
 from scipy.spatial import ConvexHull
 
 from reachsafe.errors import UserError
@@ -442,8 +443,6 @@ def test_every_representation_has_conformance_cases():
 
 def _lp_support(H: HPolytope, D: np.ndarray) -> np.ndarray:
     """max d^T x s.t. A x <= b by scipy's HiGHS directly (the reference, not HPolytope.support)."""
-    from scipy.optimize import linprog
-
     out = []
     for d in D:
         res = linprog(-d, A_ub=H.A, b_ub=H.b, bounds=(None, None), method="highs")

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 from typing import Any, Union
 
-import torch
 from torch import Tensor
 
 from ..systems import CompiledSystem
@@ -71,21 +70,16 @@ class NoSafeguard(Safeguard):
     """
 
     kind = "none"
+    display_name = "none"
+    shields = False  # the safety net only counts: info.n_unsafe, info.unsafe
 
     def __init__(self, system: Union[CompiledSystem, str], invariant_set: InvariantSetLike, **kw: Any) -> None:
         kw.setdefault("outside", "fallback")
         super().__init__(system, invariant_set, **kw)
 
     def _map(self, actions: Tensor, G: Tensor, h: Tensor, tol: Tolerances) -> Tensor:
+        """The identity: ``a_s = a`` (values and gradient)."""
         return actions
-
-    def _forward_chunk(self, states: Tensor, actions: Tensor) -> tuple[Tensor, SafeguardInfo]:
-        with torch.no_grad():
-            ch = self._prepare(states, actions.dtype, False)
-            ok = self._verify(ch, actions.detach().to(torch.float64))
-        zeros = torch.zeros(actions.shape[0], dtype=actions.dtype, device=actions.device)
-        return actions, SafeguardInfo(intervened=zeros.bool(), distance=zeros, n_outside=ch.n_outside,
-                                      n_unsafe=int((~ok).sum()), unsafe=~ok)
 
 
 KINDS: dict[str, type[Safeguard]] = {
