@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from reachsafe import UserError, get_system, load_set
+from reachsafe.safeguard_kinds import SHIELDING_KIND_NAMES
 from reachsafe.safeguards import (KINDS, NoSafeguard, ProjectionSafeguard, RayMaskSafeguard, Safeguard, SafeguardInfo,
                                   TanhRayMaskSafeguard, make_safeguard)
 from reachsafe.sets import Box, HPolytope, as_hpolytope
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PUB = ROOT / "data" / "published"
-SAFE_KINDS = ["projection", "raymask", "raymask-tanh"]
+SAFE_KINDS = tuple(SHIELDING_KIND_NAMES)  # the kinds that shield, from the registry
 
 
 # ------------------------------------------------------------------ helpers
@@ -332,7 +333,7 @@ def test_raymask_degenerate_set_is_a_point():
     b_lo = -n @ (c[0] + g * a0) + wr
     A = np.vstack([n, -n, np.eye(2), -np.eye(2)])
     b = np.r_[b_hi, b_lo, 10, 20, 10, 20]
-    for kind in ["raymask", "raymask-tanh", "projection"]:
+    for kind in SAFE_KINDS:
         sg = make_safeguard(kind, system, (A, b), tighten=1e-12, margin=0.0)
         a = torch.tensor([[0.9]], dtype=torch.float64, requires_grad=True)
         out = sg(x.clone().requires_grad_(), a)

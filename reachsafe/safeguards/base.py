@@ -25,10 +25,10 @@ One call ``safeguard(states [B, n], actions [B, m]) -> safe_actions [B, m]``:
 
 Large batches are processed in chunks (``chunk_entries`` bounds the float64 work arrays).
 
-A subclass (a *kind*, registered in :mod:`reachsafe.safeguards.registry`) sets ``kind`` and
-``display_name`` and implements the abstract :meth:`Safeguard._map` (the map on the local
-rows ``{a : G a <= h}``); it may also override :meth:`Safeguard._solve` (the map on a
-prepared :class:`Chunk`, for a gradient to the state).  docs/extending.md walks through one.
+A subclass (a *kind*, registered in :mod:`reachsafe.safeguard_kinds`) sets ``kind`` and
+implements the abstract :meth:`Safeguard._map` (the map on the local rows ``{a : G a <= h}``);
+it may also override :meth:`Safeguard._solve` (the map on a prepared :class:`Chunk`, for a
+gradient to the state).  docs/extending.md walks through one.
 """
 
 from __future__ import annotations
@@ -261,10 +261,10 @@ def _resolve_set(system: CompiledSystem, invariant_set: InvariantSetLike) -> tup
 class Safeguard(torch.nn.Module, metaclass=ABCMeta):
     """Base class: maps policy actions to actions in ``S(x)`` (module docstring has the math).
 
-    Class attributes of a kind: ``kind`` (its name in :data:`~reachsafe.safeguards.KINDS`, the CLI and
-    experiment files), ``display_name`` (in result tables) and ``shields`` (``True``: every returned
-    action is verified safe or counted as unsafe and replaced; ``False``: actions are returned as
-    the map gives them and unsafe ones only counted).
+    Class attributes of a kind: ``kind`` (its name in :mod:`reachsafe.safeguard_kinds`, the CLI and
+    experiment files) and ``shields`` (``True``: every returned action is verified safe or counted
+    as unsafe and replaced; ``False``: actions are returned as the map gives them and unsafe ones
+    only counted); both must agree with the kind's registry entry, which adds the display name.
 
     :param system: a :class:`~reachsafe.systems.CompiledSystem` or its name.
     :param invariant_set: a :class:`~reachsafe.setfile.SetFile`, a path to one, a set
@@ -288,7 +288,6 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
     """
 
     kind: ClassVar[str] = "base"
-    display_name: ClassVar[str] = "base"
     shields: ClassVar[bool] = True
 
     def __init__(
