@@ -29,14 +29,16 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Union, overload
+from typing import Generic, TypeVar, Union, overload
 
 from .errors import UserError
 
-__all__ = ["SafeguardKind", "SafeguardRegistry", "SAFEGUARD_KINDS", "KIND_NAMES", "SHIELDING_KIND_NAMES",
-           "DISPLAY_NAMES"]
+__all__ = ["SafeguardKind", "SafeguardRegistry", "KindMap", "KindNames", "SAFEGUARD_KINDS", "KIND_NAMES",
+           "SHIELDING_KIND_NAMES", "DISPLAY_NAMES"]
+
+V = TypeVar("V")
 
 _NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")  # one word for the CLI, comma lists and run names
 
@@ -95,14 +97,14 @@ class SafeguardKind:
         return cls
 
 
-class SafeguardRegistry(Mapping[str, SafeguardKind]):
-    """Name -> :class:`SafeguardKind`, in registration order (the order every list shows)."""
+class KindMap(Mapping[str, V], Generic[V]):
+    """Live, read-only mapping kind name -> ``value(entry)`` over a registry's entries (registration order)."""
 
-    def __init__(self) -> None:
-        self._kinds: dict[str, SafeguardKind] = {}
+    def __init__(self, kinds: dict[str, SafeguardKind], value: Callable[[SafeguardKind], V]) -> None:
+        self._kinds, self._value = kinds, value
 
-    def __getitem__(self, name: str) -> SafeguardKind:
-        return self._kinds[name]
+    def __getitem__(self, name: str) -> V:
+        return self._value(self._kinds[name])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._kinds)
@@ -111,7 +113,14 @@ class SafeguardRegistry(Mapping[str, SafeguardKind]):
         return len(self._kinds)
 
     def __repr__(self) -> str:
-        return f"SafeguardRegistry({', '.join(self._kinds)})"
+        return f"{type(self).__name__}({dict(self)!r})"
+
+
+class SafeguardRegistry(KindMap[SafeguardKind]):
+    """Name -> :class:`SafeguardKind`, in registration order (the order every list shows)."""
+
+    def __init__(self) -> None:
+        super().__init__({}, lambda kind: kind)
 
     def register(self, kind: SafeguardKind) -> SafeguardKind:
         """Add ``kind`` (last in every list).  A class given directly is checked now (:meth:`SafeguardKind.load`).
@@ -144,9 +153,13 @@ class SafeguardRegistry(Mapping[str, SafeguardKind]):
         """A live view of the names (all, or only the kinds that shield)."""
         return KindNames(self, shielding_only)
 
-    def display_names(self) -> "DisplayNames":
+    def display_names(self) -> KindMap[str]:
         """A live view name -> display name."""
-        return DisplayNames(self)
+        return KindMap(self._kinds, lambda kind: kind.display_name)
+
+    def classes(self) -> KindMap[type]:
+        """A live view name -> implementing class (imported and checked on first access, :meth:`SafeguardKind.load`)."""
+        return KindMap(self._kinds, SafeguardKind.load)
 
 
 class KindNames(Sequence[str]):
@@ -178,25 +191,6 @@ class KindNames(Sequence[str]):
 
     def __repr__(self) -> str:
         return repr(self._names())
-
-
-class DisplayNames(Mapping[str, str]):
-    """Live, read-only mapping kind name -> display name."""
-
-    def __init__(self, registry: SafeguardRegistry) -> None:
-        self._registry = registry
-
-    def __getitem__(self, name: str) -> str:
-        return self._registry[name].display_name
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._registry)
-
-    def __len__(self) -> int:
-        return len(self._registry)
-
-    def __repr__(self) -> str:
-        return repr(dict(self))
 
 
 SAFEGUARD_KINDS = SafeguardRegistry()

@@ -50,10 +50,10 @@ check; the projection therefore lands up to ``tighten`` inside the exact boundar
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Union
 
-from ..safeguard_kinds import SAFEGUARD_KINDS, SafeguardRegistry
+from ..safeguard_kinds import SAFEGUARD_KINDS
 from ..systems import CompiledSystem
 from .base import InvariantSetLike, Safeguard, SafeguardInfo
 from .baseline import NoSafeguard
@@ -64,28 +64,7 @@ __all__ = ["make_safeguard", "KINDS", "Safeguard", "SafeguardInfo", "NoSafeguard
            "RayMaskSafeguard", "TanhRayMaskSafeguard", "project", "ray_mask"]
 
 
-class _Classes(Mapping[str, type[Safeguard]]):
-    """Live, read-only view kind name -> implementing class of a :class:`~reachsafe.safeguard_kinds.SafeguardRegistry`."""
-
-    def __init__(self, registry: SafeguardRegistry) -> None:
-        self._registry = registry
-
-    def __getitem__(self, kind: str) -> type[Safeguard]:
-        if kind not in self._registry:
-            raise KeyError(kind)
-        return self._registry.load(kind)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._registry)
-
-    def __len__(self) -> int:
-        return len(self._registry)
-
-    def __repr__(self) -> str:
-        return f"KINDS({', '.join(self._registry)})"
-
-
-KINDS: Mapping[str, type[Safeguard]] = _Classes(SAFEGUARD_KINDS)
+KINDS: Mapping[str, type[Safeguard]] = SAFEGUARD_KINDS.classes()  # live: name -> class
 
 
 def make_safeguard(kind: str, system: Union[CompiledSystem, str], setfile: InvariantSetLike,
