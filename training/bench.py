@@ -17,7 +17,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
-from typing import Any, Optional
+from typing import Any
 
 from reachsafe.safeguard_kinds import SHIELDING_KIND_NAMES
 
@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def bench_training(system: str = "pendulum", set_path: str | None = None, steps: int = 10_240,
-                   safeguards: Optional[tuple[str, ...]] = None, seed: int = 0,
+                   safeguards: tuple[str, ...] | None = None, seed: int = 0,
                    threads: int = 1, repeats: int = 3, device: str = "cpu") -> list[dict[str, Any]]:
     """SHAC runs per safeguard (``"none"`` first); rows with wall time and ratio to ``"none"``.
 

@@ -48,8 +48,7 @@ import torch
 from torch import Tensor
 
 from reachsafe.errors import UserError
-from reachsafe.sets import ConvexSet
-from reachsafe.sets.convert import as_hpolytope
+from reachsafe.sets import ConvexSet, as_hpolytope
 from reachsafe.setfile import SetFile
 from reachsafe.systems import CompiledSystem, get_system
 
