@@ -31,6 +31,7 @@ import torch
 
 from reachsafe import get_system, load_set
 from reachsafe.rollouts import Rollouts
+from reachsafe.safeguard_kinds import SHIELDING_KIND_NAMES
 from reachsafe.safeguards import make_safeguard
 from reachsafe.setfile import set_fingerprint
 
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--system", default="pendulum", help="built-in name or model file (default pendulum)")
     ap.add_argument("--set", default=str(ROOT / "data" / "pendulum.json"), help="certified set file")
     ap.add_argument("--out", required=True, help="folder for rollouts.npz and audit.html")
-    ap.add_argument("--safeguard", default="raymask", choices=["projection", "raymask", "raymask-tanh"])
+    ap.add_argument("--safeguard", default="raymask", choices=SHIELDING_KIND_NAMES)
     ap.add_argument("--iterations", type=int, default=60)
     ap.add_argument("--episodes", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)

@@ -50,18 +50,23 @@ def _convert(x: np.ndarray, dtype: Any) -> Any:
 
 
 def _halfspaces(invariant_set: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, b)`` of a SetFile, a path to one, an HPolytope or a tuple ``(A, b)``."""
-    if isinstance(invariant_set, (str, os.PathLike)):
-        from .setfile import load_set
+    """``(A, b)`` of a SetFile, a path to one, a set (HPolytope, Box, Zonotope) or a tuple ``(A, b)``.
 
+    :raises reachsafe.sets.UnsupportedSetError: (a ``TypeError``) for anything else.
+    """
+    # imported here: reachsafe.sets needs scipy, which ``import reachsafe`` does not load
+    from .sets.convert import as_hpolytope
+    from .setfile import SetFile, load_set
+
+    if isinstance(invariant_set, (str, os.PathLike)):
         invariant_set = load_set(invariant_set)
-    if isinstance(invariant_set, tuple) and len(invariant_set) == 2:
-        A, b = invariant_set
-    elif hasattr(invariant_set, "A") and hasattr(invariant_set, "b"):
+    if isinstance(invariant_set, SetFile):
         A, b = invariant_set.A, invariant_set.b
+    elif isinstance(invariant_set, tuple) and len(invariant_set) == 2:
+        A, b = invariant_set
     else:
-        raise TypeError("the set must be a SetFile, a path to one, an HPolytope or a tuple (A, b); "
-                        f"got {type(invariant_set).__name__}")
+        poly = as_hpolytope(invariant_set, also="a SetFile, a path to one")
+        A, b = poly.A, poly.b
     return np.asarray(A, dtype=np.float64), np.asarray(b, dtype=np.float64)
 
 
@@ -119,8 +124,9 @@ class PolytopeSampler:
 def sample_states(invariant_set: Any, N: int, rng: RngLike = None, dtype: Any = np.float64) -> Any:
     """``N`` states uniform in the set P, ``[N, n]`` (module docstring).
 
-    :param invariant_set: a :class:`~reachsafe.setfile.SetFile`, a path to one, an
-        :class:`~reachsafe.sets.HPolytope` or a tuple ``(A, b)``.
+    :param invariant_set: a :class:`~reachsafe.setfile.SetFile`, a path to one, a set
+        (:class:`~reachsafe.sets.HPolytope`, :class:`~reachsafe.sets.Box`, :class:`~reachsafe.sets.Zonotope`)
+        or a tuple ``(A, b)``.
     :param N: number of states.
     :param rng: ``None``, an int seed or a ``numpy.random.Generator``.
     :param dtype: numpy dtype (numpy array out) or torch dtype (tensor out).

@@ -100,3 +100,9 @@ def test_rollouts_have_one_reader() -> None:
         names = {n.name for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
         if f.name != "rollouts.py":
             assert not names & {"Rollouts", "load_rollouts", "save_rollouts"}, f
+
+
+def test_set_representations_import_each_other_in_one_direction() -> None:
+    # box <-> hpolytope was one (Box.to_hpolytope); conversions now live in reachsafe.sets.convert
+    assert _cycles("reachsafe/sets") == []
+    assert _cycles("reachsafe/safeguards") == []

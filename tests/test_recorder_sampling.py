@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from reachsafe import RolloutRecorder, audit, get_system, load_set, sample_noise, sample_states
 from reachsafe.rollouts import Rollouts, RolloutsError
 from reachsafe.safeguards import make_safeguard
+from reachsafe.sets import Box, Zonotope
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -36,6 +37,21 @@ def test_sampled_states_cover_P():
     x = sample_states(sf, 20_000, rng=0)
     lo, hi = sf.polytope().bounding_box().lo, sf.polytope().bounding_box().hi
     assert np.all(x.min(0) < lo + 0.05 * (hi - lo)) and np.all(x.max(0) > hi - 0.05 * (hi - lo))
+
+
+def test_sample_states_takes_every_set_representation_and_refuses_lookalikes():
+    sf = load_set(DATA / "pendulum.json")
+    np.testing.assert_array_equal(sample_states(sf.polytope(), 50, rng=3), sample_states(sf, 50, rng=3))
+    box = Box([-1.0, 0.0], [1.0, 0.5])
+    assert box.contains(sample_states(box, 200, rng=0)).all()
+    Z = Zonotope([0.0, 0.0], [[1.0, 0.5], [0.0, 1.0]])
+    assert Z.contains(sample_states(Z, 200, rng=0)).all()
+
+    class LooksLikeAPolytope:  # has A and b, is not a set: refused, not duck-typed
+        A, b = sf.A, sf.b
+
+    with pytest.raises(TypeError, match="must be a SetFile, a path to one, an HPolytope, a Box, a Zonotope"):
+        sample_states(LooksLikeAPolytope(), 5)
 
 
 def simulate(E: int, T: int, seed: int):

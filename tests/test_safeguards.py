@@ -25,15 +25,17 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from reachsafe import UserError, get_system, load_set
-from reachsafe.safeguards import (KINDS, NoSafeguard, ProjectionSafeguard, RayMaskSafeguard, SafeguardInfo,
+from reachsafe.safeguard_kinds import SHIELDING_KIND_NAMES
+from reachsafe.safeguards import (KINDS, NoSafeguard, ProjectionSafeguard, RayMaskSafeguard, Safeguard, SafeguardInfo,
                                   TanhRayMaskSafeguard, make_safeguard)
+from reachsafe.sets import Box, HPolytope, as_hpolytope
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PUB = ROOT / "data" / "published"
-SAFE_KINDS = ["projection", "raymask", "raymask-tanh"]
+SAFE_KINDS = tuple(SHIELDING_KIND_NAMES)  # the kinds that shield, from the registry
 
 
 # ------------------------------------------------------------------ helpers
@@ -331,7 +333,7 @@ def test_raymask_degenerate_set_is_a_point():
     b_lo = -n @ (c[0] + g * a0) + wr
     A = np.vstack([n, -n, np.eye(2), -np.eye(2)])
     b = np.r_[b_hi, b_lo, 10, 20, 10, 20]
-    for kind in ["raymask", "raymask-tanh", "projection"]:
+    for kind in SAFE_KINDS:
         sg = make_safeguard(kind, system, (A, b), tighten=1e-12, margin=0.0)
         a = torch.tensor([[0.9]], dtype=torch.float64, requires_grad=True)
         out = sg(x.clone().requires_grad_(), a)
@@ -464,6 +466,44 @@ def test_factory_kinds_and_path_argument(published_pendulum):
     a = torch.tensor([[0.0], [5.0], [-5.0]])
     out, info = none(x, a, return_info=True)
     assert torch.equal(out, a) and info.n_unsafe == 2 and isinstance(info, SafeguardInfo)
+
+
+def test_the_baseline_is_the_identity_map_of_the_abstract_base():
+    """``Safeguard._map`` is abstract; ``"none"`` implements it (the identity) and overrides nothing else."""
+    class NoMap(Safeguard):
+        kind = "nomap"
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoMap("pendulum", setfile("pendulum"))
+    assert {k for k in vars(NoSafeguard) if k.startswith("_") and callable(vars(NoSafeguard)[k])} == {"__init__", "_map"}
+    none = make_safeguard("none", "pendulum", setfile("pendulum"))
+    for dtype in (torch.float32, torch.float64):
+        a = torch.tensor([[0.3], [5.0]], dtype=dtype, requires_grad=True)
+        out, info = none(torch.zeros(2, 2, dtype=dtype), a, return_info=True)
+        out.sum().backward()
+        assert out.dtype == dtype and torch.equal(out, a) and torch.equal(a.grad, torch.ones_like(a))
+        assert info.n_unsafe == 1 and info.unsafe.tolist() == [False, True] and info.n_fallback == 0
+        assert not info.intervened.any() and not info.distance.any() and info.distance.dtype == dtype
+
+
+def test_sets_are_converted_explicitly_and_lookalikes_refused():
+    sf = setfile("pendulum")
+    x = torch.tensor([[0.1, -0.2], [0.5, 1.0]], dtype=torch.float64)
+    a = torch.tensor([[2.0], [-2.0]], dtype=torch.float64)
+    ref = make_safeguard("projection", "pendulum", (sf.A, sf.b))(x, a)
+    for s in (sf.polytope(), HPolytope(sf.A, sf.b)):
+        torch.testing.assert_close(make_safeguard("projection", "pendulum", s)(x, a), ref, rtol=0, atol=0)
+    box = Box([-1.0, -2.0], [1.0, 2.0])
+    torch.testing.assert_close(make_safeguard("raymask", "pendulum", box)(x, a),
+                               make_safeguard("raymask", "pendulum", (as_hpolytope(box).A, as_hpolytope(box).b))(x, a))
+
+    class LooksLikeAPolytope:  # has A and b, is not a set: refused, not duck-typed
+        A, b = sf.A, sf.b
+
+    with pytest.raises(UserError, match=r"invariant_set must be a SetFile, a path to one, an HPolytope, a Box, "
+                                        r"a Zonotope or a tuple \(A, b\); got LooksLikeAPolytope") as exc:
+        make_safeguard("projection", "pendulum", LooksLikeAPolytope())
+    assert "\n" not in str(exc.value)
 
 
 def test_safe_action_set_shapes_and_rows():

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from reachsafe import UserError
+from reachsafe.safeguard_kinds import KIND_NAMES, SHIELDING_KIND_NAMES
 from reachsafe.safeguards import make_safeguard
 from reachsafe.safeguards.actionset import tolerances
 from reachsafe.safeguards.projection import project
@@ -309,7 +310,7 @@ def successors_inside(system, A, b, x, a_s, tol=1e-9) -> np.ndarray:
 
 
 @pytest.mark.parametrize("m", [3, 4, 6])
-@pytest.mark.parametrize("kind", ["projection", "raymask", "raymask-tanh", "none"])
+@pytest.mark.parametrize("kind", tuple(KIND_NAMES))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_whole_safeguard_executes_safe_actions(m, kind, dtype):
     system = thruster_cart(m)
@@ -343,7 +344,7 @@ def test_whole_safeguard_gradients_reach_the_state(m):
     b = np.array([0.9, 0.9, 0.9, 0.9])
     x = torch.tensor([[0.85, 0.5], [0.0, 0.88], [-0.5, -0.8]], dtype=torch.float64, requires_grad=True)
     a = torch.tensor(np.random.default_rng(m).uniform(-1.5, 1.5, (3, m)), requires_grad=True)
-    for kind in ("projection", "raymask", "raymask-tanh"):
+    for kind in SHIELDING_KIND_NAMES:
         sg = make_safeguard(kind, system, (A, b))
         assert torch.autograd.gradcheck(lambda xx, aa: sg(xx, aa), (x, a), eps=1e-7, atol=1e-5), kind
 
@@ -389,7 +390,7 @@ def test_docking_sled_example_every_safeguard_is_safe():
     x = rng.uniform([-1, -0.4], [1, 0.4], (300, 2))
     x = x[(x @ A.T <= b).all(-1)]
     a = rng.uniform(-1.5, 1.5, (len(x), 3))
-    for kind in ("projection", "raymask", "raymask-tanh"):
+    for kind in SHIELDING_KIND_NAMES:
         out, info = make_safeguard(kind, system, (A, b), empty="fallback")(torch.tensor(x), torch.tensor(a),
                                                                            return_info=True)
         ok = successors_inside(system, A, b, x, out.numpy())
@@ -420,7 +421,7 @@ def test_safeguards_and_simulator_run_on_cuda(name):
     rng = np.random.default_rng(1)
     a = rng.uniform(-1.5, 1.5, (len(x), system.m))
     w = rng.uniform(system.noise_lo, system.noise_hi, (len(x), system.p))
-    for kind in ("none", "projection", "raymask", "raymask-tanh"):
+    for kind in KIND_NAMES:
         res = {}
         for dev in ("cpu", "cuda"):
             sg = make_safeguard(kind, system, sset, outside="fallback").to(dev)

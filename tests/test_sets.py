@@ -11,15 +11,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from scipy.optimize import linprog
 from scipy.spatial import ConvexHull
 
+from reachsafe.errors import UserError
 from reachsafe.sets import (
     Box,
+    ConvexSet,
     EmptySetError,
     HPolytope,
     UnboundedSetError,
+    UnsupportedSetError,
     VolumeEstimate,
     Zonotope,
+    as_hpolytope,
 )
 from reachsafe.sets._geometry import combinations_index, shoelace_area, sort_ccw
 
@@ -101,12 +106,12 @@ def test_box_validation():
 
 def test_box_to_hpolytope_round_trip():
     box = Box([-1.0, 0.5, 2.0], [1.0, 2.0, 2.5])
-    H = box.to_hpolytope()
+    H = as_hpolytope(box)
     assert H.n_facets == 6
     bb = H.bounding_box()
     np.testing.assert_allclose(bb.lo, box.lo, atol=1e-12)
     np.testing.assert_allclose(bb.hi, box.hi, atol=1e-12)
-    assert H.volume().value == pytest.approx(box.volume(), rel=1e-12)
+    assert H.volume_estimate().value == pytest.approx(box.volume(), rel=1e-12)
     pts = np.random.default_rng(0).uniform(-3, 3, size=(2000, 3))
     np.testing.assert_array_equal(H.contains(pts), box.contains(pts))
 
@@ -139,7 +144,7 @@ def test_box_property_samples_and_support(lo, width, seed):
 # =============================================================================
 def test_unit_square_volume_exact():
     sq = HPolytope.from_box([0.0, 0.0], [1.0, 1.0])
-    vol = sq.volume()
+    vol = sq.volume_estimate()
     assert isinstance(vol, VolumeEstimate)
     assert vol.method == "exact" and vol.stderr == 0.0
     assert vol.value == pytest.approx(1.0, abs=1e-12)
@@ -153,12 +158,12 @@ def test_triangle_volume_and_ccw_vertices():
     c = V.mean(axis=0)
     ang = np.arctan2(V[:, 1] - c[1], V[:, 0] - c[0])
     assert np.all(np.diff(ang) > 0)
-    assert tri.volume().value == pytest.approx(2.0, rel=1e-12)
+    assert tri.volume_estimate().value == pytest.approx(2.0, rel=1e-12)
 
 
 def test_3d_simplex_volume_exact():
     simplex = HPolytope(np.vstack([-np.eye(3), np.ones((1, 3))]), [0.0, 0.0, 0.0, 1.0])
-    assert simplex.volume().value == pytest.approx(1.0 / 6.0, rel=1e-10)
+    assert simplex.volume_estimate().value == pytest.approx(1.0 / 6.0, rel=1e-10)
 
 
 def test_chebyshev_center_of_box():
@@ -191,7 +196,7 @@ def test_support_errors_unbounded_and_empty():
         empty.support([1.0, 0.0])
     with pytest.raises(EmptySetError):
         empty.chebyshev_center()
-    assert empty.volume().value == 0.0
+    assert empty.volume_estimate().value == 0.0
     with pytest.raises(UnboundedSetError):
         half.vertices()
 
@@ -217,7 +222,7 @@ def test_normalized_and_intersect():
     R = P.intersect(Q)
     assert R.n_facets == P.n_facets + Q.n_facets
     np.testing.assert_array_equal(R.contains(pts), P.contains(pts) & Q.contains(pts))
-    assert R.volume().value == pytest.approx(3.0, rel=1e-10)  # [0,1] x [0,3]
+    assert R.volume_estimate().value == pytest.approx(3.0, rel=1e-10)  # [0,1] x [0,3]
     disjoint = Q.intersect(Box([5.0, 5.0], [6.0, 6.0]))
     assert disjoint.is_empty() and not Q.is_empty()
 
@@ -231,28 +236,28 @@ def test_remove_redundant_keeps_set():
     assert R.n_facets == 4
     pts = np.random.default_rng(4).uniform(-1, 2, size=(5000, 2))
     np.testing.assert_array_equal(R.contains(pts), P.contains(pts))
-    assert R.volume().value == pytest.approx(1.0)
+    assert R.volume_estimate().value == pytest.approx(1.0)
 
 
 def test_monte_carlo_volume_4d_box():
     lo, hi = np.array([0.0, -1.0, 0.0, 2.0]), np.array([1.0, 1.0, 0.5, 3.0])
     cube = HPolytope.from_box(lo, hi)
-    est = cube.volume(rng=0)  # axis-aligned: every bounding-box sample hits
+    est = cube.volume_estimate(rng=0)  # axis-aligned: every bounding-box sample hits
     assert est.method == "monte-carlo"
     assert est.value == pytest.approx(1.0, rel=1e-9)
     # rotated 4-D box {x : lo <= Q^T x <= hi}: true volume 1, bounding box much larger
     Q, _ = np.linalg.qr(np.random.default_rng(11).normal(size=(4, 4)))
     rot = HPolytope(np.vstack([Q.T, -Q.T]), np.concatenate([hi, -lo]))
-    est = rot.volume(rng=0)
+    est = rot.volume_estimate(rng=0)
     assert est.method == "monte-carlo" and est.stderr > 0
     assert abs(est.value - 1.0) <= 4 * est.stderr
     # diagonal cut x0 + x1 <= 1 of the axis-aligned box keeps 3/4 of it
     cut = cube.intersect(HPolytope([[1.0, 1.0, 0.0, 0.0]], [1.0]))
     assert cut.bounding_box().volume() == pytest.approx(1.0, rel=1e-9)
-    est2 = cut.volume(method="monte-carlo", n_samples=100_000, rng=1)
+    est2 = cut.volume_estimate(method="monte-carlo", n_samples=100_000, rng=1)
     assert est2.stderr > 0
     assert abs(est2.value - 0.75) <= 4 * est2.stderr
-    exact = cut.volume(method="exact")
+    exact = cut.volume_estimate(method="exact")
     assert exact.method == "exact" and exact.value == pytest.approx(0.75, rel=1e-10)
 
 
@@ -389,7 +394,7 @@ def test_pendulum_zonotope_volume():
     Z = Zonotope([0.0, 0.0], PENDULUM_G)
     assert Z.volume() == pytest.approx(66.86, rel=0.005)
     # cross-check the exact volume against the H-representation's polygon area
-    assert Z.to_hpolytope().volume().value == pytest.approx(Z.volume(), rel=1e-9)
+    assert Z.to_hpolytope().volume_estimate().value == pytest.approx(Z.volume(), rel=1e-9)
 
 
 def test_published_sets_file():
@@ -410,3 +415,111 @@ def test_published_sets_file():
     # a point just outside along the support direction must be rejected
     d = np.ones(6) / np.sqrt(6)
     assert not quad.contains(c + 1.01 * (quad.support(d) - d @ c) * d)
+
+
+# =============================================================================
+# one contract for every representation (reachsafe.sets.base.ConvexSet)
+# =============================================================================
+def _conformance_cases() -> dict[str, ConvexSet]:
+    """Two sets (2-D and 3-D) per representation; a new representation adds its own here."""
+    rng = np.random.default_rng(2024)
+    return {
+        "box-2d": Box([-1.0, 0.5], [2.0, 1.5]),
+        "box-3d": Box([-1.0, 0.0, 3.0], [2.0, 0.5, 4.0]),
+        "hpolytope-2d": HPolytope([[1.0, 1.0], [-1.0, 2.0], [0.0, -1.0], [-2.0, -1.0], [3.0, -1.0]],
+                                  [2.0, 3.0, 1.0, 3.0, 4.0]),
+        "hpolytope-3d": hull_polytope(rng.normal(size=(25, 3))),
+        "zonotope-2d": Zonotope([0.5, -1.0], [[1.0, 0.3, -0.4, 0.0], [0.2, 1.0, 0.5, 0.7]]),
+        "zonotope-3d": random_zonotope(rng, 3, 5),
+    }
+
+
+CONFORMANCE = _conformance_cases()
+
+
+def test_every_representation_has_conformance_cases():
+    assert {type(s) for s in CONFORMANCE.values()} == set(ConvexSet.__subclasses__())
+
+
+def _lp_support(H: HPolytope, D: np.ndarray) -> np.ndarray:
+    """max d^T x s.t. A x <= b by scipy's HiGHS directly (the reference, not HPolytope.support)."""
+    out = []
+    for d in D:
+        res = linprog(-d, A_ub=H.A, b_ub=H.b, bounds=(None, None), method="highs")
+        assert res.status == 0
+        out.append(float(d @ res.x))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("name", sorted(CONFORMANCE))
+def test_representation_conformance(name):
+    """dim, contains, support, bounding_box, volume, sample and vertices answer the same questions
+    in the same types for every representation, checked against independent references."""
+    S = CONFORMANCE[name]
+    rng = np.random.default_rng(7)
+    assert isinstance(S, ConvexSet)
+    V = S.vertices()
+    n = S.dim
+    assert isinstance(n, int) and V.ndim == 2 and V.shape[1] == n and V.shape[0] >= n + 1
+
+    # sample: [N, n], every point inside
+    X = S.sample(3000, rng=1)
+    assert X.shape == (3000, n)
+    assert S.contains(X).all() and isinstance(S.contains(X[0]), bool) and S.contains(X[0])
+
+    # support: vs the vertices and vs a linear program on the H-representation
+    D = rng.normal(size=(40, n))
+    h = S.support(D)
+    assert h.shape == (40,) and isinstance(S.support(D[0]), float)
+    np.testing.assert_allclose(h, (D @ V.T).max(axis=1), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(h[:10], _lp_support(as_hpolytope(S), D[:10]), rtol=1e-7, atol=1e-7)
+
+    # contains: points beyond the support hyperplane are outside
+    x0 = X.mean(axis=0)
+    scale = float(np.ptp(V, axis=0).max())
+    t = (h - D @ x0 + 0.05 * scale * np.linalg.norm(D, axis=1)) / (D * D).sum(axis=1)
+    outside = x0 + t[:, None] * D
+    assert not S.contains(outside).any() and not S.contains(outside[0])
+
+    # bounding box: a Box, contains the samples, tight (support in +-e_i)
+    bb = S.bounding_box()
+    assert isinstance(bb, Box) and bb.dim == n and bb.contains(X).all()
+    eye = np.eye(n)
+    np.testing.assert_allclose(bb.hi, S.support(eye), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(bb.lo, -S.support(-eye), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(bb.hi, V.max(axis=0), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(bb.lo, V.min(axis=0), rtol=1e-9, atol=1e-9)
+
+    # volume: a float, equal to the hull of the vertices and to a Monte-Carlo estimate in the box
+    vol = S.volume()
+    assert type(vol) is float
+    assert vol == pytest.approx(ConvexHull(V).volume, rel=1e-9)
+    N = 200_000
+    P = bb.sample(N, rng=2)
+    hit = S.contains(P)
+    p = hit.mean()
+    se = bb.volume() * np.sqrt(p * (1 - p) / N)
+    assert abs(vol - bb.volume() * p) <= 4 * se + 1e-12
+
+    # sample is uniform: its mean is the centroid (the mean of the box points that hit)
+    centroid = P[hit].mean(axis=0)
+    spread = X.std(axis=0)
+    assert (np.abs(X.mean(axis=0) - centroid) <= 5 * spread / np.sqrt(len(X)) + 5 * spread / np.sqrt(hit.sum())).all()
+
+    # the H-representation describes the same set
+    H = as_hpolytope(S)
+    Q = bb.sample(5000, rng=3) * 1.2 - 0.1 * (bb.lo + bb.hi)  # the box, enlarged by 20 % about its centre
+    np.testing.assert_array_equal(H.contains(Q), S.contains(Q))
+    assert H.volume() == pytest.approx(vol, rel=1e-9)
+
+
+def test_as_hpolytope_refuses_what_it_does_not_know_with_one_error():
+    square = as_hpolytope((np.vstack([np.eye(2), -np.eye(2)]), np.ones(4)))
+    assert isinstance(square, HPolytope) and square.volume() == pytest.approx(4.0)
+    assert as_hpolytope(square) is square
+    for bad in (object(), [np.eye(2), np.ones(2)], (np.eye(2),), "data/pendulum.json"):
+        with pytest.raises(UnsupportedSetError, match=r"must be an HPolytope, a Box, a Zonotope or a tuple \(A, b\)") as exc:
+            as_hpolytope(bad)
+        assert isinstance(exc.value, TypeError) and isinstance(exc.value, UserError) and "\n" not in str(exc.value)
+    with pytest.raises(UnsupportedSetError, match="invariant_set must be a SetFile, an HPolytope"):
+        as_hpolytope(3, what="invariant_set", also="a SetFile")

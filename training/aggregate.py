@@ -35,6 +35,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from reachsafe.safeguard_kinds import DISPLAY_NAMES
 from reachsafe.setfile import atomic_write_bytes, atomic_write_text
 
 from .experiment import Experiment, RunSpec
@@ -235,7 +236,7 @@ def table_markdown(stats: list[VariantStats]) -> str:
     return "\n".join(lines) + "\n"
 
 
-SAFEGUARD_NAMES = {"none": "none", "projection": "projection", "raymask": "ray mask", "raymask-tanh": "tanh ray mask"}
+SAFEGUARD_NAMES = DISPLAY_NAMES  # kind -> display name, a live view of reachsafe.safeguard_kinds
 
 
 def summary_markdown(stats: list[VariantStats]) -> str:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from reachsafe.safeguard_kinds import SHIELDING_KIND_NAMES
+
 __all__ = ["add_arguments", "run_bench", "bench_training"]
 
 
@@ -26,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", default="pendulum", help="system (default: %(default)s)")
     p.add_argument("--set", dest="set_path", metavar="FILE", help="set in use (default: as 'reachsafe train')")
     p.add_argument("--steps", type=int, default=10_240, help="env steps per run (default: %(default)s)")
-    p.add_argument("--safeguards", default="projection,raymask,raymask-tanh",
+    p.add_argument("--safeguards", default=",".join(SHIELDING_KIND_NAMES),
                    help="comma-separated safeguards compared with 'none' (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
@@ -37,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def bench_training(system: str = "pendulum", set_path: str | None = None, steps: int = 10_240,
-                   safeguards: tuple[str, ...] = ("projection", "raymask", "raymask-tanh"), seed: int = 0,
+                   safeguards: tuple[str, ...] | None = None, seed: int = 0,
                    threads: int = 1, repeats: int = 3, device: str = "cpu") -> list[dict[str, Any]]:
     """SHAC runs per safeguard (``"none"`` first); rows with wall time and ratio to ``"none"``.
 
@@ -46,7 +48,8 @@ def bench_training(system: str = "pendulum", set_path: str | None = None, steps:
     is the best estimate of the undisturbed time, and interleaving exposes every variant to
     the same load.  CPU time of the process (``time.process_time``) is reported too.  On a CUDA
     ``device`` every iteration's work is queued on the device and the clock stops after
-    ``torch.cuda.synchronize``.
+    ``torch.cuda.synchronize``.  ``safeguards``: default every kind that shields
+    (:data:`reachsafe.safeguard_kinds.SHIELDING_KIND_NAMES`).
     """
     import time
 
@@ -56,6 +59,8 @@ def bench_training(system: str = "pendulum", set_path: str | None = None, steps:
     from .shac import SHACAgent, SHACConfig, train_shac
 
     torch.set_num_threads(threads)
+    if safeguards is None:
+        safeguards = tuple(SHIELDING_KIND_NAMES)
     kinds = ("none",) + tuple(k for k in safeguards if k != "none")
     best: dict[str, dict[str, Any]] = {}
     sets = None

@@ -48,6 +48,7 @@ import torch
 from torch import Tensor
 
 from reachsafe.errors import UserError
+from reachsafe.sets import ConvexSet, as_hpolytope
 from reachsafe.setfile import SetFile
 from reachsafe.systems import CompiledSystem, get_system
 
@@ -56,17 +57,19 @@ __all__ = ["SafeEnv", "EnvStep", "InitialStateSampler", "NOISE_MODES", "INIT_SAM
 NOISE_MODES = ("uniform", "adversarial", "zero")
 INIT_SAMPLING = ("uniform", "zonotope")
 
-SetLike = Union[SetFile, tuple]
+SetLike = Union[SetFile, ConvexSet, tuple]
 
 
 def polytope_arrays(invariant_set: SetLike) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, b)`` of a set file or an ``(A, b)`` tuple, rows normalised to unit length (float64)."""
+    """``(A, b)`` of a set file, a set (HPolytope, Box, Zonotope) or an ``(A, b)`` pair, rows normalised
+    to unit length (float64)."""
     if isinstance(invariant_set, SetFile):
         A, b = invariant_set.A, invariant_set.b
-    elif hasattr(invariant_set, "A") and hasattr(invariant_set, "b"):
-        A, b = invariant_set.A, invariant_set.b
-    else:
+    elif isinstance(invariant_set, (tuple, list)):
         A, b = invariant_set
+    else:
+        poly = as_hpolytope(invariant_set, also="a SetFile")
+        A, b = poly.A, poly.b
     A = np.asarray(A, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     norms = np.linalg.norm(A, axis=1)

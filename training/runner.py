@@ -48,6 +48,7 @@ import torch
 import reachsafe
 from reachsafe.errors import UserError
 from reachsafe.rollouts import Rollouts
+from reachsafe.safeguard_kinds import KIND_NAMES, SHIELDING_KIND_NAMES
 from reachsafe.setfile import SetFile, atomic_write_bytes, atomic_write_text, load_set, set_fingerprint
 from reachsafe.systems import get_system
 
@@ -59,7 +60,7 @@ __all__ = ["RunConfig", "RunDir", "train", "evaluate_run", "set_fingerprint", "d
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVAL_SEED = 20250602  # every evaluation of every run starts from the same initial states and noise
-SAFEGUARDS = ("none", "projection", "raymask", "raymask-tanh")
+SAFEGUARDS = KIND_NAMES  # live view of reachsafe.safeguard_kinds: a kind registered there is valid here
 ALGOS = ("shac", "ppo", "sac")
 METRIC_COLUMNS = ["env_steps", "wall_time_s", "eval_return_mean", "eval_return_std", "eval_intervention_rate",
                   "eval_violations_P", "eval_violations_X", "train_return", "train_interventions",
@@ -156,7 +157,7 @@ class RunConfig:
             raise UserError(f"--regularize must be a finite number >= 0, got {self.regularize}")
         if self.safeguard == "none" and (self.passthrough or self.regularize > 0):
             flag = "--passthrough" if self.passthrough else "--regularize"
-            raise UserError(f"{flag} needs a safeguard; add --safeguard projection|raymask|raymask-tanh")
+            raise UserError(f"{flag} needs a safeguard; add --safeguard {'|'.join(SHIELDING_KIND_NAMES)}")
         if self.algo != "shac" and (self.passthrough or self.regularize > 0):
             flag = "--passthrough" if self.passthrough else "--regularize"
             raise UserError(f"{flag} changes the policy gradient through the safeguard and applies to --algo shac only")

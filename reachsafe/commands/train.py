@@ -29,11 +29,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..safeguard_kinds import KIND_NAMES
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("system", help="system name (see 'reachsafe systems') or the path of a model file (.py)")
     p.add_argument("--algo", default="shac", choices=["shac", "ppo", "sac"], help="learning algorithm (default shac)")
-    p.add_argument("--safeguard", default="none", choices=["none", "projection", "raymask", "raymask-tanh"],
+    p.add_argument("--safeguard", default="none", choices=KIND_NAMES,
                    help="safeguard applied to every action inside the environment (default none)")
     p.add_argument("--passthrough", action="store_true", help="SHAC: straight-through (identity) gradient of the safeguard")
     p.add_argument("--regularize", type=float, default=0.0, metavar="C", help="SHAC: add C * |a_s - a|^2 to the actor loss")

@@ -29,6 +29,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from ..safeguard_kinds import SAFEGUARD_KINDS, SHIELDING_KIND_NAMES
 from ..sampling import PolytopeSampler, as_generator
 from .actions import ActionMap
 from .state import ShieldError
@@ -55,8 +56,8 @@ class Guard:
     :param system: the model (a :class:`~reachsafe.systems.CompiledSystem`, name or model
         file); default: the set file's own model (its ``model_file`` or system name).
     :param action_space: the environment's ``Box`` action space.
-    :param safeguard: ``"projection"`` (default: changes only unsafe actions), ``"raymask"``
-        or ``"raymask-tanh"``.
+    :param safeguard: ``"projection"`` (default: changes only unsafe actions), ``"raymask"``,
+        ``"raymask-tanh"`` or any other kind that shields (:mod:`reachsafe.safeguard_kinds`).
     :param outside: states outside P: ``"raise"`` (default) or ``"fallback"`` (see
         :class:`~reachsafe.safeguards.base.Safeguard`).
     :param tighten: the safeguard's margin (module docstring); default from the dtype.
@@ -70,8 +71,10 @@ class Guard:
         from ..setfile import SetFile, load_set
         from ..systems import CompiledSystem, get_system
 
-        if safeguard == "none":
-            raise ShieldError("safeguard='none' does not shield; choose 'projection', 'raymask' or 'raymask-tanh'")
+        if safeguard in SAFEGUARD_KINDS and not SAFEGUARD_KINDS[safeguard].shields:
+            names = [repr(k) for k in SHIELDING_KIND_NAMES]
+            choose = " or ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
+            raise ShieldError(f"safeguard={safeguard!r} does not shield; choose {choose}")
         if outside not in ("raise", "fallback"):
             raise ShieldError(f"outside must be 'raise' or 'fallback', got {outside!r}")
         if isinstance(invariant_set, SetFile):

@@ -13,10 +13,11 @@ noise value (exact: the models are affine in ``(a, w)``).  A safeguard maps any 
     sg.last_info.intervention_rate       # what the call did (SafeguardInfo)
     loss = loss + sg.regularizer(actions, safe, lam=0.1)
 
-Kinds: ``"none"`` (identity, counts unsafe actions), ``"projection"`` (exact Euclidean
-projection), ``"raymask"`` (linear ray mask), ``"raymask-tanh"`` (tanh ray mask).  All are
-exact for any m up to 8 (``MAX_ACTIONS``), batched without per-sample solver calls, and
-followed by a float64 safety net (:mod:`reachsafe.safeguards.safetynet`).
+Kinds (:mod:`reachsafe.safeguard_kinds`, the one registry of them; ``KINDS`` here maps each
+name to its class): ``"none"`` (identity, counts unsafe actions), ``"projection"`` (exact
+Euclidean projection), ``"raymask"`` (linear ray mask), ``"raymask-tanh"`` (tanh ray mask).
+All are exact for any m up to 8 (``MAX_ACTIONS``), batched without per-sample solver calls,
+and followed by a float64 safety net (:mod:`reachsafe.safeguards.safetynet`).
 
 Design in brief (details in each module's docstring).  Per call, ``c(x), B(x), E(x)`` are
 evaluated once (float64, one autograd node with a closed-form backward); the structure of each
@@ -24,6 +25,7 @@ map (which facets matter, which rows are active, which rows make the centre) is 
 graph, and the gradient is attached by one :class:`torch.autograd.Function` per map whose backward
 is the exact Jacobian in closed form:
 
+* ``baseline``   — the ``"none"`` kind (identity).
 * ``base``       — the facet pass: ``max_U (A B(x)) a - rhs`` for every facet in one matrix product
   per varying action column; facets that do not cut U are dropped (exactly: every action in U
   satisfies them with slack), the others become the per-state local rows ``G, h`` (any m).
@@ -48,14 +50,13 @@ check; the projection therefore lands up to ``tighten`` inside the exact boundar
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Union
 
-import torch
-from torch import Tensor
-
+from ..safeguard_kinds import SAFEGUARD_KINDS
 from ..systems import CompiledSystem
-from .actionset import Tolerances
 from .base import InvariantSetLike, Safeguard, SafeguardInfo
+from .baseline import NoSafeguard
 from .projection import ProjectionSafeguard, project
 from .raymask import RayMaskSafeguard, TanhRayMaskSafeguard, ray_mask
 
@@ -63,53 +64,21 @@ __all__ = ["make_safeguard", "KINDS", "Safeguard", "SafeguardInfo", "NoSafeguard
            "RayMaskSafeguard", "TanhRayMaskSafeguard", "project", "ray_mask"]
 
 
-class NoSafeguard(Safeguard):
-    """The unsafeguarded baseline: returns the actions unchanged.
-
-    The float64 check still runs, so ``info.n_unsafe`` counts actions outside ``S(x)``
-    (nothing is replaced); states outside the set are counted, never refused.
-    """
-
-    kind = "none"
-
-    def __init__(self, system: Union[CompiledSystem, str], invariant_set: InvariantSetLike, **kw: Any) -> None:
-        kw.setdefault("outside", "fallback")
-        super().__init__(system, invariant_set, **kw)
-
-    def _map(self, actions: Tensor, G: Tensor, h: Tensor, tol: Tolerances) -> Tensor:
-        return actions
-
-    def _forward_chunk(self, states: Tensor, actions: Tensor) -> tuple[Tensor, SafeguardInfo]:
-        with torch.no_grad():
-            ch = self._prepare(states, actions.dtype, False)
-            ok = self._verify(ch, actions.detach().to(torch.float64))
-        zeros = torch.zeros(actions.shape[0], dtype=actions.dtype, device=actions.device)
-        return actions, SafeguardInfo(intervened=zeros.bool(), distance=zeros, n_outside=ch.n_outside,
-                                      n_unsafe=int((~ok).sum()), unsafe=~ok)
-
-
-KINDS: dict[str, type[Safeguard]] = {
-    "none": NoSafeguard,
-    "projection": ProjectionSafeguard,
-    "raymask": RayMaskSafeguard,
-    "raymask-tanh": TanhRayMaskSafeguard,
-}
+KINDS: Mapping[str, type[Safeguard]] = SAFEGUARD_KINDS.classes()  # live: name -> class
 
 
 def make_safeguard(kind: str, system: Union[CompiledSystem, str], setfile: InvariantSetLike,
                    passthrough: bool = False, **kw: Any) -> Safeguard:
     """Build a safeguard.
 
-    :param kind: one of :data:`KINDS` (``"none"``, ``"projection"``, ``"raymask"``, ``"raymask-tanh"``).
+    :param kind: one of :data:`KINDS` (``"none"``, ``"projection"``, ``"raymask"``, ``"raymask-tanh"``
+        and any kind registered in :data:`reachsafe.safeguard_kinds.SAFEGUARD_KINDS`).
     :param system: compiled system or its name.
-    :param setfile: :class:`~reachsafe.setfile.SetFile`, path, HPolytope or ``(A, b)``.
+    :param setfile: :class:`~reachsafe.setfile.SetFile`, path, a set (HPolytope, Box, Zonotope) or ``(A, b)``.
     :param passthrough: straight-through (identity) gradient; it ignores that the safeguard overrides the
         action, which left 1 in 5 pendulum SHAC policies stuck at the constraint (results/paper).
     :param kw: further options of :class:`~reachsafe.safeguards.base.Safeguard`
         (``outside``, ``empty``, ``tighten``, ``margin``, ...).
+    :raises UserError: unknown ``kind`` (one line with the choices).
     """
-    from ..errors import UserError
-
-    if kind not in KINDS:
-        raise UserError(f"unknown safeguard kind {kind!r}; choose one of {', '.join(KINDS)}")
-    return KINDS[kind](system, setfile, passthrough=passthrough, **kw)
+    return SAFEGUARD_KINDS.load(kind)(system, setfile, passthrough=passthrough, **kw)

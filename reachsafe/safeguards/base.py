@@ -20,9 +20,15 @@ One call ``safeguard(states [B, n], actions [B, m]) -> safe_actions [B, m]``:
    its structure and value without a graph, then one autograd node whose backward is the exact
    Jacobian in closed form (with respect to the action and, through ``c, B, E``, the state).
 4. float64 safety net (:mod:`reachsafe.safeguards.safetynet`): every returned action is
-   checked against all facets; failures are replaced by a verified action and counted.
+   checked against all facets; failures are replaced by a verified action and counted
+   (a kind with ``shields = False``, the ``"none"`` baseline, only counts them).
 
 Large batches are processed in chunks (``chunk_entries`` bounds the float64 work arrays).
+
+A subclass (a *kind*, registered in :mod:`reachsafe.safeguard_kinds`) sets ``kind`` and
+implements the abstract :meth:`Safeguard._map` (the map on the local rows ``{a : G a <= h}``);
+it may also override :meth:`Safeguard._solve` (the map on a prepared :class:`Chunk`, for a
+gradient to the state).  docs/extending.md walks through one.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ import dataclasses
 import math
 import os
 import warnings
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 import numpy as np
 import torch
@@ -40,6 +47,8 @@ from torch import Tensor
 
 from ..errors import UserError
 from ..intervention import INTERVENTION_TOL
+from ..sets.base import ConvexSet
+from ..sets.convert import as_hpolytope
 from ..setfile import SetFile, load_set
 from ..systems import CompiledSystem, get_system
 from .actionset import _BIG, Tolerances, box_rows, rowdot, tolerances
@@ -50,7 +59,7 @@ __all__ = ["Safeguard", "SafeguardInfo", "InvariantSetLike", "MAX_ACTIONS"]
 
 MAX_ACTIONS = 8  # largest m the safeguards accept (tested at m = 1, 2, 3, 4, 6)
 
-InvariantSetLike = Union[SetFile, str, os.PathLike, tuple]
+InvariantSetLike = Union[SetFile, str, os.PathLike, tuple, ConvexSet]
 
 
 @dataclass
@@ -97,7 +106,7 @@ class SafeguardInfo:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Chunk:
     """One chunk of states prepared for a map (:meth:`Safeguard._prepare`); float64 throughout.
 
@@ -114,6 +123,8 @@ class Chunk:
     :param rhs: ``[B, K]`` the facets' right-hand sides ``b - A c(x) - h_W(x)``, not tightened.
     :param tol: tolerances of the output dtype; ``tol64``: float64 tolerances with the same ``tighten``.
     :param outside: ``[B]`` states outside ``P``; ``n_outside`` their number.
+    :param guard: the safeguard that prepared the chunk (its constants: ``A``, the noise box).
+    :param grad: whether ``cBE`` carries the graph to the states (a gradient is needed).
     """
 
     cBE: Tensor
@@ -230,12 +241,10 @@ def _resolve_set(system: CompiledSystem, invariant_set: InvariantSetLike) -> tup
     elif isinstance(invariant_set, tuple) and len(invariant_set) == 2:
         A, b = invariant_set
         where = "(A, b)"
-    elif hasattr(invariant_set, "A") and hasattr(invariant_set, "b"):  # HPolytope
-        A, b = invariant_set.A, invariant_set.b
+    else:  # a set representation (HPolytope, Box, Zonotope); anything else: one UserError
+        poly = as_hpolytope(invariant_set, what="invariant_set", also="a SetFile, a path to one")
+        A, b = poly.A, poly.b
         where = type(invariant_set).__name__
-    else:
-        raise UserError("invariant_set must be a SetFile, a path to one, an HPolytope or a tuple (A, b); "
-                        f"got {type(invariant_set).__name__}")
     A = np.asarray(A.detach().cpu() if isinstance(A, Tensor) else A, dtype=np.float64)
     b = np.asarray(b.detach().cpu() if isinstance(b, Tensor) else b, dtype=np.float64)
     if A.ndim != 2 or A.shape[1] != system.n or A.shape[0] == 0 or b.shape != (A.shape[0],):
@@ -249,12 +258,18 @@ def _resolve_set(system: CompiledSystem, invariant_set: InvariantSetLike) -> tup
     return A / norms[:, None], b / norms, where
 
 
-class Safeguard(torch.nn.Module):
+class Safeguard(torch.nn.Module, metaclass=ABCMeta):
     """Base class: maps policy actions to actions in ``S(x)`` (module docstring has the math).
 
+    Class attributes of a kind: ``kind`` (its name in :mod:`reachsafe.safeguard_kinds`, the CLI and
+    experiment files) and ``shields`` (``True``: every returned action is verified safe or counted
+    as unsafe and replaced; ``False``: actions are returned as the map gives them and unsafe ones
+    only counted); both must agree with the kind's registry entry, which adds the display name.
+
     :param system: a :class:`~reachsafe.systems.CompiledSystem` or its name.
-    :param invariant_set: a :class:`~reachsafe.setfile.SetFile`, a path to one, an
-        :class:`~reachsafe.sets.HPolytope` or a tuple ``(A, b)`` (arrays or tensors).
+    :param invariant_set: a :class:`~reachsafe.setfile.SetFile`, a path to one, a set
+        (:class:`~reachsafe.sets.HPolytope`, :class:`~reachsafe.sets.Box`,
+        :class:`~reachsafe.sets.Zonotope`) or a tuple ``(A, b)`` (arrays or tensors).
     :param passthrough: straight-through gradient: the value is ``a_s`` but the gradient
         is the identity, ``a + (a_s - a).detach()`` (no gradient to the state through ``a_s``).
     :param outside: states outside ``P`` (by more than ``outside_tol``): ``"raise"`` a
@@ -272,7 +287,8 @@ class Safeguard(torch.nn.Module):
         constraint-generation step.
     """
 
-    kind: str = "base"
+    kind: ClassVar[str] = "base"
+    shields: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -432,9 +448,14 @@ class Safeguard(torch.nn.Module):
                 f"passthrough={self.passthrough}, outside={self.outside!r}")
 
     # ---------------------------------------------------------------- subclass
+    @abstractmethod
     def _map(self, actions: Tensor, G: Tensor, h: Tensor, tol: Tolerances) -> Tensor:
-        """The safeguard's map on ``{a : G a <= h}`` (rows include the box): ``[B, m]`` -> ``[B, m]``."""
-        raise NotImplementedError
+        """The safeguard's map on ``S(x) = {a : G a <= h}``: ``actions [B, m]`` -> ``[B, m]`` in ``S(x)``.
+
+        ``G [B, M, m]``, ``h [B, M]`` (float64) are the local rows of :class:`Chunk`: the facets that
+        cut U, then the box rows ``[I; -I]``; ``tol`` the float64 tolerances.  Differentiable in
+        ``actions`` (autograd); the result is re-checked by the safety net.
+        """
 
     # ---------------------------------------------------------------- internals
     def _cast(self, t: Tensor, like: Tensor) -> Tensor:
@@ -582,11 +603,18 @@ class Safeguard(torch.nn.Module):
         return cols, Ac, depth
 
     def _forward_chunk(self, states: Tensor, actions: Tensor) -> tuple[Tensor, SafeguardInfo]:
-        grad = (not self.passthrough and torch.is_grad_enabled()
+        """Steps 1-4 of the module docstring on one chunk: prepare, map, safety net (or, for a kind
+        that does not shield, only the count of unsafe actions)."""
+        grad = (self.shields and not self.passthrough and torch.is_grad_enabled()
                 and (states.requires_grad or actions.requires_grad))
         ch = self._prepare(states, actions.dtype, grad)
         out = self._solve(actions, ch)
-        out, counts, unsafe = self._safety_net(out, ch)
+        if self.shields:
+            out, counts, unsafe = self._safety_net(out, ch)
+        else:
+            with torch.no_grad():
+                unsafe = ~self._verify(ch, out.detach().to(torch.float64))
+            counts = {"n_unsafe": int(unsafe.sum())}
         dist = (out.detach() - actions.detach()).norm(dim=-1)
         return out, SafeguardInfo(intervened=dist > INTERVENTION_TOL, distance=dist, n_outside=ch.n_outside, unsafe=unsafe,
                                   **counts)

@@ -4,7 +4,7 @@ For each set file and batch size B, on the same states (in P, half of them near 
 boundary) and actions (uniform in [-1.5, 1.5]^m, so many are unsafe), the median wall time
 of one *forward + backward* call (and its CPU-time ratio to the simulator step, below) (gradients to states and actions) of
 
-* each safeguard (``none``, ``projection``, ``raymask``, ``raymask-tanh``),
+* each registered safeguard kind (``none``, ``projection``, ``raymask``, ``raymask-tanh``, ...),
 * a cvxpylayers projection layer ``argmin |z - a|^2 s.t. G z <= h`` with ``G, h`` of
   ``S(x)`` (all k + 2m rows) as batched parameters: the approach of the paper's code
   (optional dependency ``pip install cvxpylayers``; never imported by the package itself),

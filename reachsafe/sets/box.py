@@ -7,24 +7,23 @@ coordinate units.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import Union
 
 import numpy as np
 
 from ._geometry import RngLike, as_directions, as_points, as_vector, make_rng
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .hpolytope import HPolytope
+from .base import ConvexSet
 
 __all__ = ["Box"]
 
 
 @dataclass(frozen=True, eq=False)
-class Box:
+class Box(ConvexSet):
     """Axis-aligned box B = {x in R^n : lo_i <= x_i <= hi_i for all i}.
 
     ``lo`` and ``hi`` are stored as read-only float64 arrays of shape [n]; a
-    degenerate box (lo_i == hi_i for some i) is allowed.
+    degenerate box (lo_i == hi_i for some i) is allowed.  Its H-representation
+    ``[I; -I] x <= [hi; -lo]`` is :func:`reachsafe.sets.convert.as_hpolytope`.
     """
 
     lo: np.ndarray
@@ -66,6 +65,10 @@ class Box:
         """vol(B) = prod_i (hi_i - lo_i)."""
         return float(np.prod(self.hi - self.lo))
 
+    def bounding_box(self) -> "Box":
+        """The box itself (it is its own interval hull: h_B(e_i) = hi_i, -h_B(-e_i) = lo_i)."""
+        return self
+
     # -------------------------------------------------------------- queries
     def contains(self, x: object, tol: float = 0.0) -> Union[bool, np.ndarray]:
         """Membership lo - tol <= x <= hi + tol; x of shape [n] -> bool, [N, n] -> bool [N]."""
@@ -94,10 +97,3 @@ class Box:
             raise ValueError(f"N must be a non-negative integer, got {N}")
         gen = make_rng(rng)
         return gen.uniform(self.lo, self.hi, size=(int(N), self.dim))
-
-    # ----------------------------------------------------------- conversions
-    def to_hpolytope(self) -> "HPolytope":
-        """H-representation [I; -I] x <= [hi; -lo]."""
-        from .hpolytope import HPolytope
-
-        return HPolytope.from_box(self.lo, self.hi)

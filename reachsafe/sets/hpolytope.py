@@ -3,7 +3,9 @@
 LP-based queries (support function, bounding box, Chebyshev centre,
 redundancy removal) use ``scipy.optimize.linprog(method="highs")``; vertex
 enumeration uses pypoman / pycddlib (double-description method).  Volumes are
-exact for n <= 3 and Monte-Carlo (with a binomial standard error) above.
+exact for n <= 3 and Monte-Carlo (with a binomial standard error) above:
+:meth:`HPolytope.volume` returns the value as a float (like every representation),
+:meth:`HPolytope.volume_estimate` the value with its standard error and method.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ._geometry import (
     shoelace_area,
     sort_ccw,
 )
+from .base import ConvexSet
 from .box import Box
 
 __all__ = ["HPolytope", "VolumeEstimate"]
@@ -52,7 +55,7 @@ def _linprog(c: np.ndarray, A: np.ndarray, b: np.ndarray,
     return linprog(c, A_ub=A, b_ub=b, bounds=bounds, method="highs")
 
 
-class HPolytope:
+class HPolytope(ConvexSet):
     r"""Polyhedron P = {x in R^n : A x <= b} with A of shape [k, n] and b of shape [k].
 
     Most methods assume P is bounded (a polytope); those that need it raise
@@ -140,7 +143,7 @@ class HPolytope:
     def intersect(self, other: Union["HPolytope", Box]) -> "HPolytope":
         """P ∩ Q = {x : A_P x <= b_P, A_Q x <= b_Q} (rows stacked, no redundancy removal)."""
         if isinstance(other, Box):
-            other = other.to_hpolytope()
+            other = HPolytope.from_box(other.lo, other.hi)
         if not isinstance(other, HPolytope):
             raise ValueError(f"can only intersect with HPolytope or Box, got {type(other).__name__}")
         if other.dim != self.dim:
@@ -286,9 +289,13 @@ class HPolytope:
         return V
 
     # ---------------------------------------------------------------- volume
-    def volume(self, method: str = "auto", n_samples: int = 200_000,
-               rng: RngLike = None) -> VolumeEstimate:
-        r"""Volume of P.
+    def volume(self, method: str = "auto", n_samples: int = 200_000, rng: RngLike = None) -> float:
+        """vol(P) as a float: the ``value`` of :meth:`volume_estimate` (same arguments, same number)."""
+        return self.volume_estimate(method, n_samples, rng).value
+
+    def volume_estimate(self, method: str = "auto", n_samples: int = 200_000,
+                        rng: RngLike = None) -> VolumeEstimate:
+        r"""Volume of P with its uncertainty (:class:`VolumeEstimate`).
 
         method="auto": exact for n <= 3, Monte-Carlo otherwise.
         method="exact": vertices + convex hull (shoelace in 2-D,

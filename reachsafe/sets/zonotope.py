@@ -23,6 +23,7 @@ from ._geometry import (
     combinations_index,
     generalized_cross,
 )
+from .base import ConvexSet
 from .box import Box
 from .hpolytope import HPolytope
 
@@ -68,7 +69,7 @@ def _reduce_generators(G: np.ndarray) -> np.ndarray:
     return np.stack(merged, axis=1)
 
 
-class Zonotope:
+class Zonotope(ConvexSet):
     r"""Zonotope Z = {c + G beta : beta in [-1, 1]^p} with centre c [n] and generators G [n, p].
 
     ``center`` and ``generators`` are stored as read-only float64 copies; the
@@ -206,3 +207,12 @@ class Zonotope:
     def sample(self, N: int, rng: RngLike = None) -> np.ndarray:
         """N uniform samples in Z (rejection from the interval hull via the H-representation)."""
         return self.to_hpolytope().sample(N, rng)
+
+    def vertices(self) -> np.ndarray:
+        r"""Vertices [V, n] of a full-dimensional Z, from its H-representation (double description).
+
+        Every vertex is a corner c + G beta with beta in {-1, 1}^p (for the beta = sign(G^T d) of any
+        d in its normal cone); ordering and de-duplication as :meth:`HPolytope.vertices` (counter-
+        clockwise for n == 2).  Raises ValueError if rank(G) < n, like :meth:`to_hpolytope`.
+        """
+        return self.to_hpolytope().vertices()

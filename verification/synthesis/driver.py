@@ -156,7 +156,7 @@ def _linear(part: PlanPart, margin: float, seed: int, deadline: float, log: _Log
 
 
 def _volume(P: HPolytope, seed: int) -> dict:
-    est = P.volume(n_samples=400_000, rng=np.random.default_rng(seed)) if P.dim > 3 else P.volume()
+    est = P.volume_estimate(n_samples=400_000, rng=np.random.default_rng(seed)) if P.dim > 3 else P.volume_estimate()
     return {"value": float(est.value), "method": est.method, "stderr": float(est.stderr)}
 
 
