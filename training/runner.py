@@ -29,7 +29,7 @@ import reachsafe
 from reachsafe.errors import UserError
 from reachsafe.rollouts import Rollouts
 from reachsafe.setfile import SetFile, atomic_write_text, load_set, set_fingerprint
-from reachsafe.systems import get_system
+from reachsafe.systems import get_system, profile_of
 
 from .backends import StartPoint, TrainingBackend, make_backend, saved_policy
 from .env import SafeEnv
@@ -90,9 +90,9 @@ def default_set_path(system: str) -> tuple[Path, str]:
     computed = Path("sets") / f"{system}.json"
     if computed.exists():
         return computed, f"default set {computed} (computed by compute-invariant)"
-    if system == "pendulum":
-        pub = data / "published" / "pendulum.json"
-        return pub, f"default set {pub} (published set; data/pendulum.json does not exist yet)"
+    if profile_of(system).published_set_is_invariant:
+        pub = data / "published" / f"{system}.json"
+        return pub, f"default set {pub} (published set; data/{system}.json does not exist yet)"
     raise UserError(f"{system} needs --set FILE: neither data/{system}.json nor sets/{system}.json exists and the published "
                     f"{system} set is not invariant (use it only as --init-set); compute one with "
                     f"'reachsafe compute-invariant {system}'")
@@ -161,7 +161,7 @@ def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set
                 eval_episodes: int = 16, threads: int = 1, allow_unverified_set: bool = False, device: str = "cpu",
                 overrides: Optional[dict[str, Any]] = None) -> tuple[RunConfig, list[str]]:
     """A validated :class:`RunConfig` with the paper's defaults filled in, and notes for the user."""
-    from .shac import DEFAULT_STEPS, paper_defaults
+    from .shac import paper_defaults
 
     get_system(system)  # unknown system -> one-line error
     notes: list[str] = []
@@ -169,7 +169,7 @@ def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set
         p, note = default_set_path(system)
         set_path = str(p)
         notes.append(note)
-    steps = int(steps if steps is not None else DEFAULT_STEPS.get(system, 100_000))
+    steps = int(steps if steps is not None else profile_of(system).steps)
     if algo == "shac":
         shac_cfg = paper_defaults(system)
         shac_cfg.regularize = float(regularize)
