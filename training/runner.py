@@ -27,6 +27,7 @@ import torch
 
 import reachsafe
 from reachsafe.errors import UserError
+from reachsafe.repository import repository_root
 from reachsafe.rollouts import Rollouts
 from reachsafe.setfile import SetFile, atomic_write_text, load_set, set_fingerprint
 from reachsafe.systems import get_system, profile_of
@@ -39,7 +40,7 @@ from .rundir import METRIC_COLUMNS, RunDir
 __all__ = ["RunConfig", "RunDir", "train", "evaluate_run", "set_fingerprint", "default_set_path", "git_commit",
            "build_env", "load_policy", "rollout_meta", "EVAL_SEED", "METRIC_COLUMNS", "SAFEGUARDS", "ALGOS"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+SOURCE_ROOT = Path(__file__).resolve().parents[1]  # the folder the code was imported from (its git commit is recorded)
 EVAL_SEED = 20250602  # every evaluation of every run starts from the same initial states and noise
 SAFEGUARDS = ("none", "projection", "raymask", "raymask-tanh")
 ALGOS = ("shac", "ppo", "sac")
@@ -50,8 +51,9 @@ _RESUME_DEFAULTS = {"init_sampling": "uniform", "device": "cpu"}
 
 
 # ----------------------------------------------------------------------------- provenance
-def git_commit(root: Path = REPO_ROOT) -> Optional[str]:
-    """The checked-out commit, read from ``.git`` files (no git process); None if unavailable."""
+def git_commit(root: Path = SOURCE_ROOT) -> Optional[str]:
+    """The checked-out commit of ``root`` (default: the code's source tree), read from ``.git`` files (no git
+    process); None if unavailable (e.g. installed from a wheel)."""
     try:
         git = root / ".git"
         if git.is_file():  # worktree: "gitdir: <path>"
@@ -77,25 +79,31 @@ def git_commit(root: Path = REPO_ROOT) -> Optional[str]:
 
 
 def default_set_path(system: str) -> tuple[Path, str]:
-    """``(path, note)``: the shipped ``data/SYSTEM.json`` if it exists, else ``sets/SYSTEM.json`` in
-    the current folder (where ``compute-invariant`` writes by default), else the published
-    pendulum set.
+    """``(path, note)``: the set a run uses without ``--set``.
 
-    :raises UserError: for a system without a committed set and no usable published one.
+    In order: ``data/SYSTEM.json`` of the repository found from the current folder
+    (:func:`reachsafe.repository.repository_root`), else ``sets/SYSTEM.json`` in the current
+    folder (where ``compute-invariant`` writes by default), else the repository's published set
+    ``data/published/SYSTEM.json`` if the system's profile says it is invariant (the pendulum's).
+
+    :raises UserError: none of these applies.
     """
-    data = REPO_ROOT / "data"
-    own = data / f"{system}.json"
-    if own.exists():
+    root = repository_root()
+    data = root / "data" if root is not None else None
+    if data is not None and (data / f"{system}.json").exists():
+        own = data / f"{system}.json"
         return own, f"default set {own} (data/{system}.json)"
     computed = Path("sets") / f"{system}.json"
     if computed.exists():
         return computed, f"default set {computed} (computed by compute-invariant)"
-    if profile_of(system).published_set_is_invariant:
+    published_invariant = profile_of(system).published_set_is_invariant
+    if data is not None and published_invariant:
         pub = data / "published" / f"{system}.json"
         return pub, f"default set {pub} (published set; data/{system}.json does not exist yet)"
-    raise UserError(f"{system} needs --set FILE: neither data/{system}.json nor sets/{system}.json exists and the published "
-                    f"{system} set is not invariant (use it only as --init-set); compute one with "
-                    f"'reachsafe compute-invariant {system}'")
+    why = ("no repository (a folder with pyproject.toml and data/) was found from the current folder"
+           if published_invariant else f"the published {system} set is not invariant (use it only as --init-set)")
+    raise UserError(f"{system} needs --set FILE: neither data/{system}.json nor sets/{system}.json exists and {why}; "
+                    f"compute one with 'reachsafe compute-invariant {system}'")
 
 
 # ----------------------------------------------------------------------------- configuration

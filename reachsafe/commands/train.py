@@ -7,9 +7,11 @@ Interrupted runs continue with --resume (same flags; --steps may grow): checkpoi
 networks, optimisers, the environments' state and every random state, so a resumed run
 reproduces the uninterrupted one bit for bit (wall times aside).
 
-Default --set: for a built-in system the shipped data/SYSTEM.json, else sets/SYSTEM.json (what
-compute-invariant writes by default), else (pendulum only) data/published/pendulum.json; for a
-model file sets/SYSTEM.json, else data/SYSTEM.json in the current folder.
+Default --set: for a built-in system data/SYSTEM.json of the repository the current folder is in
+(the nearest folder above holding pyproject.toml and data/), else sets/SYSTEM.json (what
+compute-invariant writes by default), else the repository's data/published/SYSTEM.json if the
+system's profile marks it invariant (the pendulum's); for a model file sets/SYSTEM.json, else
+data/SYSTEM.json in the current folder.
 The set's certificate is checked for its binding to the proof artifact (it exists, it is the
 recorded one, it is for this A, b and model): a set whose certificate does not match is refused
 (exit 2) unless --allow-unverified-set; a set that was never certified is used with a warning
