@@ -168,7 +168,8 @@ def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set
                 passthrough: bool = False, regularize: float = 0.0, eval_every: Optional[int] = None,
                 eval_episodes: int = 16, threads: int = 1, allow_unverified_set: bool = False, device: str = "cpu",
                 overrides: Optional[dict[str, Any]] = None) -> tuple[RunConfig, list[str]]:
-    """A validated :class:`RunConfig` with the paper's defaults filled in, and notes for the user."""
+    """A validated :class:`RunConfig` with the system's defaults (its profile, :mod:`reachsafe.systems.profile`)
+    filled in, and notes for the user."""
     from .shac import paper_defaults
 
     get_system(system)  # unknown system -> one-line error

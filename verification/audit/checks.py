@@ -79,89 +79,65 @@ class Reason(IntEnum):
 
     Integer-valued, so the per-item ``code`` arrays of :class:`CheckResult` stay ``int8`` arrays
     that compare with the members directly (``code == StateReason.OUTSIDE_P``).  Each member
-    carries its ``label`` (the name in the JSON report) and words a failure with :meth:`explain`.
+    carries its ``label`` (the name in the JSON report) and the ``wording`` of a failure, a
+    format string over ``index`` (the facet or coordinate), ``value`` (the offending number),
+    ``name`` (the state coordinate's name) and the box ends ``x_lo``, ``x_hi``, ``w_lo``, ``w_hi``
+    at ``index`` (:meth:`explain`).
     """
 
     label: str
+    wording: str
 
-    def __new__(cls, value: int, label: str) -> "Reason":
+    def __new__(cls, value: int, label: str, wording: str) -> "Reason":
         obj = int.__new__(cls, value)
         obj._value_ = value
         obj.label = label
+        obj.wording = wording
         return obj
 
     def explain(self, index: int, value: float, words: Wording) -> str:
         """One line for a failing item: ``index`` is the facet or coordinate, ``value`` the offending number."""
-        raise NotImplementedError
+
+        def at(seq: list) -> Any:  # a facet index may exceed the coordinates: only coordinate reasons use these
+            return seq[index] if 0 <= index < len(seq) else float("nan")
+
+        return self.wording.format(index=index, value=value, name=at(words.state_names), x_lo=at(words.x_lo),
+                                   x_hi=at(words.x_hi), w_lo=at(words.w_lo), w_hi=at(words.w_hi))
 
 
 class StateReason(Reason):
     """Why a state fails check 2; :func:`check_states` reports the first that applies, in this order."""
 
-    PASS = 0, "pass"
-    NON_FINITE = 4, "non_finite"
-    OUTSIDE_X = 1, "outside_X"
-    OUTSIDE_P = 2, "outside_P"
-    NOT_PROVABLE = 3, "not_provable"
-
-    def explain(self, index: int, value: float, words: Wording) -> str:
-        match self:
-            case StateReason.OUTSIDE_X:
-                return (f"state outside X: {words.state_names[index]} = {value:.17g} not in "
-                        f"[{words.x_lo[index]:g}, {words.x_hi[index]:g}]")
-            case StateReason.OUTSIDE_P:
-                return f"state outside P: facet {index} violated by {value:.3g} (normalised)"
-            case StateReason.NOT_PROVABLE:
-                return f"state in P not provable within rounding: facet {index} within the error bound {value:.3g}"
-            case StateReason.NON_FINITE:
-                return "state is not finite"
-        return "passed"
+    PASS = 0, "pass", "passed"
+    NON_FINITE = 4, "non_finite", "state is not finite"
+    OUTSIDE_X = 1, "outside_X", "state outside X: {name} = {value:.17g} not in [{x_lo:g}, {x_hi:g}]"
+    OUTSIDE_P = 2, "outside_P", "state outside P: facet {index} violated by {value:.3g} (normalised)"
+    NOT_PROVABLE = 3, "not_provable", ("state in P not provable within rounding: facet {index} within the error "
+                                       "bound {value:.3g}")
 
 
 class ActionReason(Reason):
     """Why an action fails check 3; :func:`check_actions` reports the first that applies, in this order."""
 
-    PASS = 0, "pass"
-    NON_FINITE = 4, "non_finite"
-    OUTSIDE_U = 1, "outside_U"
-    UNSAFE = 2, "unsafe"
-    NOT_PROVABLE = 3, "not_provable"
-
-    def explain(self, index: int, value: float, words: Wording) -> str:
-        match self:
-            case ActionReason.OUTSIDE_U:
-                return f"executed action outside U: a[{index}] = {value:.17g} not in [-1, 1]"
-            case ActionReason.UNSAFE:
-                return (f"unsafe action: a successor can leave P for some noise in W "
-                        f"(facet {index}, by {value:.3g} normalised)")
-            case ActionReason.NOT_PROVABLE:
-                return (f"safety of the action not provable within rounding: facet {index} within the error bound "
-                        f"{value:.3g}")
-            case ActionReason.NON_FINITE:
-                return "state or action is not finite"
-        return "passed"
+    PASS = 0, "pass", "passed"
+    NON_FINITE = 4, "non_finite", "state or action is not finite"
+    OUTSIDE_U = 1, "outside_U", "executed action outside U: a[{index}] = {value:.17g} not in [-1, 1]"
+    UNSAFE = 2, "unsafe", ("unsafe action: a successor can leave P for some noise in W (facet {index}, by "
+                           "{value:.3g} normalised)")
+    NOT_PROVABLE = 3, "not_provable", ("safety of the action not provable within rounding: facet {index} within "
+                                       "the error bound {value:.3g}")
 
 
 class TransitionReason(Reason):
     """Why a transition fails check 4; :func:`check_transitions` reports the first that applies, in this order."""
 
-    PASS = 0, "pass"
-    NON_FINITE = 4, "non_finite"
-    NOISE_OUTSIDE_W = 1, "noise_outside_W"
-    NOT_MODEL_SUCCESSOR = 2, "not_model_successor"
-
-    def explain(self, index: int, value: float, words: Wording) -> str:
-        match self:
-            case TransitionReason.NOISE_OUTSIDE_W:
-                return (f"transition not explained: estimated noise w[{index}] = {value:.6g} outside "
-                        f"W = [{words.w_lo[index]:g}, {words.w_hi[index]:g}] (not from this model and noise bound)")
-            case TransitionReason.NOT_MODEL_SUCCESSOR:
-                return (f"transition not explained by the model: x+ - c(x) - B(x) a - E w has "
-                        f"{words.state_names[index]} residual {value:.3g} beyond the tolerance for every w in W "
-                        "(another model or simulator?)")
-            case TransitionReason.NON_FINITE:
-                return "transition involves non-finite values"
-        return "passed"
+    PASS = 0, "pass", "passed"
+    NON_FINITE = 4, "non_finite", "transition involves non-finite values"
+    NOISE_OUTSIDE_W = 1, "noise_outside_W", ("transition not explained: estimated noise w[{index}] = {value:.6g} "
+                                             "outside W = [{w_lo:g}, {w_hi:g}] (not from this model and noise bound)")
+    NOT_MODEL_SUCCESSOR = 2, "not_model_successor", (
+        "transition not explained by the model: x+ - c(x) - B(x) a - E w has {name} residual {value:.3g} beyond "
+        "the tolerance for every w in W (another model or simulator?)")
 
 
 def first_reason(rules: list[tuple[np.ndarray, Reason]], otherwise: Reason) -> np.ndarray:
