@@ -197,7 +197,7 @@ class SB3Backend:
             set_rng_state(ck["rng"])
             self.model.action_space.np_random.bit_generator.state = ck["action_space"]
             return StartPoint(int(self.model.num_timesteps), float(ck["wall_time_s"]), resumed=True)
-        # a checkpoint of an older reachsafe (model.zip, replay.pkl, state.json): counters only, the environments restart
+        # a checkpoint of an older reachsafe (model.zip, replay.pkl, state.json): counters only, the envs restart
         st = json.loads((ckpt / "state.json").read_text())
         self.model = load_model(algo, str(self.model_path), self.venv)
         if algo == "sac" and (ckpt / "replay.pkl").exists():
@@ -215,8 +215,8 @@ class SB3Backend:
             rbuf = io.BytesIO()
             self.model.save_replay_buffer(rbuf)
             replay = rbuf.getvalue()
-        self.run.save_torch({"model": buf.getvalue(), "replay": replay, "env": self.env.state_dict(), "rng": rng_state(),
-                             "action_space": self.model.action_space.np_random.bit_generator.state,
+        self.run.save_torch({"model": buf.getvalue(), "replay": replay, "env": self.env.state_dict(),
+                             "rng": rng_state(), "action_space": self.model.action_space.np_random.bit_generator.state,
                              "env_steps": steps, "wall_time_s": wall_time_s}, self.FILE)  # one atomic file
 
     def learn(self, start: StartPoint, hook: StepHook, at_boundary: Callable[[], None]) -> None:

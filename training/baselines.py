@@ -20,7 +20,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from .gym_adapter import SafeVecEnv
 from .profiles import profile_overrides
 
-__all__ = ["ALGOS", "GENERIC_HYPERPARAMETERS", "default_hyperparameters", "make_model", "load_model", "HookCallback", "sb3_policy"]
+__all__ = ["ALGOS", "GENERIC_HYPERPARAMETERS", "default_hyperparameters", "make_model", "load_model", "HookCallback",
+           "sb3_policy"]
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
 

@@ -353,7 +353,8 @@ class _Driver:
         self.title = f"{cfg.system} {cfg.algo.upper()} safeguard={cfg.safeguard}" + (" passthrough" if cfg.passthrough else "") \
             + (f" reg={cfg.regularize:g}" if cfg.regularize else "")
         self.pbar = progress_bar(total=cfg.steps, initial=min(start.steps, cfg.steps), unit="step", file=sys.stderr,
-                                 disable=not progress, dynamic_ncols=True, desc=f"{cfg.system} {cfg.algo}/{cfg.safeguard}")
+                                 disable=not progress, dynamic_ncols=True,
+                                 desc=f"{cfg.system} {cfg.algo}/{cfg.safeguard}")
 
     def wall(self) -> float:
         return time.perf_counter() - self.t0
@@ -394,7 +395,7 @@ class _Driver:
         return steps >= self.cfg.steps
 
     def flush_checkpoint(self) -> None:
-        """Have the backend write the checkpoint an evaluation asked for (at once, or at a deferred backend's boundary)."""
+        """Have the backend write the checkpoint an evaluation asked for (at once, or at a deferred boundary)."""
         if self.pending is not None:
             steps, wall = self.pending
             self.pending = None

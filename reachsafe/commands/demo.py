@@ -26,8 +26,9 @@ from ..repository import repository_root
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", metavar="DIR", help="output folder, new or empty (default runs/demo-DATE-TIME in the repository, "
-                   "else in the current folder)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder, new or empty (default runs/demo-DATE-TIME in the repository, else in the "
+                        "current folder)")
     p.add_argument("--steps", type=int, default=20_000, metavar="N", help="SHAC budget in environment steps (default 20000)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
     p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps <= 0:
         raise UserError(f"--steps must be positive, got {args.steps}")
-    out = Path(args.out) if args.out else (repository_root() or Path.cwd()) / "runs" / time.strftime("demo-%Y%m%d-%H%M%S")
+    default_out = (repository_root() or Path.cwd()) / "runs" / time.strftime("demo-%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else default_out
     out = out.resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} exists and is not an empty folder; choose a new one")

@@ -47,7 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="initial states uniform in --init-set ∩ --set (default), or 'zonotope': c + G beta with beta "
                         "uniform in [-1, 1]^p from the --init-set's zonotope, restricted to --set (the paper's code)")
     p.add_argument("--seed", type=int, required=True, metavar="N", help="random seed")
-    p.add_argument("--steps", type=int, metavar="N", help="budget in environment steps (default: the system profile's, 100k pendulum, 200k quadrotor; else 100k)")
+    p.add_argument("--steps", type=int, metavar="N",
+                   help="budget in environment steps (default: the system profile's, 100k pendulum, 200k quadrotor; "
+                        "else 100k)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (must be new or empty unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--allow-unverified-set", action="store_true",
