@@ -174,6 +174,7 @@ class SB3Backend:
 
     @property
     def model_path(self) -> Path:
+        """The SB3 model alone, written with every checkpoint (what ``reachsafe evaluate`` loads)."""
         return self.run.ckpt_dir / "model.zip"
 
     def init(self) -> StartPoint:

@@ -70,6 +70,7 @@ class Wording:
 
     @classmethod
     def of(cls, setfile: Any, n: int) -> "Wording":
+        """The wording context of a set file for ``n`` state coordinates (names ``x0, x1, ...`` if it has none)."""
         return cls(list(setfile.state_names or [f"x{k}" for k in range(n)]), list(setfile.constraints["lo"]),
                    list(setfile.constraints["hi"]), list(setfile.noise["lo"]), list(setfile.noise["hi"]))
 
