@@ -236,6 +236,32 @@ def test_tampered_artifact_fails_check_1(tmp_path, clean, cert_dir):
     assert not res.certificate[0].ok and "differs" in res.certificate[0].message
 
 
+# ----------------------------------------------------------------------------- reason codes (issue 19)
+def test_reason_codes_are_integer_enums(tmp_path, clean, setpath):
+    """Codes stay int8 arrays that compare with the enum members; the labels are the JSON's names."""
+    from verification.audit.checks import ActionReason, StateReason, TransitionReason
+
+    S = clean["states"].copy()
+    S[2, 10] = [0.0, 11.9]
+    res = audit(save(tmp_path, clean, states=S), setpath, recheck=False)
+    assert res.states.code.dtype == np.int8 and res.states.code[2, 10] == StateReason.OUTSIDE_P
+    assert (res.states.reasons, res.actions.reasons, res.transitions.reasons) == (StateReason, ActionReason,
+                                                                                    TransitionReason)
+    assert res.states.codes == {0: "pass", 1: "outside_X", 2: "outside_P", 3: "not_provable", 4: "non_finite"}
+    assert res.actions.codes == {0: "pass", 1: "outside_U", 2: "unsafe", 3: "not_provable", 4: "non_finite"}
+    assert res.transitions.codes == {0: "pass", 1: "noise_outside_W", 2: "not_model_successor", 4: "non_finite"}
+    j = int(np.ravel_multi_index((2, 10), res.states.code.shape))
+    assert res.states.reason(j) is StateReason.OUTSIDE_P
+
+
+def test_first_reason_reports_the_first_rule_that_holds():
+    from verification.audit.checks import StateReason, first_reason
+
+    code = first_reason([(np.array([1, 0, 0, 1], bool), StateReason.NON_FINITE),
+                         (np.array([1, 1, 0, 0], bool), StateReason.OUTSIDE_X)], StateReason.PASS)
+    assert code.dtype == np.int8 and code.tolist() == [4, 1, 0, 4]
+
+
 # ----------------------------------------------------------------------------- rigor of check 2
 @functools.lru_cache(maxsize=1)
 def _pendulum_geometry():

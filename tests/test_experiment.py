@@ -451,9 +451,7 @@ def test_cli_imports_stay_lazy():
 
 def test_demo_computes_a_missing_set(tmp_path, capsys, monkeypatch):
     """A checkout without data/pendulum.json: the demo certifies a set into --out and uses it."""
-    import training.runner as runner
-
-    monkeypatch.setattr(runner, "REPO_ROOT", tmp_path / "no-repo")
+    monkeypatch.chdir(tmp_path)  # outside the repository: no data/pendulum.json
     out_dir = tmp_path / "demo"
     code, out, err = run_cli(capsys, "demo", "--out", out_dir, "--steps", "512", "--no-progress")
     assert code == 0, err
@@ -469,13 +467,12 @@ def test_demo_default_out_on_a_fresh_clone(tmp_path, capsys, monkeypatch):
     folder runs/ is gitignored and so absent."""
     import shutil
 
-    import training.runner as runner
-
     clone = tmp_path / "clone"
     (clone / "data").mkdir(parents=True)
     for f in ("pendulum.json", "pendulum.proof.json"):
         shutil.copy(DATA / f, clone / "data" / f)
-    monkeypatch.setattr(runner, "REPO_ROOT", clone)
+    shutil.copy(ROOT / "pyproject.toml", clone)
+    monkeypatch.chdir(clone)  # the repository is found from the working folder
     code, out, err = run_cli(capsys, "demo", "--steps", "512", "--no-progress")
     assert code == 0, err
     (demo,) = (clone / "runs").iterdir()

@@ -423,9 +423,7 @@ def test_bad_flags_give_one_line(tmp_path, capsys, argv, needles):
 
 
 def test_quadrotor_needs_a_set(tmp_path, capsys, monkeypatch):
-    from training import runner
-
-    monkeypatch.setattr(runner, "REPO_ROOT", tmp_path)  # no data/quadrotor.json there
+    monkeypatch.chdir(tmp_path)  # outside the repository: no data/quadrotor.json, no sets/quadrotor.json
     code, _, err = run_cli(capsys, "train", "quadrotor", "--safeguard", "raymask", "--seed", 0, "--out", tmp_path / "q")
     _one_line_error(code, err, "quadrotor needs --set FILE", "--init-set")
     assert not (tmp_path / "q").exists()
@@ -436,7 +434,7 @@ def test_quadrotor_shac_short_run_is_safe(tmp_path):
     """Quadrotor SHAC + ray mask on the committed set (skipped until data/quadrotor.json exists)."""
     from training import runner
 
-    cand = runner.REPO_ROOT / "data" / "quadrotor.json"
+    cand = PUBLISHED.parent / "quadrotor.json"
     if not cand.exists():
         pytest.skip("data/quadrotor.json not committed yet")
     cfg, _ = runner.make_config("quadrotor", "shac", "raymask", set_path=str(cand), seed=0, steps=1376,

@@ -8,6 +8,7 @@ own action in its buffers; the safeguard is part of the environment from its poi
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import numpy as np
@@ -17,23 +18,32 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
 from .gym_adapter import SafeVecEnv
+from .profiles import profile_overrides
 
-__all__ = ["ALGOS", "default_hyperparameters", "make_model", "load_model", "HookCallback", "sb3_policy"]
+__all__ = ["ALGOS", "GENERIC_HYPERPARAMETERS", "default_hyperparameters", "make_model", "load_model", "HookCallback",
+           "sb3_policy"]
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
 
 
+# generic SB3 settings of the baselines (``num_envs`` is ours, the rest are SB3 keyword arguments)
+GENERIC_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
+    "ppo": {"num_envs": 16, "n_steps": 256, "batch_size": 256, "n_epochs": 10, "learning_rate": 3e-4, "gamma": 0.98,
+            "gae_lambda": 0.95, "ent_coef": 0.0, "clip_range": 0.2, "net_arch": [128, 128]},
+    "sac": {"num_envs": 4, "learning_rate": 3e-4, "gamma": 0.98, "batch_size": 256, "buffer_size": 1_000_000,
+            "learning_starts": 1000, "train_freq": 1, "gradient_steps": 1, "tau": 0.005, "net_arch": [128, 128]},
+}
+
+
 def default_hyperparameters(algo: str, system: str) -> dict[str, Any]:
-    """SB3 settings used for the baselines (``num_envs`` is ours, the rest are SB3 keyword arguments)."""
-    gamma = 0.95 if system == "pendulum" else 0.98
-    if algo == "ppo":
-        return {"num_envs": 8 if system == "pendulum" else 16, "n_steps": 256, "batch_size": 256, "n_epochs": 10,
-                "learning_rate": 3e-4, "gamma": gamma, "gae_lambda": 0.95, "ent_coef": 0.0, "clip_range": 0.2,
-                "net_arch": [128, 128]}
-    if algo == "sac":
-        return {"num_envs": 4, "learning_rate": 3e-4, "gamma": gamma, "batch_size": 256, "buffer_size": 1_000_000,
-                "learning_starts": 1000, "train_freq": 1, "gradient_steps": 1, "tau": 0.005, "net_arch": [128, 128]}
-    raise ValueError(f"unknown baseline {algo!r}")
+    """SB3 settings of the ``algo`` baseline on ``system``: :data:`GENERIC_HYPERPARAMETERS`, replaced by the
+    entries of the system's profile (:mod:`reachsafe.systems.profile`; e.g. the pendulum's gamma)."""
+    if algo not in GENERIC_HYPERPARAMETERS:
+        raise ValueError(f"unknown baseline {algo!r}")
+    hp = copy.deepcopy(GENERIC_HYPERPARAMETERS[algo])
+    for k, v in profile_overrides(system, algo, hp).items():
+        hp[k] = list(v) if isinstance(v, tuple) else v  # as config.json stores it (a resume compares them)
+    return hp
 
 
 def make_model(algo: str, venv: SafeVecEnv, seed: int, hp: dict[str, Any]) -> BaseAlgorithm:

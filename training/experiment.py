@@ -12,7 +12,8 @@ impossible combination or a missing set file is a one-line :class:`UserError`)::
     description = "..."             # optional, copied into the report
 
     [systems.pendulum]              # one table per system used by the grid
-    set = "data/pendulum.json"      # set in use (safeguard + audit); default data/<system>.json
+    set = "data/pendulum.json"      # set in use (safeguard + audit); default data/<system>.json of the
+                                    #   repository at or above root (reachsafe.repository)
     init_set = "data/published/pendulum.json"   # optional: initial states drawn from this set
     init_sampling = "zonotope"      # optional: "uniform" (default) in init_set, or "zonotope": c + G beta
                                     #   with beta uniform in the cube (the paper's code), both within set
@@ -52,6 +53,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from reachsafe.errors import UserError
+from reachsafe.repository import repository_root
 
 __all__ = ["VARIANTS", "RunSpec", "SystemSettings", "Experiment", "load_experiment", "parse_experiment"]
 
@@ -263,7 +265,7 @@ def parse_experiment(data: dict[str, Any], path: Path) -> Experiment:
     from reachsafe.systems import UnknownSystemError, get_system
 
     from .env import INIT_SAMPLING
-    from .runner import ALGOS, REPO_ROOT, SAFEGUARDS
+    from .runner import ALGOS, SAFEGUARDS
 
     src = str(path)
     _check_keys(data, _TOP_KEYS, src, "the file")
@@ -295,8 +297,9 @@ def parse_experiment(data: dict[str, Any], path: Path) -> Experiment:
         st = _check_keys(st, _SYSTEM_KEYS, src, ctx)
         if "set" in st:
             set_path = _path(st["set"], root, src, f"{ctx} set")
-        else:
-            default = REPO_ROOT / "data" / f"{sname}.json"
+        else:  # data/<system>.json of the repository at or above the experiment's root
+            repo = repository_root(root)
+            default = (repo or root) / "data" / f"{sname}.json"
             if not default.is_file():
                 raise UserError(_where(src, f"{ctx} needs 'set = FILE': {default} does not exist"))
             set_path = default

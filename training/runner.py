@@ -1,41 +1,21 @@
-"""Run directories: configuration, training loop driver, metrics, checkpoints, rollouts, curve.
+"""Training runs: configuration, the training loop driver, evaluation.
 
-A run directory holds::
-
-    config.json              every setting, set fingerprints, package versions, git commit
-    metrics.csv              one row per evaluation (METRIC_COLUMNS)
-    checkpoint/shac.pt       SHAC: networks, optimisers, obs statistics, environment state, every RNG (atomic)
-    checkpoint/sb3.pt        PPO/SAC: the SB3 model, SAC's replay buffer, environment state, every RNG (atomic)
-    checkpoint/model.zip     PPO/SAC: the SB3 model alone (what evaluate loads)
-    rollouts.npz             final evaluation, uniform noise   (format: reachsafe.rollouts)
-    rollouts-adversarial.npz final evaluation, adversarial noise
-    summary.json             final figures
-    curve.png                learning curve (eval return vs env steps, intervention rate)
-
-:func:`train` drives SHAC (:mod:`training.shac`) or an SB3 baseline (:mod:`training.baselines`)
-and, every ``eval_every`` environment steps, evaluates the deterministic policy
-(:func:`training.evaluate.run_episodes`), appends a metrics row and writes a checkpoint.
-``resume=True`` continues from the last checkpoint (metrics rows after it are dropped).
-
-**Bit-exact resume.**  A checkpoint holds everything the rest of the run depends on: the
-networks and optimisers, the training environments' state (states, episode clocks, returns,
-unused initial states, their numpy and torch random streams, see
-:meth:`training.env.SafeEnv.state_dict`) and the process's random states (Python, numpy,
-torch; for PPO/SAC also the action space's).  A run interrupted at any point and resumed
-therefore reproduces the uninterrupted run bit for bit (same metrics, weights and rollouts;
-wall times aside).  SHAC checkpoints at every evaluation; PPO/SAC checkpoint at the first
-rollout boundary after an evaluation (inside a rollout SB3 holds unsaved buffers).
+:func:`train` reads top to bottom: prepare the run directory (settings checked, sets loaded,
+``config.json`` written), build the training and evaluation environments, pick the training
+backend of the algorithm (:mod:`training.backends`: SHAC or an SB3 baseline, each with its own
+checkpoint), let it learn under the :class:`_Driver` and evaluate the final policy.  The driver
+evaluates the deterministic policy every ``eval_every`` environment steps
+(:func:`training.evaluate.run_episodes`), appends a metrics row and has the backend write a
+checkpoint.  ``resume=True`` continues from the last checkpoint (metrics rows after it are
+dropped), bit for bit (:mod:`training.backends`).  The files of a run directory are
+:class:`training.rundir.RunDir`'s.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
 import os
 import platform
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,26 +27,24 @@ import torch
 
 import reachsafe
 from reachsafe.errors import UserError
+from reachsafe.repository import repository_root
 from reachsafe.rollouts import Rollouts
 from reachsafe.safeguard_kinds import KIND_NAMES, SHIELDING_KIND_NAMES
-from reachsafe.setfile import SetFile, atomic_write_bytes, atomic_write_text, load_set, set_fingerprint
-from reachsafe.systems import get_system
+from reachsafe.setfile import SetFile, atomic_write_text, load_set, set_fingerprint
+from reachsafe.systems import get_system, profile_of
 
+from .backends import StartPoint, TrainingBackend, make_backend, saved_policy
 from .env import SafeEnv
 from .evaluate import Policy, run_episodes
+from .rundir import METRIC_COLUMNS, RunDir
 
 __all__ = ["RunConfig", "RunDir", "train", "evaluate_run", "set_fingerprint", "default_set_path", "git_commit",
            "build_env", "load_policy", "rollout_meta", "EVAL_SEED", "METRIC_COLUMNS", "SAFEGUARDS", "ALGOS"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+SOURCE_ROOT = Path(__file__).resolve().parents[1]  # the folder the code was imported from (its git commit is recorded)
 EVAL_SEED = 20250602  # every evaluation of every run starts from the same initial states and noise
 SAFEGUARDS = KIND_NAMES  # live view of reachsafe.safeguard_kinds: a kind registered there is valid here
 ALGOS = ("shac", "ppo", "sac")
-METRIC_COLUMNS = ["env_steps", "wall_time_s", "eval_return_mean", "eval_return_std", "eval_intervention_rate",
-                  "eval_violations_P", "eval_violations_X", "train_return", "train_interventions",
-                  "train_violations_P", "train_violations_X", "train_fallbacks"]
-_INT_COLUMNS = {"env_steps", "eval_violations_P", "eval_violations_X", "train_interventions", "train_violations_P",
-                "train_violations_X", "train_fallbacks"}
 # settings that must match when a run is resumed
 _RESUME_KEYS = ("system", "algo", "safeguard", "passthrough", "regularize", "set_fingerprint",
                 "init_set_fingerprint", "init_sampling", "seed", "hyperparameters", "device")
@@ -74,8 +52,9 @@ _RESUME_DEFAULTS = {"init_sampling": "uniform", "device": "cpu"}
 
 
 # ----------------------------------------------------------------------------- provenance
-def git_commit(root: Path = REPO_ROOT) -> Optional[str]:
-    """The checked-out commit, read from ``.git`` files (no git process); None if unavailable."""
+def git_commit(root: Path = SOURCE_ROOT) -> Optional[str]:
+    """The checked-out commit of ``root`` (default: the code's source tree), read from ``.git`` files (no git
+    process); None if unavailable (e.g. installed from a wheel)."""
     try:
         git = root / ".git"
         if git.is_file():  # worktree: "gitdir: <path>"
@@ -101,25 +80,31 @@ def git_commit(root: Path = REPO_ROOT) -> Optional[str]:
 
 
 def default_set_path(system: str) -> tuple[Path, str]:
-    """``(path, note)``: the shipped ``data/SYSTEM.json`` if it exists, else ``sets/SYSTEM.json`` in
-    the current folder (where ``compute-invariant`` writes by default), else the published
-    pendulum set.
+    """``(path, note)``: the set a run uses without ``--set``.
 
-    :raises UserError: for a system without a committed set and no usable published one.
+    In order: ``data/SYSTEM.json`` of the repository found from the current folder
+    (:func:`reachsafe.repository.repository_root`), else ``sets/SYSTEM.json`` in the current
+    folder (where ``compute-invariant`` writes by default), else the repository's published set
+    ``data/published/SYSTEM.json`` if the system's profile says it is invariant (the pendulum's).
+
+    :raises UserError: none of these applies.
     """
-    data = REPO_ROOT / "data"
-    own = data / f"{system}.json"
-    if own.exists():
+    root = repository_root()
+    data = root / "data" if root is not None else None
+    if data is not None and (data / f"{system}.json").exists():
+        own = data / f"{system}.json"
         return own, f"default set {own} (data/{system}.json)"
     computed = Path("sets") / f"{system}.json"
     if computed.exists():
         return computed, f"default set {computed} (computed by compute-invariant)"
-    if system == "pendulum":
-        pub = data / "published" / "pendulum.json"
-        return pub, f"default set {pub} (published set; data/pendulum.json does not exist yet)"
-    raise UserError(f"{system} needs --set FILE: neither data/{system}.json nor sets/{system}.json exists and the published "
-                    f"{system} set is not invariant (use it only as --init-set); compute one with "
-                    f"'reachsafe compute-invariant {system}'")
+    published_invariant = profile_of(system).published_set_is_invariant
+    if data is not None and published_invariant:
+        pub = data / "published" / f"{system}.json"
+        return pub, f"default set {pub} (published set; data/{system}.json does not exist yet)"
+    why = ("no repository (a folder with pyproject.toml and data/) was found from the current folder"
+           if published_invariant else f"the published {system} set is not invariant (use it only as --init-set)")
+    raise UserError(f"{system} needs --set FILE: neither data/{system}.json nor sets/{system}.json exists and {why}; "
+                    f"compute one with 'reachsafe compute-invariant {system}'")
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -184,8 +169,9 @@ def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set
                 passthrough: bool = False, regularize: float = 0.0, eval_every: Optional[int] = None,
                 eval_episodes: int = 16, threads: int = 1, allow_unverified_set: bool = False, device: str = "cpu",
                 overrides: Optional[dict[str, Any]] = None) -> tuple[RunConfig, list[str]]:
-    """A validated :class:`RunConfig` with the paper's defaults filled in, and notes for the user."""
-    from .shac import DEFAULT_STEPS, paper_defaults
+    """A validated :class:`RunConfig` with the system's defaults (its profile, :mod:`reachsafe.systems.profile`)
+    filled in, and notes for the user."""
+    from .shac import paper_defaults
 
     get_system(system)  # unknown system -> one-line error
     notes: list[str] = []
@@ -193,7 +179,7 @@ def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set
         p, note = default_set_path(system)
         set_path = str(p)
         notes.append(note)
-    steps = int(steps if steps is not None else DEFAULT_STEPS.get(system, 100_000))
+    steps = int(steps if steps is not None else profile_of(system).steps)
     if algo == "shac":
         shac_cfg = paper_defaults(system)
         shac_cfg.regularize = float(regularize)
@@ -254,106 +240,6 @@ def build_env(cfg: RunConfig, num_envs: int, noise: str, seed: int,
                    seed=seed, dtype=dtype, device=device)
 
 
-# ----------------------------------------------------------------------------- run directory
-class RunDir:
-    """Files of one run (module docstring)."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.config_path = self.path / "config.json"
-        self.metrics_path = self.path / "metrics.csv"
-        self.ckpt_dir = self.path / "checkpoint"
-        self.curve_path = self.path / "curve.png"
-        self.summary_path = self.path / "summary.json"
-
-    def rollouts_path(self, noise: str) -> Path:
-        return self.path / ("rollouts.npz" if noise == "uniform" else f"rollouts-{noise}.npz")
-
-    def is_nonempty(self) -> bool:
-        return self.path.is_dir() and any(self.path.iterdir())
-
-    def prepare(self, resume: bool) -> None:
-        """Create the directory; refuse an existing non-empty one unless ``resume``."""
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"--out {self.path} is a file; give a directory for the run")
-        if self.is_nonempty() and not resume:
-            raise UserError(f"run directory {self.path} exists and is not empty; pass --resume to continue it "
-                            "or choose another --out")
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.ckpt_dir.mkdir(exist_ok=True)
-
-    # config
-    def write_config(self, d: dict[str, Any]) -> None:
-        atomic_write_text(self.config_path, json.dumps(d, indent=1, sort_keys=False) + "\n")
-
-    def read_config(self) -> dict[str, Any]:
-        if not self.config_path.exists():
-            raise UserError(f"{self.path} is not a run directory (no config.json); pass the --out of a 'reachsafe train' run")
-        return json.loads(self.config_path.read_text())
-
-    # metrics
-    def read_metrics(self) -> list[dict[str, float]]:
-        if not self.metrics_path.exists():
-            return []
-        with open(self.metrics_path, newline="") as fh:
-            return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
-
-    def write_metrics(self, rows: list[dict[str, float]]) -> None:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (int(r[k]) if k in _INT_COLUMNS else r[k]) for k in METRIC_COLUMNS if k in r})
-        atomic_write_text(self.metrics_path, buf.getvalue())
-
-    # checkpoints
-    def has_checkpoint(self) -> bool:
-        # state.json: PPO/SAC checkpoints of older reachsafe versions (model.zip, replay.pkl, state.json)
-        return any((self.ckpt_dir / n).exists() for n in ("shac.pt", "sb3.pt", "state.json"))
-
-    def save_torch(self, obj: Any, name: str) -> None:
-        buf = io.BytesIO()
-        torch.save(obj, buf)
-        atomic_write_bytes(self.ckpt_dir / name, buf.getvalue())
-
-    def load_torch(self, name: str) -> Any:
-        return torch.load(self.ckpt_dir / name, map_location="cpu", weights_only=False)
-
-    # curve
-    def plot_curve(self, title: str) -> None:
-        rows = self.read_metrics()
-        if not rows:
-            return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        s = np.array([r["env_steps"] for r in rows])
-        m = np.array([r.get("eval_return_mean", np.nan) for r in rows])
-        sd = np.array([r.get("eval_return_std", 0.0) for r in rows])
-        tr = np.array([r.get("train_return", np.nan) for r in rows])
-        ir = np.array([r.get("eval_intervention_rate", np.nan) for r in rows])
-        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(6.4, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-        ax1.plot(s, m, "o-", label="eval return (deterministic)")
-        ax1.fill_between(s, m - sd, m + sd, alpha=0.2)
-        if np.isfinite(tr).any():
-            ax1.plot(s, tr, "--", alpha=0.7, label="training return (with exploration)")
-        ax1.set_ylabel("episode return")
-        ax1.set_title(title)
-        ax1.grid(alpha=0.3)
-        ax1.legend(loc="lower right", fontsize=8)
-        ax2.plot(s, ir, "o-", color="tab:red")
-        ax2.set_ylabel("interventions")
-        ax2.set_xlabel("environment steps")
-        ax2.grid(alpha=0.3)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        atomic_write_bytes(self.curve_path, buf.getvalue())
-
-
 def _provenance(cfg: RunConfig, sf: SetFile, init: Optional[SetFile]) -> dict[str, Any]:
     import stable_baselines3
 
@@ -376,23 +262,6 @@ def _provenance(cfg: RunConfig, sf: SetFile, init: Optional[SetFile]) -> dict[st
     return d
 
 
-def _rng_state() -> dict[str, Any]:
-    """The process's random states (Python, numpy's global generator, torch's CPU generator, and the CUDA
-    generators when CUDA has been used: SHAC's exploration noise on a CUDA device comes from them)."""
-    d = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        d["cuda"] = torch.cuda.get_rng_state_all()
-    return d
-
-
-def _set_rng_state(d: dict[str, Any]) -> None:
-    random.setstate(d["python"])
-    np.random.set_state(d["numpy"])
-    torch.set_rng_state(d["torch"])
-    if "cuda" in d and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(d["cuda"])
-
-
 def _check_resume(stored: dict[str, Any], new: dict[str, Any], path: Path) -> None:
     for k in _RESUME_KEYS:
         # runs made before a setting existed used its default
@@ -406,18 +275,7 @@ def load_policy(run: RunDir, cfg: RunConfig, venv: Any = None) -> Policy:
     """The deterministic policy of the run's last checkpoint, ``obs [E, k] -> actions [E, m]``."""
     if not run.has_checkpoint():
         raise UserError(f"{run.path} has no checkpoint yet; train (or resume) the run first")
-    if cfg.algo == "shac":
-        from .shac import SHACAgent, SHACConfig
-
-        ck = run.load_torch("shac.pt")
-        system = get_system(cfg.system)
-        agent = SHACAgent(system.observation_dim, system.m, SHACConfig.from_dict(cfg.hyperparameters))
-        agent.load_full_state(ck["agent"])
-        agent.eval()
-        return agent.act
-    from .baselines import load_model, sb3_policy
-
-    return sb3_policy(load_model(cfg.algo, str(run.ckpt_dir / "model.zip"), venv))
+    return saved_policy(run, cfg, venv)
 
 
 def rollout_meta(cfg: RunConfig, set_fp: str) -> dict[str, Any]:
@@ -467,71 +325,82 @@ def evaluate_run(run_dir: str | os.PathLike, episodes: int = 16, noise: str = "u
 
 
 # ----------------------------------------------------------------------------- training driver
-class _Driver:
-    """Evaluation, metrics, checkpoints and progress shared by SHAC and the baselines."""
+@dataclass
+class RunContext:
+    """What a training run works on: its settings, run directory, environments and rollouts metadata."""
 
-    def __init__(self, cfg: RunConfig, run: RunDir, env: SafeEnv, eval_env: SafeEnv, meta: dict[str, Any],
-                 start_steps: int, wall_offset: float, rows: list[dict[str, float]], progress: bool,
-                 save_checkpoint: Callable[[int, float], None], policy: Callable[[], Policy], deferred: bool = False):
+    cfg: RunConfig
+    run: RunDir
+    env: SafeEnv  # training environments (cfg.device, float32)
+    eval_env: SafeEnv  # evaluation environments (CPU, float64: their rollouts are audited)
+    meta: dict[str, Any]  # metadata of every rollouts file (rollout_meta)
+
+
+class _Driver:
+    """Evaluation, metrics, checkpoints and progress, the same for every backend."""
+
+    def __init__(self, ctx: RunContext, backend: TrainingBackend, start: StartPoint, rows: list[dict[str, float]],
+                 progress: bool):
         from reachsafe.progress import progress_bar
 
-        self.cfg, self.run, self.env, self.eval_env, self.meta = cfg, run, env, eval_env, meta
+        cfg = ctx.cfg
+        self.ctx, self.cfg, self.backend = ctx, cfg, backend
         self.rows = rows
-        self.save_checkpoint, self.policy = save_checkpoint, policy
-        self.deferred = deferred  # checkpoint at the next flush_checkpoint() (SB3: a rollout boundary)
-        self.pending: Optional[tuple[int, float]] = None
-        self.t0 = time.perf_counter() - wall_offset
-        self.next_eval = (start_steps // cfg.eval_every + 1) * cfg.eval_every
-        self.last_steps = start_steps
+        self.pending: Optional[tuple[int, float]] = None  # a checkpoint asked for, not yet written
+        self.t0 = time.perf_counter() - start.wall_offset
+        self.next_eval = (start.steps // cfg.eval_every + 1) * cfg.eval_every
+        self.last_steps = start.steps
         self.last_eval: Optional[dict[str, float]] = rows[-1] if rows else None
         self.title = f"{cfg.system} {cfg.algo.upper()} safeguard={cfg.safeguard}" + (" passthrough" if cfg.passthrough else "") \
             + (f" reg={cfg.regularize:g}" if cfg.regularize else "")
-        self.pbar = progress_bar(total=cfg.steps, initial=min(start_steps, cfg.steps), unit="step", file=sys.stderr,
-                         disable=not progress, dynamic_ncols=True, desc=f"{cfg.system} {cfg.algo}/{cfg.safeguard}")
+        self.pbar = progress_bar(total=cfg.steps, initial=min(start.steps, cfg.steps), unit="step", file=sys.stderr,
+                                 disable=not progress, dynamic_ncols=True,
+                                 desc=f"{cfg.system} {cfg.algo}/{cfg.safeguard}")
 
     def wall(self) -> float:
         return time.perf_counter() - self.t0
 
     def evaluate(self, noise: str = "uniform") -> Rollouts:
-        self.eval_env.noise = noise
-        return run_episodes(self.eval_env, self.policy(), EVAL_SEED, self.meta["set_fingerprint"])
+        self.ctx.eval_env.noise = noise
+        return run_episodes(self.ctx.eval_env, self.backend.policy(), EVAL_SEED, self.ctx.meta["set_fingerprint"])
 
     def hook(self, steps: int, stats: Optional[dict[str, float]] = None) -> bool:
-        """Called by the algorithm after every update (SHAC) or vectorised step (SB3); True stops."""
+        """Called by the backend after every update (SHAC) or vectorised step (SB3); True stops."""
+        env = self.ctx.env
         self.pbar.update(max(0, min(steps, self.cfg.steps) - self.last_steps))
         self.last_steps = min(steps, self.cfg.steps)
         if steps >= self.next_eval or steps >= self.cfg.steps:
             while self.next_eval <= steps:
                 self.next_eval += self.cfg.eval_every
             ev = self.evaluate().summary()
-            recent = self.env.completed_returns[-self.env.num_envs:]
+            recent = env.completed_returns[-env.num_envs:]
             row = {"env_steps": steps, "wall_time_s": round(self.wall(), 3), "eval_return_mean": ev["return_mean"],
                    "eval_return_std": ev["return_std"], "eval_intervention_rate": ev["intervention_rate"],
                    "eval_violations_P": ev["violations_P"], "eval_violations_X": ev["violations_X"],
                    "train_return": float(np.mean(recent)) if recent else float("nan"),
-                   "train_interventions": self.env.total_interventions,
-                   "train_violations_P": self.env.total_violations_P,
-                   "train_violations_X": self.env.total_violations_X, "train_fallbacks": self.env.total_fallbacks}
+                   "train_interventions": env.total_interventions,
+                   "train_violations_P": env.total_violations_P,
+                   "train_violations_X": env.total_violations_X, "train_fallbacks": env.total_fallbacks}
             self.rows.append(row)
-            self.run.write_metrics(self.rows)
+            self.ctx.run.write_metrics(self.rows)
             self.pending = (steps, self.wall())
-            if not self.deferred:
+            if not self.backend.checkpoint_deferred:
                 self.flush_checkpoint()
-            self.run.plot_curve(self.title)
+            self.ctx.run.plot_curve(self.title)
             self.last_eval = row
             self.pbar.set_postfix(eval=f"{ev['return_mean']:.1f}", viol=ev["violations_P"], refresh=False)
-        elif stats is not None and self.env.completed_returns:
-            self.pbar.set_postfix(train=f"{np.mean(self.env.completed_returns[-self.env.num_envs:]):.1f}",
+        elif stats is not None and env.completed_returns:
+            self.pbar.set_postfix(train=f"{np.mean(env.completed_returns[-env.num_envs:]):.1f}",
                                   eval=f"{self.last_eval['eval_return_mean']:.1f}" if self.last_eval else "-",
                                   refresh=False)
         return steps >= self.cfg.steps
 
     def flush_checkpoint(self) -> None:
-        """Write the checkpoint an evaluation asked for (at once for SHAC; SB3: at a rollout boundary)."""
+        """Have the backend write the checkpoint an evaluation asked for (at once, or at a deferred boundary)."""
         if self.pending is not None:
             steps, wall = self.pending
             self.pending = None
-            self.save_checkpoint(steps, wall)
+            self.backend.save(steps, wall)
 
     def close(self) -> None:
         self.pbar.close()
@@ -552,9 +421,32 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
     :param log: where the one-line messages go.
     :param warn: where warnings go (default stderr).
     """
+    run, sets, set_fp = _prepare(cfg, out, resume, log, warn)
+    ctx = _environments(cfg, run, sets, set_fp)
+    backend = make_backend(cfg, ctx.env, run)
+    start = backend.resume() if resume and run.has_checkpoint() else backend.init()
+    rows = [r for r in run.read_metrics() if r["env_steps"] <= start.steps]
+    drv = _Driver(ctx, backend, start, rows, progress)
+    if start.resumed:
+        log(f"resuming {run.path} at {start.steps} env steps"
+            + ("" if start.exact else " (checkpoint of an older reachsafe without RNG states: not bit-exact)"))
+    try:
+        backend.learn(start, drv.hook, drv.flush_checkpoint)
+    finally:
+        drv.close()
+    return _final_evaluation(ctx, backend.policy(), drv, start)
+
+
+def _prepare(cfg: RunConfig, out: str | os.PathLike, resume: bool, log: Callable[[str], None],
+             warn: Callable[[str], None]) -> tuple[RunDir, tuple[SetFile, Optional[SetFile]], str]:
+    """Check the settings and sets, create (or reopen) the run directory and write ``config.json``.
+
+    Returns the run directory, the sets and the fingerprint of the set in use.  Bad settings and
+    set files fail before anything is written; a resume with other settings is refused.
+    """
     cfg.validate()
     run = RunDir(out)
-    sets = load_sets(cfg)  # bad set files fail before anything is written
+    sets = load_sets(cfg)
     sf, init = sets
     fresh = not run.is_nonempty()
     run.prepare(resume)
@@ -570,117 +462,27 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, progress
         warn(f"warning: {cfg.set_path} is not certified; the safeguard guarantees safety only on a robust "
              "control-invariant set (run 'reachsafe certify')")
     run.write_config(meta_cfg)
+    return run, sets, meta_cfg["set_fingerprint"]
 
+
+def _environments(cfg: RunConfig, run: RunDir, sets: tuple[SetFile, Optional[SetFile]], set_fp: str) -> RunContext:
+    """Seed torch and build the training (``num_envs``, ``cfg.device``) and evaluation environments."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    hp = cfg.hyperparameters
-    num_envs = int(hp.get("num_envs", 8))
+    num_envs = int(cfg.hyperparameters.get("num_envs", 8))
     env = build_env(cfg, num_envs, "uniform", cfg.seed, sets, device=cfg.device)
     eval_env = build_env(cfg, cfg.eval_episodes, "uniform", EVAL_SEED, sets, dtype=torch.float64)
-    meta = rollout_meta(cfg, meta_cfg["set_fingerprint"])
+    return RunContext(cfg, run, env, eval_env, rollout_meta(cfg, set_fp))
 
-    rows = run.read_metrics()
-    start_steps, wall_offset = 0, 0.0
-    resumed = resume and run.has_checkpoint()
 
-    if cfg.algo == "shac":
-        from .shac import SHACAgent, SHACConfig, train_shac
-
-        agent = SHACAgent(env.obs_dim, env.m, SHACConfig.from_dict(hp), device=cfg.device)
-        exact = True
-        if resumed:
-            ck = run.load_torch("shac.pt")
-            agent.load_full_state(ck["agent"])
-            if "env" in ck:
-                env.load_state_dict(ck["env"])
-                _set_rng_state(ck["rng"])
-            else:  # a checkpoint of an older reachsafe: counters and torch's RNG only
-                exact = False
-                env.load_counters(ck["counters"])
-                env.completed_returns = list(ck["completed_returns"])
-                torch.set_rng_state(ck["torch_rng"])
-            start_steps, wall_offset = int(ck["env_steps"]), float(ck["wall_time_s"])
-
-        def save_shac(steps: int, wall: float) -> None:
-            run.save_torch({"agent": agent.full_state(), "env": env.state_dict(), "rng": _rng_state(),
-                            "env_steps": steps, "wall_time_s": wall}, "shac.pt")
-
-        rows = [r for r in rows if r["env_steps"] <= start_steps]
-        drv = _Driver(cfg, run, env, eval_env, meta, start_steps, wall_offset, rows, progress, save_shac,
-                      lambda: agent.act)
-        if resumed:
-            log(f"resuming {run.path} at {start_steps} env steps"
-                + ("" if exact else " (checkpoint of an older reachsafe without RNG states: not bit-exact)"))
-        try:
-            if start_steps < cfg.steps:
-                train_shac(agent, env, cfg.steps, start_steps, callback=drv.hook, reset=not resumed)
-        finally:
-            drv.close()
-        policy: Policy = agent.act
-    else:
-        from .baselines import HookCallback, load_model, make_model, sb3_policy
-        from .gym_adapter import SafeVecEnv
-
-        venv = SafeVecEnv(env)
-        model_path = run.ckpt_dir / "model.zip"
-        exact = True
-        if resumed and (run.ckpt_dir / "sb3.pt").exists():
-            ck = run.load_torch("sb3.pt")
-            # SB3 reseeds every RNG on load (restored below); without force_reset it keeps its last
-            # observation, which matches the restored environments
-            model = load_model(cfg.algo, io.BytesIO(ck["model"]), venv, force_reset=False)
-            if ck["replay"] is not None:
-                model.load_replay_buffer(io.BytesIO(ck["replay"]))
-            env.load_state_dict(ck["env"])
-            _set_rng_state(ck["rng"])
-            model.action_space.np_random.bit_generator.state = ck["action_space"]
-            start_steps, wall_offset = int(model.num_timesteps), float(ck["wall_time_s"])
-        elif resumed:  # a checkpoint of an older reachsafe: counters only, the environments restart
-            exact = False
-            st = json.loads((run.ckpt_dir / "state.json").read_text())
-            model = load_model(cfg.algo, str(model_path), venv)
-            if cfg.algo == "sac" and (run.ckpt_dir / "replay.pkl").exists():
-                model.load_replay_buffer(str(run.ckpt_dir / "replay.pkl"))
-            env.load_counters(st["counters"])
-            env.completed_returns = list(st["completed_returns"])
-            start_steps, wall_offset = int(model.num_timesteps), float(st["wall_time_s"])
-        else:
-            model = make_model(cfg.algo, venv, cfg.seed, hp)
-
-        def save_sb3(steps: int, wall: float) -> None:
-            buf = io.BytesIO()
-            model.save(buf)
-            atomic_write_bytes(model_path, buf.getvalue())  # for evaluate; the checkpoint proper is sb3.pt
-            replay = None
-            if cfg.algo == "sac":
-                rbuf = io.BytesIO()
-                model.save_replay_buffer(rbuf)
-                replay = rbuf.getvalue()
-            run.save_torch({"model": buf.getvalue(), "replay": replay, "env": env.state_dict(), "rng": _rng_state(),
-                            "action_space": model.action_space.np_random.bit_generator.state, "env_steps": steps,
-                            "wall_time_s": wall}, "sb3.pt")  # one atomic file: never half a checkpoint
-
-        rows = [r for r in rows if r["env_steps"] <= start_steps]
-        drv = _Driver(cfg, run, env, eval_env, meta, start_steps, wall_offset, rows, progress, save_sb3,
-                      lambda: sb3_policy(model), deferred=True)
-        if resumed:
-            log(f"resuming {run.path} at {start_steps} env steps"
-                + ("" if exact else " (checkpoint of an older reachsafe without RNG states: not bit-exact)"))
-        try:
-            if start_steps < cfg.steps:
-                model.learn(total_timesteps=cfg.steps - start_steps, reset_num_timesteps=not resumed,
-                            callback=HookCallback(drv.hook, on_rollout_start=drv.flush_checkpoint))
-            drv.flush_checkpoint()
-        finally:
-            drv.close()
-        policy = sb3_policy(model)
-
-    # ---- final evaluation under uniform and adversarial noise, rollouts, summary, curve -------
-    summary: dict[str, Any] = {"run_dir": str(run.path), "env_steps": max(drv.last_steps, start_steps),
+def _final_evaluation(ctx: RunContext, policy: Policy, drv: _Driver, start: StartPoint) -> dict[str, Any]:
+    """Evaluate ``policy`` under uniform and adversarial noise; write the rollouts, the summary and the curve."""
+    run, env, eval_env = ctx.run, ctx.env, ctx.eval_env
+    summary: dict[str, Any] = {"run_dir": str(run.path), "env_steps": max(drv.last_steps, start.steps),
                                "wall_time_s": round(drv.wall(), 2)}
     for noise in ("uniform", "adversarial"):
         eval_env.noise = noise
-        ro = run_episodes(eval_env, policy, EVAL_SEED).with_meta(**meta)
+        ro = run_episodes(eval_env, policy, EVAL_SEED).with_meta(**ctx.meta)
         ro.save(run.rollouts_path(noise))
         summary[noise] = ro.summary()
     summary["train"] = {"interventions": env.total_interventions, "violations_P": env.total_violations_P,

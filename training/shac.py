@@ -47,6 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from .env import SafeEnv
+from .profiles import profile_overrides
 
 __all__ = ["SHACConfig", "paper_defaults", "Actor", "Critic", "RunningMeanStd", "SHACAgent", "train_shac"]
 
@@ -87,17 +88,10 @@ class SHACConfig:
 
 
 def paper_defaults(system: str) -> SHACConfig:
-    """The paper's tuned SHAC hyperparameters for ``system``."""
-    if system == "pendulum":
-        return SHACConfig()
-    if system == "quadrotor":
-        return SHACConfig(num_envs=16, horizon=43, gamma=0.9, lam=0.93, polyak=0.22, actor_hidden=(128, 128),
-                          actor_lr=2e-3, critic_hidden=(120, 120, 120), critic_lr=4e-3, critic_iterations=24,
-                          grad_clip=2.0)
-    return SHACConfig()
-
-
-DEFAULT_STEPS = {"pendulum": 100_000, "quadrotor": 200_000}
+    """SHAC hyperparameters for ``system``: :class:`SHACConfig`'s defaults, replaced by the ``shac``
+    entries of the system's profile (the paper's tuned values for the built-in systems;
+    :mod:`reachsafe.systems.profile`).  A system without a profile gets the defaults."""
+    return SHACConfig.from_dict(profile_overrides(system, "shac", SHACConfig.__dataclass_fields__))
 
 
 # ----------------------------------------------------------------------------- networks

@@ -13,10 +13,22 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["plot_sets", "PAIRS"]
+from reachsafe.systems import profile_of
 
-# coordinate pairs worth looking at, per system (state indices)
-PAIRS = {"quadrotor": [(0, 3), (1, 4), (3, 2), (2, 5)]}
+__all__ = ["plot_sets", "projection_pairs"]
+
+
+def projection_pairs(system: str, n: int) -> list[tuple[int, int]]:
+    """State-index pairs to plot a set of ``system`` (``n`` coordinates) on.
+
+    2-D: the plane itself.  Otherwise the pairs of the system's profile
+    (:attr:`reachsafe.systems.SystemProfile.plot_pairs`; quadrotor: px-vx, pz-vz, vx-phi,
+    phi-phi_dot), else consecutive coordinates ``(0, 1), (2, 3), ...``.
+    """
+    if n == 2:
+        return [(0, 1)]
+    pairs = profile_of(system).plot_pairs
+    return [tuple(p) for p in pairs] if pairs else [(k, k + 1) for k in range(0, n - 1, 2)]
 
 
 def _projection(sf, i: int, j: int, n_dirs: int = 96) -> np.ndarray:
@@ -54,7 +66,7 @@ def plot_sets(setfiles: Sequence, labels: Sequence[str], out: str | Path, title:
 
     sf0 = setfiles[0]
     n = sf0.n
-    pairs = [(0, 1)] if n == 2 else PAIRS.get(sf0.system, [(k, k + 1) for k in range(0, n - 1, 2)])
+    pairs = projection_pairs(sf0.system, n)
     fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4.6), squeeze=False)
     lo, hi = np.asarray(sf0.constraints["lo"]), np.asarray(sf0.constraints["hi"])
     names = sf0.state_names or [f"x{k}" for k in range(n)]

@@ -1,12 +1,13 @@
 """The whole pipeline on the pendulum in a few minutes: certified set, safeguarded SHAC, audit, HTML report.
 
-Steps: (1) load the certified set data/pendulum.json of the repository (if it is missing or
-made for another model version, compute and certify one into OUT/pendulum.json, ~5 s);
+Steps: (1) load the certified set data/pendulum.json of the repository the current folder is in
+(if there is none, or it is missing or made for another model version, compute and certify one
+into OUT/pendulum.json, ~5 s);
 (2) train SHAC with the ray-mask safeguard for --steps environment steps with one torch
 thread, initial states uniform in the set; (3) audit the final rollouts (uniform and
 adversarial noise) against the set, re-checking its proof; (4) write the HTML and JSON audit
 reports.  Works from any working directory; everything is written into OUT (default
-runs/demo-DATE-TIME in the repository).
+runs/demo-DATE-TIME in the repository, else in the current folder).
 
 Exit codes: 0 every audited step certified, 1 a violation, 2 bad input.
 
@@ -21,9 +22,13 @@ import argparse
 import sys
 import time
 
+from ..repository import repository_root
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", metavar="DIR", help="output folder, new or empty (default runs/demo-DATE-TIME in the repository)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder, new or empty (default runs/demo-DATE-TIME in the repository, else in the "
+                        "current folder)")
     p.add_argument("--steps", type=int, default=20_000, metavar="N", help="SHAC budget in environment steps (default 20000)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
     p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
@@ -35,11 +40,10 @@ def _set_for_demo(out, progress: bool):
     from ..setfile import SetFileError, load_set
     from ..systems import get_system
 
-    from training.runner import REPO_ROOT
-
-    repo_set = REPO_ROOT / "data" / "pendulum.json"
-    reason = f"{repo_set} does not exist"
-    if repo_set.is_file():
+    root = repository_root()
+    repo_set = root / "data" / "pendulum.json" if root is not None else None
+    reason = f"{repo_set} does not exist" if repo_set is not None else "not inside a repository with data/"
+    if repo_set is not None and repo_set.is_file():
         try:
             sf = load_set(repo_set, system="pendulum")
             if sf.certified:
@@ -66,9 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps <= 0:
         raise UserError(f"--steps must be positive, got {args.steps}")
-    from training.runner import REPO_ROOT
-
-    out = Path(args.out) if args.out else REPO_ROOT / "runs" / time.strftime("demo-%Y%m%d-%H%M%S")
+    default_out = (repository_root() or Path.cwd()) / "runs" / time.strftime("demo-%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else default_out
     out = out.resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} exists and is not an empty folder; choose a new one")

@@ -7,14 +7,17 @@ Interrupted runs continue with --resume (same flags; --steps may grow): checkpoi
 networks, optimisers, the environments' state and every random state, so a resumed run
 reproduces the uninterrupted one bit for bit (wall times aside).
 
-Default --set: for a built-in system the shipped data/SYSTEM.json, else sets/SYSTEM.json (what
-compute-invariant writes by default), else (pendulum only) data/published/pendulum.json; for a
-model file sets/SYSTEM.json, else data/SYSTEM.json in the current folder.
+Default --set: for a built-in system data/SYSTEM.json of the repository the current folder is in
+(the nearest folder above holding pyproject.toml and data/), else sets/SYSTEM.json (what
+compute-invariant writes by default), else the repository's data/published/SYSTEM.json if the
+system's profile marks it invariant (the pendulum's); for a model file sets/SYSTEM.json, else
+data/SYSTEM.json in the current folder.
 The set's certificate is checked for its binding to the proof artifact (it exists, it is the
 recorded one, it is for this A, b and model): a set whose certificate does not match is refused
 (exit 2) unless --allow-unverified-set; a set that was never certified is used with a warning
 on stderr.
-SHAC hyperparameters are the paper's tuned values for the system (see config.json).
+Default budget and hyperparameters come from the system's profile (the paper's tuned values for
+pendulum and quadrotor; generic defaults for a model without a profile); see config.json.
 
 Examples:
   reachsafe train pendulum --algo shac --safeguard raymask --seed 0 --out runs/pend-rm
@@ -46,7 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="initial states uniform in --init-set ∩ --set (default), or 'zonotope': c + G beta with beta "
                         "uniform in [-1, 1]^p from the --init-set's zonotope, restricted to --set (the paper's code)")
     p.add_argument("--seed", type=int, required=True, metavar="N", help="random seed")
-    p.add_argument("--steps", type=int, metavar="N", help="budget in environment steps (default 100k pendulum, 200k quadrotor)")
+    p.add_argument("--steps", type=int, metavar="N",
+                   help="budget in environment steps (default: the system profile's, 100k pendulum, 200k quadrotor; "
+                        "else 100k)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (must be new or empty unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--allow-unverified-set", action="store_true",

@@ -17,9 +17,11 @@ from .compiled import AffineEnclosure, CompiledSystem
 from .definition import ModelError, SystemDefinition
 from .loader import (installed_systems, is_model_path, load_installed, load_model_file, registered_source,
                      source_of)
+from .profile import GENERIC, SystemProfile
 
 __all__ = ["get_system", "get_definition", "available_systems", "installed_systems", "CompiledSystem",
-           "SystemDefinition", "AffineEnclosure", "ModelError", "UnknownSystemError", "is_model_path", "model_file_of"]
+           "SystemDefinition", "AffineEnclosure", "ModelError", "UnknownSystemError", "is_model_path", "model_file_of",
+           "SystemProfile", "profile_of"]
 
 _BUILTIN = {"pendulum": "reachsafe.systems.pendulum", "quadrotor": "reachsafe.systems.quadrotor"}
 
@@ -41,6 +43,12 @@ def get_definition(spec: str) -> SystemDefinition:
     if spec in _BUILTIN:
         return importlib.import_module(_BUILTIN[spec]).DEFINITION
     return get_system(spec).definition
+
+
+def profile_of(spec: str) -> SystemProfile:
+    """The tools' defaults for the system ``spec``: its definition's profile, else the generic one
+    (:mod:`reachsafe.systems.profile`)."""
+    return get_definition(spec).profile or GENERIC
 
 
 @functools.lru_cache(maxsize=None)

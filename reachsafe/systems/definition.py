@@ -22,6 +22,8 @@ from typing import Mapping, Sequence
 
 import sympy as sp
 
+from .profile import SystemProfile
+
 __all__ = ["SystemDefinition", "ModelError", "exact"]
 
 
@@ -68,6 +70,9 @@ class SystemDefinition:
         into ``(lower, lower + period]`` after each step (angles).
     :param dt: integration step [s] (documentation; already inside ``step``).
     :param units: unit of each state coordinate, for plots and tables.
+    :param profile: optional defaults of the tools for this model (training budget,
+        hyper-parameters, plot pairs; :class:`~reachsafe.systems.profile.SystemProfile`); not part
+        of the fingerprint.  None: the generic defaults.
     """
 
     name: str
@@ -90,6 +95,7 @@ class SystemDefinition:
     units: tuple[str, ...] = ()
     state_names: tuple[str, ...] = ()
     action_names: tuple[str, ...] = ()
+    profile: SystemProfile | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -146,6 +152,22 @@ class SystemDefinition:
         for idx in self.wrap:
             if not 0 <= idx < n:
                 raise ModelError(f"system {self.name!r}: wrap index {idx} is not a state index")
+        if self.profile is not None:
+            self._validate_profile(self.profile)
+
+    def _validate_profile(self, prof: SystemProfile) -> None:
+        if not isinstance(prof, SystemProfile):
+            raise ModelError(f"system {self.name!r}: profile must be a SystemProfile, got {type(prof).__name__}")
+        if isinstance(prof.steps, bool) or not isinstance(prof.steps, int) or prof.steps <= 0:
+            raise ModelError(f"system {self.name!r}: profile steps must be a positive integer, got {prof.steps!r}")
+        for algo, hp in prof.hyperparameters.items():
+            if not isinstance(algo, str) or not isinstance(hp, Mapping):
+                raise ModelError(f"system {self.name!r}: profile hyperparameters must map an algorithm name to a "
+                                 f"mapping of settings, got {algo!r}: {type(hp).__name__}")
+        for pair in prof.plot_pairs:
+            if len(pair) != 2 or not all(isinstance(k, int) and 0 <= k < self.n for k in pair):
+                raise ModelError(f"system {self.name!r}: profile plot_pairs must be pairs of state indices "
+                                 f"0..{self.n - 1}, got {pair!r}")
 
     # ------------------------------------------------------------ derived data
     @property

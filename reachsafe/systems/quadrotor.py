@@ -21,6 +21,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .definition import SystemDefinition, exact, symbols
+from .profile import SystemProfile
 
 px, pz, phi, vx, vz, phid = symbols("px pz phi vx vz phi_dot")
 a1, a2 = symbols("a1 a2")
@@ -54,6 +55,19 @@ phi_next = phi + dt * phid_next
 dist = sp.sqrt((px - gx) ** 2 + (pz - gz) ** 2)
 tenth = exact("0.1")
 
+# the paper's training set-up: tuned SHAC hyper-parameters, a longer budget, plots of px-vx, pz-vz, vx-phi, phi-phi_dot
+PROFILE = SystemProfile(
+    steps=200_000,
+    hyperparameters={
+        "shac": {"num_envs": 16, "horizon": 43, "gamma": 0.9, "lam": 0.93, "polyak": 0.22, "actor_hidden": (128, 128),
+                 "actor_lr": 2e-3, "critic_hidden": (120, 120, 120), "critic_lr": 4e-3, "critic_iterations": 24,
+                 "grad_clip": 2.0},
+        "ppo": {"num_envs": 16, "gamma": 0.98},
+        "sac": {"gamma": 0.98},
+    },
+    plot_pairs=((0, 3), (1, 4), (3, 2), (2, 5)),
+)
+
 DEFINITION = SystemDefinition(
     name="quadrotor",
     description="planar quadrotor (longitudinal), thrust and roll command, noisy accelerations",
@@ -79,4 +93,5 @@ DEFINITION = SystemDefinition(
     units=("m", "m", "rad", "m/s", "m/s", "rad/s"),
     state_names=("px", "pz", "phi", "vx", "vz", "phi_dot"),
     action_names=("a1", "a2"),
+    profile=PROFILE,
 )

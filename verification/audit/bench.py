@@ -24,9 +24,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["add_arguments", "run_bench", "safe_interval", "simulate_rollouts", "PUBLISHED"]
+from reachsafe.errors import UserError
+from reachsafe.repository import repository_root
 
-PUBLISHED = Path(__file__).resolve().parents[1] / "data" / "published"
+__all__ = ["add_arguments", "run_bench", "safe_interval", "simulate_rollouts", "published_set"]
+
+
+def published_set(system: str) -> Path:
+    """``data/published/SYSTEM.json`` of the repository found from the current folder
+    (:func:`reachsafe.repository.repository_root`).
+
+    :raises UserError: not inside a repository.
+    """
+    root = repository_root()
+    if root is None:
+        raise UserError(f"no repository (a folder with pyproject.toml and data/) found from the current folder, so no "
+                        f"published {system} set; pass --set FILE")
+    return root / "data" / "published" / f"{system}.json"
 
 
 def safe_interval(system, A: np.ndarray, b: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,17 +135,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Print the audit's steps per second (best of ``--repeat``), excluding HTML and re-check."""
-    from reachsafe.errors import UserError
-    from reachsafe.setfile import load_set
-
     from reachsafe.rollouts import Rollouts
+    from reachsafe.setfile import load_set
+    from reachsafe.systems import get_system
 
     from .checks import audit
 
     if args.episodes < 1 or args.steps < 1 or args.repeat < 1:
         raise UserError("--episodes, --steps and --repeat must be >= 1")
-    sf = load_set(args.setfile or PUBLISHED / f"{args.system}.json", system=args.system)
-    policy = "safe" if args.system == "pendulum" else "zero"
+    sf = load_set(args.setfile or published_set(args.system), system=args.system)
+    policy = "safe" if get_system(args.system).m == 1 else "zero"  # the closed-form safe interval needs m = 1
     t0 = time.perf_counter()
     d = simulate_rollouts(sf, args.episodes, args.steps, seed=0, policy=policy)
     sim_s = time.perf_counter() - t0

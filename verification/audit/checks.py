@@ -5,77 +5,40 @@ executed actions ``a[e, t]`` ``[E, T, m]``, policy actions, rewards, fingerprint
 ``P = {x : A x <= b}`` the run was guarded with, the audit decides, for every episode and step
 at once (numpy, no Python loop over steps):
 
-1. **Certificate.**  The set file carries a certificate whose proof artifact
-   ``<stem>.proof.json`` re-checks (:func:`recheck_certificate`, an adapter around
-   :func:`verification.certification.recheck.recheck_artifact`), and the fingerprints agree: the set's
-   model fingerprint equals the current model's, the rollouts' ``model_fingerprint`` too, and
-   the rollouts' ``set_fingerprint`` equals :func:`reachsafe.setfile.set_fingerprint`
-   of the set file.
-
-2. **States** ``x`` (every ``x[e, t]``, ``t = 0..T``) lie in ``X`` and in ``P``.
-
-3. **Actions.**  Every executed ``a = a[e, t]`` lies in ``U = [-1, 1]^m`` and in the robust
-   one-step safe set at ``x = x[e, t]``::
+1. **Certificate** (:func:`recheck_certificate`, :func:`_certificate_items`).  The set file
+   carries a certificate whose proof artifact ``<stem>.proof.json`` re-checks, and the model and
+   set fingerprints of set file, current model and rollouts agree.
+2. **States** (:func:`check_states`): every ``x[e, t]``, ``t = 0..T``, lies in ``X`` and in ``P``.
+3. **Actions** (:func:`check_actions`): every executed ``a = a[e, t]`` lies in ``U = [-1, 1]^m``
+   and in the robust one-step safe set at ``x = x[e, t]``::
 
        S(x) = {a in U : A (c(x) + B(x) a) + h_W(x) <= b},
        h_W(x)_i = max_{w in W} A_i E(x) w = |A_i E(x)| w_r + A_i E(x) w_c,
 
    i.e. the successor ``f(x, a, w) = c(x) + B(x) a + E(x) w`` is in ``P`` for *every* noise
    ``w`` in ``W`` (``w_c``, ``w_r``: centre and radius of the box ``W``).
+4. **Transitions** (:func:`check_transitions`): every recorded successor is explained by the
+   model and the noise bound: with ``r = x[e, t+1] - c(x) - B(x) a`` (wrapped coordinates taken
+   modulo their period), some ``w`` in ``W`` has ``|r - E(x) w| <= delta`` elementwise.
 
-4. **Transitions.**  Every recorded successor is explained by the model and the noise bound:
-   with ``r = x[e, t+1] - c(x) - B(x) a`` (wrapped coordinates taken modulo their period),
-   some ``w`` in ``W`` has ``|r - E(x) w| <= delta`` elementwise.
+Checks 2 and 3 are exact (tolerance 0 by default): an item passes only if its inequality is
+*proven* for the exact real numbers the stored doubles denote.  Check 4 needs a tolerance
+``delta`` for the simulator's floating-point rounding, and a pass there is never wrong either.
+The argument for each lives beside the code it justifies: the rounding bound of the facet
+products in :func:`facet_bound`, the enclosures of ``c, B, E`` and of ``b - h_W`` in
+:func:`_successor_interval` and :func:`_noise_rhs`, the boxes in :func:`_geometry`, and the
+decision rules in :func:`check_states`, :func:`check_actions` and :func:`check_transitions`.
 
-**Exactness of checks 2 and 3 (tolerance 0 by default).**  A state or action passes only if the
-inequality is *proven* for the exact real numbers: the stored doubles are the data, and the
-model functions ``c, B, E`` are enclosed rigorously at those doubles by the certifier's
-outward-rounded interval arithmetic (:class:`verification.certification.intervals.CertModel`),
-``h_W`` and ``b - h_W`` are bounded by the same arithmetic, and the facet products are
-evaluated in floating point with an a-priori error bound::
-
-    nu_i = fl(||A_i||_2),  A~_i = fl(A_i / nu_i),  d~_i = fl(d_i / nu_i),
-    (A_i y - d_i) / nu_i  <=  fl(A~_i y_m - d~_i) + err,
-    err = k_n u (L ||y_m||_inf + max_i |d~_i|) + L ||y_r||_inf,
-
-where ``y = y_m +- y_r`` is the interval (``y = x`` and ``d = b`` for check 2;
-``y = c(x) + B(x) a`` and ``d <= b - h_W`` for check 3), ``L >= max_i ||A~_i||_1``,
-``u = 2^-53`` and ``k_n = 4 (n + 3) + 8`` (covers the ``gamma_{n+1}`` bound of any summation
-order, FMA or not, the rounding of the normalisation and of the bound itself).  Since
-``nu_i > 0`` the sign is that of ``A_i y - d_i``, and ``fl(A~_i y_m - d~_i)`` is the normalised
-slack (a distance in state space) up to rounding.  A step passes iff
-``max_i fl(A~_i y_m - d~_i) + err <= tol`` (``tol = 0`` unless ``--tol`` is given; a positive
-``tol`` accepts violations of at most ``tol`` in normalised units and is stated in the report).
-A step within ``err`` of the boundary is a failure "not provable within rounding".  ``X`` is
-compared exactly with the inward-rounded box (no double lies between it and the exact bound);
-``U`` is exact (``+-1``).
-
-**Transitions (tolerance delta).**  A rollout is produced by a floating-point simulator, so
-check 4 needs a tolerance: ``delta = rtol * s + y_r`` with the magnitude
-``s = |x[t+1]| + |x[t]| + |c| + |B| |a| + |E| |w|_max`` of the terms the simulator adds
-(elementwise) and ``rtol = 32 u_s`` (``u_s`` the unit round-off of the stored dtype: ``2^-53``
-for float64, ``2^-24`` for float32); a wrapped coordinate adds ``2 (|lo| + period)`` to ``s``,
-because the simulator's wrap ``hi - ((hi - x) mod period)`` is not an exact identity inside
-``X`` (it moves theta by up to half an ulp of pi, about 2e-16).  The transition passes iff a
-witness ``w`` in the outward-rounded ``W`` gives ``|r - E w| <= delta``, so a pass is never
-wrong.  First witness: the least-squares estimate ``w* = pinv(E) r`` clipped to ``W``.  It
-spreads the rounding of a large coordinate over the small ones (quadrotor: ``px ~ 4`` rounds by
-~4e-16, which ``w*`` carries into ``vx ~ 1e-3`` with its delta of ~5e-17), so a step it leaves
-unexplained gets a second witness that respects the tolerances: when every row of ``E`` has at
-most one non-zero entry (both built-in systems), the midpoint of the exact intersection of
-``W_j`` with the row intervals ``{w_j : |r_i - E_ij w_j| <= delta_i}`` (the test is then exact
-up to the rounding of that midpoint); otherwise the delta-weighted least-squares estimate
-``argmin ||(r - E w) / delta||_2`` clipped to ``W`` (may raise false alarms).  A failure is
-reported as "noise outside W" when a witness without the ``W`` bound explains the step, else as
-"not a successor under this model".
-The pendulum simulator wraps theta to (-pi, pi]; inside ``X`` this never triggers, outside it
-the residual is compared modulo ``2 pi`` (and check 2 has already failed).
+Each failing item carries a reason (:class:`StateReason`, :class:`ActionReason`,
+:class:`TransitionReason`: integer enums, so the per-item ``code`` arrays stay integer arrays),
+which also words the failure for the report.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +49,105 @@ from reachsafe.intervention import intervened
 from reachsafe.rollouts import Rollouts
 from reachsafe.setfile import set_fingerprint
 
-__all__ = ["CheckResult", "CertificateItem", "AuditResult", "audit", "recheck_certificate"]
+__all__ = ["CheckResult", "CertificateItem", "AuditResult", "audit", "recheck_certificate", "Reason", "StateReason",
+           "ActionReason", "TransitionReason"]
 
 U64 = 2.0**-53
 TINY = 1e-300  # absorbs underflow in the rounding bounds
 
-# reason codes per check (0 = pass)
-STATE_CODES = {1: "outside_X", 2: "outside_P", 3: "not_provable", 4: "non_finite"}
-ACTION_CODES = {1: "outside_U", 2: "unsafe", 3: "not_provable", 4: "non_finite"}
-TRANSITION_CODES = {1: "noise_outside_W", 2: "not_model_successor", 4: "non_finite"}
+
+
+# =================================================================== reason codes
+@dataclass(frozen=True)
+class Wording:
+    """What the reasons need to word a failure: state names and the boxes ``X`` and ``W`` of the set file."""
+
+    state_names: list[str]
+    x_lo: list[float]
+    x_hi: list[float]
+    w_lo: list[float]
+    w_hi: list[float]
+
+    @classmethod
+    def of(cls, setfile: Any, n: int) -> "Wording":
+        """The wording context of a set file for ``n`` state coordinates (names ``x0, x1, ...`` if it has none)."""
+        return cls(list(setfile.state_names or [f"x{k}" for k in range(n)]), list(setfile.constraints["lo"]),
+                   list(setfile.constraints["hi"]), list(setfile.noise["lo"]), list(setfile.noise["hi"]))
+
+
+class Reason(IntEnum):
+    """Reason codes of one check; ``0`` (``PASS``) means passed.
+
+    Integer-valued, so the per-item ``code`` arrays of :class:`CheckResult` stay ``int8`` arrays
+    that compare with the members directly (``code == StateReason.OUTSIDE_P``).  Each member
+    carries its ``label`` (the name in the JSON report) and the ``wording`` of a failure, a
+    format string over ``index`` (the facet or coordinate), ``value`` (the offending number),
+    ``name`` (the state coordinate's name) and the box ends ``x_lo``, ``x_hi``, ``w_lo``, ``w_hi``
+    at ``index`` (:meth:`explain`).
+    """
+
+    label: str
+    wording: str
+
+    def __new__(cls, value: int, label: str, wording: str) -> "Reason":
+        obj = int.__new__(cls, value)
+        obj._value_ = value
+        obj.label = label
+        obj.wording = wording
+        return obj
+
+    def explain(self, index: int, value: float, words: Wording) -> str:
+        """One line for a failing item: ``index`` is the facet or coordinate, ``value`` the offending number."""
+
+        def at(seq: list) -> Any:  # a facet index may exceed the coordinates: only coordinate reasons use these
+            return seq[index] if 0 <= index < len(seq) else float("nan")
+
+        return self.wording.format(index=index, value=value, name=at(words.state_names), x_lo=at(words.x_lo),
+                                   x_hi=at(words.x_hi), w_lo=at(words.w_lo), w_hi=at(words.w_hi))
+
+
+class StateReason(Reason):
+    """Why a state fails check 2; :func:`check_states` reports the first that applies, in this order."""
+
+    PASS = 0, "pass", "passed"
+    NON_FINITE = 4, "non_finite", "state is not finite"
+    OUTSIDE_X = 1, "outside_X", "state outside X: {name} = {value:.17g} not in [{x_lo:g}, {x_hi:g}]"
+    OUTSIDE_P = 2, "outside_P", "state outside P: facet {index} violated by {value:.3g} (normalised)"
+    NOT_PROVABLE = 3, "not_provable", ("state in P not provable within rounding: facet {index} within the error "
+                                       "bound {value:.3g}")
+
+
+class ActionReason(Reason):
+    """Why an action fails check 3; :func:`check_actions` reports the first that applies, in this order."""
+
+    PASS = 0, "pass", "passed"
+    NON_FINITE = 4, "non_finite", "state or action is not finite"
+    OUTSIDE_U = 1, "outside_U", "executed action outside U: a[{index}] = {value:.17g} not in [-1, 1]"
+    UNSAFE = 2, "unsafe", ("unsafe action: a successor can leave P for some noise in W (facet {index}, by "
+                           "{value:.3g} normalised)")
+    NOT_PROVABLE = 3, "not_provable", ("safety of the action not provable within rounding: facet {index} within "
+                                       "the error bound {value:.3g}")
+
+
+class TransitionReason(Reason):
+    """Why a transition fails check 4; :func:`check_transitions` reports the first that applies, in this order."""
+
+    PASS = 0, "pass", "passed"
+    NON_FINITE = 4, "non_finite", "transition involves non-finite values"
+    NOISE_OUTSIDE_W = 1, "noise_outside_W", ("transition not explained: estimated noise w[{index}] = {value:.6g} "
+                                             "outside W = [{w_lo:g}, {w_hi:g}] (not from this model and noise bound)")
+    NOT_MODEL_SUCCESSOR = 2, "not_model_successor", (
+        "transition not explained by the model: x+ - c(x) - B(x) a - E w has {name} residual {value:.3g} beyond "
+        "the tolerance for every w in W (another model or simulator?)")
+
+
+def first_reason(rules: list[tuple[np.ndarray, Reason]], otherwise: Reason) -> np.ndarray:
+    """Per item the reason of the first rule whose condition holds (``rules`` in priority order), else ``otherwise``.
+
+    ``rules`` are ``(condition [N] bool, reason)``; returns the ``int8`` code array [N].
+    """
+    conds = [np.asarray(c, bool) for c, _ in rules]
+    return np.select(conds, [int(r) for _, r in rules], default=int(otherwise)).astype(np.int8)
 
 
 # =================================================================== rollouts file
@@ -117,11 +170,18 @@ class CertificateItem:
 
 
 def recheck_certificate(setfile, recheck: bool = True) -> tuple[bool, str]:
-    """Adapter around the certifier's re-check (:func:`verification.certification.recheck.recheck_artifact`).
+    """Check 1, certificate item: an adapter around the certifier's re-check
+    (:func:`verification.certification.recheck.recheck_artifact`).
 
     Valid iff the set file records a certificate, its artifact exists beside the set file,
     matches the recorded sha256 and the current model fingerprint, and (``recheck``) the
     search-free checker accepts it.  Mirrors ``reachsafe certify --recheck``.
+
+    Why it is sound: checks 2-4 only show that the recorded steps stayed in ``P``; that ``P``
+    is robust control-invariant (so the safeguard could always keep them there) rests on the
+    proof artifact, which the checker re-verifies for this ``A``, ``b`` and model without trusting
+    the search that produced it.  With ``recheck=False`` the artifact is trusted by its sha256
+    only, and the message says so.
     """
     from reachsafe.systems import get_system
 
@@ -150,6 +210,13 @@ def recheck_certificate(setfile, recheck: bool = True) -> tuple[bool, str]:
 
 
 def _certificate_items(ro: Rollouts, sf, system, recheck: bool) -> list[CertificateItem]:
+    """Check 1: the certificate (:func:`recheck_certificate`) and three fingerprint items.
+
+    The fingerprints bind the three inputs together: a certificate holds only for the model it
+    was made for (the set's ``model_fingerprint`` must be the current model's), the rollouts must
+    come from that model, and they must have been guarded with this very set
+    (:func:`reachsafe.setfile.set_fingerprint`, a hash of ``A``, ``b`` and the model fingerprint).
+    """
     ok, msg = recheck_certificate(sf, recheck)
     items = [CertificateItem("certificate", ok, msg)]
     fp = system.fingerprint
@@ -173,7 +240,7 @@ def _certificate_items(ro: Rollouts, sf, system, recheck: bool) -> list[Certific
 # =================================================================== geometry
 @dataclass
 class _Geometry:
-    """Normalised facets, rigorous noise terms and boxes, computed once per audit."""
+    """Normalised facets, rigorous noise terms and boxes, computed once per audit (:func:`_geometry`)."""
 
     nu: np.ndarray  # [k]      fl(||A_i||_2) (any positive scale would do)
     An: np.ndarray  # [k, n]   fl(A_i / nu_i)
@@ -195,7 +262,16 @@ class _Geometry:
 
 
 def _noise_rhs(model, A: np.ndarray, b: np.ndarray, E_iv) -> np.ndarray:
-    """Rigorous lower bound of ``b_i - max_{w in W} A_i E w`` over the enclosure ``E_iv`` ([..., n, p])."""
+    """Rigorous lower bound ``d_i <= b_i - h_W,i`` of the noise-tightened right-hand side of check 3.
+
+    ``h_W,i = max_{w in W} A_i E w`` over every ``E`` in the enclosure ``E_iv`` ([..., n, p]).
+    Why it is sound: ``A_i E`` is enclosed by outward-rounded dot products of the exact doubles
+    ``A_i`` with the interval ``E`` (:func:`verification.certification.intervals.fdot`), its
+    maximum over the box ``W`` (the certifier's outward-rounded ``W``) by the upper end of the
+    outward-rounded interval product with ``W``, and ``b_i - h`` is rounded downward (lower end of
+    the interval difference).  So ``d_i`` is at most the exact ``b_i - h_W,i``, and an action
+    proven against ``d`` is safe for every ``w`` in ``W``.
+    """
     from ..certification import intervals as ia
 
     lead = E_iv.lo.shape[:-2]
@@ -207,6 +283,21 @@ def _noise_rhs(model, A: np.ndarray, b: np.ndarray, E_iv) -> np.ndarray:
 
 
 def _geometry(sf, system, model) -> _Geometry:
+    """Normalised facets and the boxes of the checks, each rounded in the direction that keeps a pass sound.
+
+    * ``X`` rounded inward (:meth:`~reachsafe.systems.compiled.CompiledSystem.constraint_box_inner`):
+      no double lies between it and the exact bound, so comparing a stored double with it
+      decides membership in the exact ``X``.
+    * ``U = [-1, 1]^m`` has double bounds: compared exactly.
+    * ``W`` rounded outward (:meth:`~reachsafe.systems.compiled.CompiledSystem.noise_box_outer`): the
+      box the witnesses of check 4 may use; it contains the exact ``W``.
+    * Facets normalised, ``A~_i = fl(A_i / nu_i)``, ``b~_i = fl(b_i / nu_i)`` with ``nu_i > 0``, so the
+      sign of a facet residual is unchanged and its value is a distance in state space; the
+      rounding of this normalisation is part of the error bound of :func:`facet_bound`
+      (``k_err``, ``L1``).
+    * With a constant noise input ``E`` (no state in ``E(x)``), ``d~ = fl(d / nu)`` of
+      :func:`_noise_rhs` and ``pinv(E)`` are computed once here.
+    """
     import sympy as sp
 
     A = np.ascontiguousarray(sf.A, dtype=np.float64)
@@ -233,11 +324,23 @@ def _geometry(sf, system, model) -> _Geometry:
 
 # =================================================================== rigorous facet test
 def facet_bound(Y: np.ndarray, Yr: np.ndarray | None, rhs: np.ndarray, g: _Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Worst normalised facet residual of ``A y <= d`` for ``y in Y +- Yr`` ([N, n]).
+    """Worst normalised facet residual of ``A y <= d`` for ``y in Y +- Yr`` ([N, n]), with a rigorous error bound.
 
     ``rhs`` is ``d~`` ([k] or [N, k]).  Returns ``(r, i, err)``: ``r = max_i fl(A~_i Y - d~_i)``
-    (the negative normalised slack), the maximising facet ``i`` and the rigorous rounding bound
-    ``err`` (module docstring): the exact inequality holds for every facet if ``r + err <= 0``.
+    (the negative normalised slack), the maximising facet ``i`` and the rounding bound ``err``:
+    the exact inequality holds for every facet if ``r + err <= 0``.
+
+    Why it is sound: the facet products are evaluated in floating point and bounded a priori::
+
+        nu_i = fl(||A_i||_2),  A~_i = fl(A_i / nu_i),  d~_i = fl(d_i / nu_i),
+        (A_i y - d_i) / nu_i  <=  fl(A~_i y_m - d~_i) + err,
+        err = k_n u (L ||y_m||_inf + max_i |d~_i|) + L ||y_r||_inf,
+
+    for every ``y`` in the interval ``y_m +- y_r`` (``Y +- Yr``), where ``L >= max_i ||A~_i||_1``,
+    ``u = 2^-53`` and ``k_n = 4 (n + 3) + 8`` covers the ``gamma_{n+1}`` bound of any summation
+    order, FMA or not, the rounding of the normalisation and of the bound itself (``g.k_err``;
+    ``TINY`` absorbs underflow).  Since ``nu_i > 0`` the sign is that of ``A_i y - d_i``, and
+    ``fl(A~_i y_m - d~_i)`` is the normalised slack (a distance in state space) up to rounding.
     """
     R = Y @ g.An.T
     R -= rhs
@@ -257,8 +360,9 @@ class CheckResult:
 
     ``ok``: passed (proven); ``slack``: normalised distance to failing (> 0 safe; for
     transitions: ``1 - max_j |w*_j - w_c| / w_r``, the unused fraction of the noise box);
-    ``code``: 0 or a reason code; ``index``: facet / coordinate of the reason; ``value``: the
-    offending number (a coordinate, an excess, an estimate) for the reason text.
+    ``code``: ``int8`` codes of ``reasons`` (0: passed); ``index``: facet / coordinate of the
+    reason; ``value``: the offending number (a coordinate, an excess, an estimate) for the
+    reason text; ``reasons``: the check's :class:`Reason` enum, which labels and words the codes.
     """
 
     name: str
@@ -267,8 +371,28 @@ class CheckResult:
     code: np.ndarray
     index: np.ndarray
     value: np.ndarray
-    codes: dict[int, str]
+    reasons: type[Reason]
     tolerance: str
+
+    @classmethod
+    def from_flat(cls, name: str, flat: dict[str, np.ndarray], shape: tuple[int, int], reasons: type[Reason],
+                  tolerance: str) -> "CheckResult":
+        """The result of a check function's flat arrays (:func:`_empty`), reshaped to ``shape``."""
+        return cls(name, flat["ok"].reshape(shape), flat["slack"].reshape(shape), flat["code"].reshape(shape),
+                   flat["index"].reshape(shape), flat["value"].reshape(shape), reasons, tolerance)
+
+    @property
+    def codes(self) -> dict[int, str]:
+        """Code -> label of every reason of this check."""
+        return {int(r): r.label for r in self.reasons}
+
+    def reason(self, j: int) -> Reason:
+        """The reason of the flat item ``j``."""
+        return self.reasons(int(self.code.flat[j]))
+
+    def explain(self, j: int, words: Wording) -> str:
+        """One line for the failing flat item ``j`` (its reason's wording)."""
+        return self.reason(j).explain(int(self.index.flat[j]), float(self.value.flat[j]), words)
 
     @property
     def total(self) -> int:
@@ -287,16 +411,29 @@ class CheckResult:
 
     def by_reason(self) -> dict[str, int]:
         vals, counts = np.unique(self.code[~self.ok], return_counts=True)
-        return {self.codes.get(int(v), str(int(v))): int(c) for v, c in zip(vals, counts)}
+        return {self.reasons(int(v)).label: int(c) for v, c in zip(vals, counts)}
 
 
 def _empty(N: int) -> dict[str, np.ndarray]:
+    """Flat per-item arrays of one check (the fields of :class:`CheckResult`), all items failing."""
     return {"ok": np.zeros(N, bool), "slack": np.full(N, np.nan), "code": np.zeros(N, np.int8),
             "index": np.zeros(N, np.int32), "value": np.full(N, np.nan)}
 
 
 def check_states(S: np.ndarray, g: _Geometry, tol: float, chunk: int) -> dict[str, np.ndarray]:
-    """Check 2 on flat states ``S`` [N, n]: in X (exact) and in P (rigorous, tolerance ``tol``)."""
+    """Check 2 on flat states ``S`` [N, n]: in ``X`` (exact) and in ``P`` (rigorous, tolerance ``tol``).
+
+    Why a pass is sound: the stored double ``x`` is the datum.  ``X`` is compared with its
+    inward-rounded box (:func:`_geometry`), which decides membership in the exact ``X``.  For
+    ``P``, :func:`facet_bound` with ``y = x`` (no radius) and ``d = b`` gives
+    ``(A_i x - b_i) / nu_i <= r + err`` for every facet, so ``r + err <= tol`` proves ``x in P``
+    (``tol = 0`` unless ``--tol``; a positive ``tol`` accepts violations of at most ``tol`` in
+    normalised units and the report states it).
+
+    Reasons (:class:`StateReason`), the first that applies: not finite; outside ``X``; outside
+    ``P`` (``r > tol + err``: the violation exceeds ``tol`` whatever the rounding); not provable
+    (within ``err`` of the boundary: neither proven nor refuted).
+    """
     N = len(S)
     out = _empty(N)
     for s in range(0, N, chunk):
@@ -310,17 +447,27 @@ def check_states(S: np.ndarray, g: _Geometry, tol: float, chunk: int) -> dict[st
         mx = dx[np.arange(len(X)), jx]
         in_x = (X >= g.x_lo).all(axis=1) & (X <= g.x_hi).all(axis=1)
         in_p = r + err <= tol
-        code = np.where(~finite, 4, np.where(~in_x, 1, np.where(r > tol + err, 2, np.where(~in_p, 3, 0))))
+        code = first_reason([(~finite, StateReason.NON_FINITE), (~in_x, StateReason.OUTSIDE_X),
+                             (r > tol + err, StateReason.OUTSIDE_P), (~in_p, StateReason.NOT_PROVABLE)],
+                            StateReason.PASS)
         out["ok"][sl] = finite & in_x & in_p
         out["slack"][sl] = np.where(finite, np.minimum(-r, mx), np.nan)
         out["code"][sl] = code
-        out["index"][sl] = np.where(code == 1, jx, i)
-        out["value"][sl] = np.where(code == 1, X[np.arange(len(X)), jx], np.where(code == 3, err, r))
+        out["index"][sl] = np.where(code == StateReason.OUTSIDE_X, jx, i)
+        out["value"][sl] = np.select([code == StateReason.OUTSIDE_X, code == StateReason.NOT_PROVABLE],
+                                     [X[np.arange(len(X)), jx], err], default=r)
     return out
 
 
 def _successor_interval(enc: dict, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Midpoint/radius of the rigorous enclosure of ``y = c(x) + B(x) a`` ([N, n] each)."""
+    """Midpoint/radius of the rigorous enclosure of ``y = c(x) + B(x) a`` ([N, n] each).
+
+    Why it is sound: ``enc`` holds the certifier's outward-rounded enclosures of the exact real
+    ``c(x)`` and ``B(x)`` at the stored doubles ``x``
+    (:meth:`verification.certification.intervals.CertModel.at_points`); ``B a`` is formed with
+    outward-rounded products and sums of the exact doubles ``a``, then added to ``c`` (outward).
+    The radius is rounded up (``nextafter``), so ``ym +- yr`` still contains that interval.
+    """
     from ..certification import intervals as ia
 
     c, B = enc["c"], enc["B"]
@@ -333,7 +480,20 @@ def _successor_interval(enc: dict, a: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def check_actions(X: np.ndarray, a: np.ndarray, ym: np.ndarray, yr: np.ndarray, rhs: np.ndarray,
                   g: _Geometry, tol: float) -> dict[str, np.ndarray]:
-    """Check 3 on one chunk: ``a in U`` (exact) and ``a in S(x)`` (rigorous, tolerance ``tol``)."""
+    """Check 3 on one chunk: ``a in U`` (exact) and ``a in S(x)`` (rigorous, tolerance ``tol``).
+
+    Why a pass is sound: ``U = [-1, 1]^m`` has double bounds, so ``a in U`` is an exact
+    comparison.  For ``S(x)``, ``ym +- yr`` encloses ``y = c(x) + B(x) a`` of the exact model at
+    the stored ``x`` and ``a`` (:func:`_successor_interval`) and ``rhs = d~`` has
+    ``d_i <= b_i - h_W,i(x)`` (:func:`_noise_rhs`); :func:`facet_bound` bounds
+    ``(A_i y - d_i) / nu_i <= r + err`` over the whole enclosure.  So ``r + err <= 0`` gives
+    ``A_i (c(x) + B(x) a) + h_W,i(x) <= b_i`` for every facet: the successor
+    ``c + B a + E w`` lies in ``P`` for every ``w`` in ``W``.
+
+    Reasons (:class:`ActionReason`), the first that applies: not finite; outside ``U``; unsafe
+    (``r > tol + err``: the worst-case successor's bound fails by more than its rounding error);
+    not provable (within ``err`` of the boundary).
+    """
     N = len(X)
     out = _empty(N)
     finite = np.isfinite(X).all(axis=1) & np.isfinite(a).all(axis=1) & np.isfinite(ym).all(axis=1)
@@ -345,13 +505,16 @@ def check_actions(X: np.ndarray, a: np.ndarray, ym: np.ndarray, yr: np.ndarray, 
     ju = np.argmin(np.where(np.isnan(du), -np.inf, du), axis=1)
     in_u = (a >= g.u_lo).all(axis=1) & (a <= g.u_hi).all(axis=1)
     safe = r + err <= tol
-    code = np.where(~finite, 4, np.where(~in_u, 1, np.where(r > tol + err, 2, np.where(~safe, 3, 0))))
+    code = first_reason([(~finite, ActionReason.NON_FINITE), (~in_u, ActionReason.OUTSIDE_U),
+                         (r > tol + err, ActionReason.UNSAFE), (~safe, ActionReason.NOT_PROVABLE)],
+                        ActionReason.PASS)
     out["ok"][:] = finite & in_u & safe
     out["slack"][:] = np.where(finite, -r, np.nan)
     out["code"][:] = code
-    out["index"][:] = np.where(code == 1, ju, i)
+    out["index"][:] = np.where(code == ActionReason.OUTSIDE_U, ju, i)
     av = a[np.arange(N), ju] if a.shape[1] else np.zeros(N)
-    out["value"][:] = np.where(code == 1, av, np.where(code == 3, err, r))
+    out["value"][:] = np.select([code == ActionReason.OUTSIDE_U, code == ActionReason.NOT_PROVABLE], [av, err],
+                                default=r)
     return out
 
 
@@ -392,9 +555,31 @@ def tolerance_witness(r: np.ndarray, delta: np.ndarray, E: np.ndarray, w_lo: np.
 def check_transitions(X: np.ndarray, Xn: np.ndarray, a: np.ndarray, ym: np.ndarray, yr: np.ndarray,
                       Bm: np.ndarray, E: np.ndarray, E_pinv: np.ndarray, g: _Geometry,
                       rtol: float) -> dict[str, np.ndarray]:
-    """Check 4 on one chunk: ``x+ - c - B a`` in ``E W`` up to ``delta`` (module docstring).
+    """Check 4 on one chunk: ``r = x+ - c - B a`` in ``E W`` up to ``delta``.
 
     ``E`` is [n, p] (constant) or [N, n, p]; ``E_pinv`` likewise [p, n] or [N, p, n].
+
+    The tolerance: a rollout is produced by a floating-point simulator, so the check allows
+    ``delta = rtol * s + y_r`` with the magnitude ``s = |x[t+1]| + |x[t]| + |c| + |B| |a| + |E| |w|_max``
+    of the terms the simulator adds (elementwise), the radius ``y_r`` of the enclosure of
+    ``c + B a`` (:func:`_successor_interval`) and ``rtol = 32 u_s`` (``u_s`` the unit round-off of the
+    stored dtype: ``2^-53`` for float64, ``2^-24`` for float32).  A wrapped coordinate adds
+    ``2 (|lo| + period)`` to ``s``, because the simulator's wrap ``hi - ((hi - x) mod period)`` is
+    not an exact identity inside ``X`` (it moves theta by up to half an ulp of pi, about 2e-16);
+    its residual is compared modulo the period (outside ``X`` only, where check 2 has failed).
+
+    Why a pass is sound: a transition passes only when a witness ``w`` in the outward-rounded
+    ``W`` is exhibited with ``|r - E w| <= delta``, so a passing step is explained by the model
+    and a noise value in ``W`` up to the stated tolerance.  First witness: the least-squares
+    estimate ``w* = pinv(E) r`` clipped to ``W``.  It spreads the rounding of a large coordinate
+    over the small ones (quadrotor: ``px ~ 4`` rounds by ~4e-16, which ``w*`` carries into
+    ``vx ~ 1e-3`` with its delta of ~5e-17), so a step it leaves unexplained gets a second
+    witness that respects the tolerances (:func:`tolerance_witness`).  A step may fail although
+    a witness exists (a false alarm: a noise input ``E`` whose rows mix noise coordinates, or the
+    rounding of the second witness), never pass without one.
+
+    Reasons (:class:`TransitionReason`), the first that applies: not finite; noise outside ``W``
+    (a witness without the ``W`` bound explains the step); not a successor under this model.
     """
     N = len(X)
     out = _empty(N)
@@ -436,13 +621,15 @@ def check_transitions(X: np.ndarray, Xn: np.ndarray, a: np.ndarray, ym: np.ndarr
     jw = np.argmax(excess_w, axis=1) if w.shape[1] else np.zeros(N, int)
     ratio = np.abs(w - g.w_c) / np.where(g.w_r > 0, g.w_r, 1.0)
     jr = np.argmax(np.abs(res_c) / delta, axis=1)
-    code = np.where(~finite, 4, np.where(explained, 0, np.where(free_ok, 1, 2)))
+    code = first_reason([(~finite, TransitionReason.NON_FINITE), (explained, TransitionReason.PASS),
+                         (free_ok, TransitionReason.NOISE_OUTSIDE_W)], TransitionReason.NOT_MODEL_SUCCESSOR)
     out["ok"][:] = explained
     out["slack"][:] = np.where(finite, 1.0 - (ratio.max(axis=1) if w.shape[1] else 0.0), np.nan)
     out["code"][:] = code
-    out["index"][:] = np.where(code == 1, jw, jr)
+    outside_w = code == TransitionReason.NOISE_OUTSIDE_W
+    out["index"][:] = np.where(outside_w, jw, jr)
     wv = w[rows, jw] if w.shape[1] else np.zeros(N)
-    out["value"][:] = np.where(code == 1, wv, res_c[rows, jr])
+    out["value"][:] = np.where(outside_w, wv, res_c[rows, jr])
     return out
 
 
@@ -488,6 +675,7 @@ class AuditResult:
         """Failing items (episode, step, check, reason), ordered by episode and step, at most ``limit``."""
         limit = self.max_failures if limit is None else limit
         rows: list[tuple[int, int, int, dict]] = []
+        words = Wording.of(self.setfile, self.rollouts.states.shape[2])
         for order, chk in enumerate(self.checks):
             bad = np.flatnonzero(~chk.ok.ravel())
             # the first `limit` in (episode, step) order of every check cover the merged first `limit`
@@ -495,40 +683,10 @@ class AuditResult:
                 e, t = np.unravel_index(int(j), chk.ok.shape)
                 rows.append((int(e), int(t), order, {
                     "check": chk.name, "episode": int(e), "step": int(t),
-                    "reason": self._reason(chk, int(j)), "code": chk.codes.get(int(chk.code.flat[j]), "?"),
+                    "reason": chk.explain(int(j), words), "code": chk.reason(int(j)).label,
                     "slack": _finite_or_none(float(chk.slack.flat[j]))}))
         rows.sort(key=lambda r: r[:3])
         return [r[3] for r in rows[:limit]]
-
-    def _reason(self, chk: CheckResult, j: int) -> str:
-        code, idx, val = int(chk.code.flat[j]), int(chk.index.flat[j]), float(chk.value.flat[j])
-        names = list(self.setfile.state_names or [f"x{k}" for k in range(self.rollouts.states.shape[2])])
-        if chk.name == "states":
-            if code == 1:
-                return (f"state outside X: {names[idx]} = {val:.17g} not in "
-                        f"[{self.setfile.constraints['lo'][idx]:g}, {self.setfile.constraints['hi'][idx]:g}]")
-            if code == 2:
-                return f"state outside P: facet {idx} violated by {val:.3g} (normalised)"
-            if code == 3:
-                return f"state in P not provable within rounding: facet {idx} within the error bound {val:.3g}"
-            return "state is not finite"
-        if chk.name == "actions":
-            if code == 1:
-                return f"executed action outside U: a[{idx}] = {val:.17g} not in [-1, 1]"
-            if code == 2:
-                return (f"unsafe action: a successor can leave P for some noise in W "
-                        f"(facet {idx}, by {val:.3g} normalised)")
-            if code == 3:
-                return f"safety of the action not provable within rounding: facet {idx} within the error bound {val:.3g}"
-            return "state or action is not finite"
-        if code == 1:
-            lo, hi = self.setfile.noise["lo"][idx], self.setfile.noise["hi"][idx]
-            return (f"transition not explained: estimated noise w[{idx}] = {val:.6g} outside W = [{lo:g}, {hi:g}] "
-                    "(not from this model and noise bound)")
-        if code == 2:
-            return (f"transition not explained by the model: x+ - c(x) - B(x) a - E w has {names[idx]} residual "
-                    f"{val:.3g} beyond the tolerance for every w in W (another model or simulator?)")
-        return "transition involves non-finite values"
 
     def summary(self) -> dict[str, Any]:
         """Per-check counts and worst slacks (the JSON's ``checks``)."""
@@ -648,15 +806,12 @@ def audit(rollouts: Rollouts | str | Path, setfile, *, recheck: bool = True, tol
 
     tol_txt = ("0 (proven for the exact reals: outward-rounded error bound)" if tol == 0 else
                f"{tol:g} (normalised distance; violations up to {tol:g} are accepted)")
-    mk = lambda name, d, shape, codes, tt: CheckResult(  # noqa: E731
-        name, d["ok"].reshape(shape), d["slack"].reshape(shape), d["code"].reshape(shape),
-        d["index"].reshape(shape), d["value"].reshape(shape), codes, tt)
     res = AuditResult(
         rollouts=ro, setfile=sf, certificate=cert_items,
-        states=mk("states", st, (E_, T + 1), STATE_CODES, f"X exact; P: {tol_txt}"),
-        actions=mk("actions", act, (E_, T), ACTION_CODES, f"U exact; S(x): {tol_txt}"),
-        transitions=mk("transitions", tr, (E_, T), TRANSITION_CODES,
-                       f"|x+ - c - B a - E w| <= {rtol:.3g} * magnitude + enclosure radius"),
+        states=CheckResult.from_flat("states", st, (E_, T + 1), StateReason, f"X exact; P: {tol_txt}"),
+        actions=CheckResult.from_flat("actions", act, (E_, T), ActionReason, f"U exact; S(x): {tol_txt}"),
+        transitions=CheckResult.from_flat("transitions", tr, (E_, T), TransitionReason,
+                                          f"|x+ - c - B a - E w| <= {rtol:.3g} * magnitude + enclosure radius"),
         intervened=intervened(ro.policy_actions, ro.actions),
         tolerances={"state_and_action": tol, "transition_rtol": rtol, "storage_dtype": ro.storage_dtype,
                     "rounding_coefficient": g.k_err, "description": tol_txt},

@@ -4,7 +4,7 @@ Plots (matplotlib, Agg backend):
 
 * **trajectories over the set** — 2-D systems: the polygon of ``P`` (its vertices), the box
   ``X`` and up to 40 trajectories; higher dimensions: projections onto the coordinate pairs of
-  :data:`verification.plots.PAIRS` (quadrotor: px-vx, pz-vz, vx-phi, phi-phi_dot; the projection
+  :func:`verification.plots.projection_pairs` (quadrotor: px-vx, pz-vz, vx-phi, phi-phi_dot; the projection
   of ``P`` from its zonotope or support-function LPs).  Failing states are red crosses.
 * **per-step minimum slack** — for every step ``t`` the minimum over episodes (and the median)
   of the normalised slack of the state in ``P ∩ X`` and of the worst-case successor in ``P``
@@ -92,12 +92,12 @@ def fig_trajectories(result: AuditResult) -> str:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Polygon, Rectangle
 
-    from ..plots import PAIRS
+    from ..plots import projection_pairs
 
     sf, ro = result.setfile, result.rollouts
     n = ro.states.shape[2]
     names = list(sf.state_names or [f"x{k}" for k in range(n)])
-    pairs = [(0, 1)] if n == 2 else PAIRS.get(sf.system, [(k, k + 1) for k in range(0, n - 1, 2)])
+    pairs = projection_pairs(sf.system, n)
     ncol = 2 if len(pairs) == 4 else len(pairs)
     nrow = -(-len(pairs) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.4 * ncol, 4.6 * nrow), squeeze=False)
