@@ -42,19 +42,21 @@ import torch
 from ..commands._common import format_table
 from ..errors import UserError
 from ..setfile import SetFile, load_set
+from ..repository import repository_root
 from ..systems import available_systems, get_system
 from . import KINDS, make_safeguard
 
 __all__ = ["run", "sample_states", "cvxpylayers_projection"]
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
 def default_sets() -> list[Path]:
-    """``data/<system>.json`` for each built-in system if present, else ``data/published/<system>.json``."""
+    """``data/<system>.json`` for each built-in system if present, else ``data/published/<system>.json``,
+    in the repository found from the working folder (:func:`reachsafe.repository.repository_root`)."""
+    root = repository_root()
+    if root is None:
+        return []
     out = []
     for name in available_systems():
-        for cand in (ROOT / "data" / f"{name}.json", ROOT / "data" / "published" / f"{name}.json"):
+        for cand in (root / "data" / f"{name}.json", root / "data" / "published" / f"{name}.json"):
             if cand.exists():
                 out.append(cand)
                 break

@@ -12,11 +12,12 @@ or split in two.  Where to split is read off the failed check:
   whose halving shrinks them most (measured on the 2n candidate children, enclosed in
   one batched call);
 * otherwise one affine feedback is too weak for the cell: the coordinate along which the
-  successor values ``A_i f(x, a)`` of the facets that limit the LP's slack (weighted by their
-  duals ``y_i``) vary most over the cell, ``argmax_d sum_i y_i |(A_i J)_d| (hi_d - lo_d)`` with
-  ``J = df/dx`` on the cell, or its widest side relative to the root box when the LP gives no
-  duals.  (``|A_id|`` alone would miss a facet such as ``v <= v_max`` whose successor value
-  depends on the position through the dynamics: such cells were split along ``v`` forever.)
+  facets that limit the LP's slack (weighted by their duals ``y_i``) vary most over the cell,
+  at the state or at its successor: ``argmax_d sum_i y_i max(|A_id|, |(A_i J)_d|) (hi_d - lo_d)``
+  with ``J = df/dx`` on the cell, or its widest side relative to the root box when the LP
+  gives no duals.  (``|A_id|`` alone misses a facet such as ``v <= v_max`` whose successor
+  value depends on the position through the dynamics: such cells were split along ``v``
+  forever; ``|A_i J|`` alone proved 15 % fewer cart-pole cells in the same time.)
 
 Cells are processed generation by generation in a fixed order; a generation is spread
 over worker processes (``fork``), and its results are taken in cell order, so the proof
@@ -111,7 +112,7 @@ def _split_dim(model: CertModel, A: np.ndarray, nrm: np.ndarray, cell: Cell, roo
     rel = (cell.hi - cell.lo) / np.where(root_w > 0, root_w, 1.0)
     widest = int(np.argmax(rel))
     if failing.size == 0 and binding is not None and binding.sum() > 0:
-        grad = terms["AJ"].mag / nrm[:, None]  # |d A_i f / dx| on the cell: how facet i's next value varies
+        grad = np.maximum(np.abs(A), terms["AJ"].mag) / nrm[:, None]  # max(|A_i|, |A_i df/dx|) per coordinate
         score = (binding[:, None] * grad).sum(axis=0) * (cell.hi - cell.lo)
         if np.max(score) > 0:
             return int(np.argmax(score))

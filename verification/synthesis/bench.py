@@ -5,8 +5,9 @@ folder (nothing in ``data/`` or ``sets/`` is touched) and prints one row per sys
 facets, volume and its fraction of the box ``X``, the kernel estimate of ``reachsafe kernel``
 (2-D grid; exit-time grid for 3-D and 4-D; none above) and the set's fraction of it,
 synthesis and certification time, cells, and the ratio to the published set where there is
-one.  By default the systems are the built-ins and every model file in ``examples/`` (a
-file that defines ``DEFINITION``), found in the current folder or beside the package.
+one.  By default the systems are the built-ins and every model file in the repository's
+``examples/`` (a file that defines ``DEFINITION``; the repository is found from the working
+folder, :func:`reachsafe.repository.repository_root`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import json
 import tempfile
 import time
 from pathlib import Path
+
+from reachsafe.repository import repository_root
 
 __all__ = ["add_arguments", "run_bench", "default_systems"]
 
@@ -27,9 +30,8 @@ def default_systems() -> list[str]:
     """Built-in systems, then the model files in ``examples/`` (sorted by name)."""
     from reachsafe.systems import available_systems
 
-    here = Path.cwd() / "examples"
-    beside = Path(__file__).resolve().parents[2] / "examples"
-    folder = here if here.is_dir() else beside
+    root = repository_root()
+    folder = (root if root is not None else Path.cwd()) / "examples"
     files = sorted(p for p in folder.glob("*.py") if "DEFINITION" in p.read_text(encoding="utf-8")) \
         if folder.is_dir() else []
     return available_systems() + [str(p) for p in files]
