@@ -3,7 +3,7 @@
 Targets (each a small entry in TARGETS below; the implementation is imported only when run):
   safeguards   forward+backward time of every safeguard vs. a cvxpylayers projection
                (the paper's approach) and one simulator step, per batch size
-  synthesis    compute-invariant + certify time and volume per system
+  synthesis    compute-invariant on every built-in and example system: volume, % of X and kernel, times
   training     SHAC wall time with each safeguard vs. unsafeguarded (overhead ratio)
   audit        audit throughput (steps/s)
 
@@ -52,7 +52,7 @@ def _lazy_arguments(module: str) -> Callable[[argparse.ArgumentParser], None]:
 TARGETS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
     "safeguards": ("safeguards vs. cvxpylayers and one simulator step (forward+backward)",
                    _safeguards_arguments, "reachsafe.safeguards.bench:run"),
-    "synthesis": ("synthesis and certification time per system, volume vs. the published set",
+    "synthesis": ("compute-invariant on the built-ins and every examples/ model: volume, % of X and of the kernel estimate, times",
                   _lazy_arguments("verification.synthesis.bench"), "verification.synthesis.bench:run_bench"),
     "training": ("SHAC wall time with each safeguard vs. unsafeguarded (same seed, short runs)",
                  _lazy_arguments("training.bench"), "training.bench:run_bench"),
