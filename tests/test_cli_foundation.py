@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 import subprocess
@@ -19,6 +21,21 @@ def test_help_lists_every_subcommand():
     out = subprocess.run([sys.executable, "-m", "reachsafe.cli", "--help"], capture_output=True, text=True, check=True).stdout
     for name, _, _ in COMMANDS:
         assert name in out
+
+
+def test_every_help_text_renders():
+    """Every command's and every bench target's --help prints (argparse %-formats help strings:
+    a bare '%' in one raised TypeError for 'reachsafe bench --help')."""
+    from reachsafe.cli import build_parser
+    from reachsafe.commands.bench import TARGETS
+
+    parser = build_parser()
+    argvs = [["--help"]] + [[name, "--help"] for name, _, _ in COMMANDS] + [["bench", t, "--help"] for t in TARGETS]
+    for argv in argvs:
+        with pytest.raises(SystemExit) as exc:
+            with contextlib.redirect_stdout(io.StringIO()):
+                parser.parse_args(argv)
+        assert exc.value.code == 0, argv
 
 
 def test_import_reachsafe_stays_light():

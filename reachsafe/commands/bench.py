@@ -52,7 +52,7 @@ def _lazy_arguments(module: str) -> Callable[[argparse.ArgumentParser], None]:
 TARGETS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
     "safeguards": ("safeguards vs. cvxpylayers and one simulator step (forward+backward)",
                    _safeguards_arguments, "reachsafe.safeguards.bench:run"),
-    "synthesis": ("compute-invariant on the built-ins and every examples/ model: volume, % of X and of the kernel estimate, times",
+    "synthesis": ("compute-invariant on the built-ins and every examples/ model: volume, share of X and of the kernel estimate, times",
                   _lazy_arguments("verification.synthesis.bench"), "verification.synthesis.bench:run_bench"),
     "training": ("SHAC wall time with each safeguard vs. unsafeguarded (same seed, short runs)",
                  _lazy_arguments("training.bench"), "training.bench:run_bench"),
