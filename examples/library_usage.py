@@ -15,7 +15,8 @@ What it shows, in order:
 Run from the repository root (defaults: the committed pendulum set)::
 
     python examples/library_usage.py --out /tmp/lib-run
-    python examples/library_usage.py --system examples/drifting_cart.py --set data/drifting_cart.json --out /tmp/lib-cart
+    python examples/library_usage.py --system examples/drifting_cart.py \
+        --set data/drifting_cart.json --out /tmp/lib-cart
 
 Exit code 0 when the audit certifies every recorded step, 1 otherwise.
 """

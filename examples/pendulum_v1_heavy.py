@@ -35,7 +35,8 @@ theta_next = theta + dt * theta_dot_next
 
 DEFINITION = SystemDefinition(
     name="pendulum_v1_heavy",
-    description="WRONG model of gymnasium Pendulum-v1 (g=10, m=1.25 instead of 1, l=1, dt=0.05, |u|<=2), kept within 0.5 rad of upright",
+    description=("WRONG model of gymnasium Pendulum-v1 (g=10, m=1.25 instead of 1, l=1, dt=0.05, |u|<=2), "
+                 "kept within 0.5 rad of upright"),
     state=(theta, theta_dot),
     action=(a,),
     noise=(w,),

@@ -22,6 +22,31 @@ import numpy as np
 __all__ = ["KernelEstimate", "grid_kernel", "exit_time_kernel"]
 
 
+def _viable_fixed_point(succ: np.ndarray, max_iters: int,
+                        progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, int]:
+    """Greatest fixed point ``K = { c in K : exists k, for all v: succ[c, k, v] in K }``.
+
+    :param succ: ``[C, K, V]`` successor cell of cell ``c`` under action ``k`` and noise vertex
+        ``v``; the value ``C`` stands for "outside X" (never viable).
+    :returns: ``(viable [C] bool, iterations)``; ``progress(iteration, kept)`` after each sweep.
+    """
+    C = succ.shape[0]
+    viable = np.ones(C + 1, dtype=bool)
+    viable[C] = False
+    iterations = 0
+    while iterations < max_iters:
+        iterations += 1
+        new = viable.copy()
+        new[:C] &= viable[succ].all(axis=2).any(axis=1)
+        changed = bool((new != viable).any())
+        viable = new
+        if progress:
+            progress(iterations, int(viable[:C].sum()))
+        if not changed:
+            break
+    return viable[:C], iterations
+
+
 @dataclass
 class KernelEstimate:
     area: float
@@ -54,28 +79,17 @@ def grid_kernel(system, cells: int = 400, actions: int = 81, max_iters: int = 10
         per = max(2, int(round(actions ** (1 / system.m))))
         acts = np.array(list(itertools.product(np.linspace(-1, 1, per), repeat=system.m)))
     noise = np.array(list(itertools.product(*zip(system.noise_lo, system.noise_hi))))  # [V, p]
-    C, K, V = len(centres), len(acts), len(noise)
+    C = len(centres)
     nxt = system.step_unwrapped(centres[:, None, None, :], acts[None, :, None, :], noise[None, None, :, :])  # [C,K,V,2]
     idx = np.floor((nxt - lo) / h).astype(np.int64)
     inside = np.all((idx >= 0) & (idx < cells), axis=-1)
     flat = np.where(inside, idx[..., 0] * cells + idx[..., 1], C)  # C = "outside" sentinel
     flat = flat.astype(np.int32)
-    viable = np.ones(C + 1, dtype=bool)
-    viable[C] = False
-    it = 0
-    for it in range(1, max_iters + 1):
-        ok = viable[flat].all(axis=2).any(axis=1)
-        new = viable.copy()
-        new[:C] &= ok
-        changed = int((new != viable).sum())
-        viable = new
-        if progress:
-            progress(it, int(viable[:C].sum()))
-        if changed == 0:
-            break
+    viable, it = _viable_fixed_point(flat, max_iters, progress)
     box_area = float(np.prod(hi - lo))
-    kept = viable[:C].reshape(cells, cells)
-    return KernelEstimate(area=float(kept.mean() * box_area), box_area=box_area, cells=cells, actions=K,
+    kept = viable.reshape(cells, cells)
+    return KernelEstimate(area=float(kept.mean() * box_area), box_area=box_area, cells=cells,
+                          actions=len(acts),
                           iterations=it, viable=kept, lo=lo, hi=hi)
 
 
@@ -165,18 +179,8 @@ def exit_time_kernel(system, cells: int, actions_per_axis: int = 5, horizon: int
         succ[ids] = out
         if progress:
             progress(int(min(total, start + chunk)), int(total))
-    succ = succ.reshape(C, K, V)
-    viable = np.ones(C + 1, dtype=bool)
-    viable[C] = False
-    it = 0
-    for it in range(1, 100_000):
-        ok = viable[succ].all(axis=2).any(axis=1)
-        new = viable.copy()
-        new[:C] &= ok
-        if (new == viable).all():
-            break
-        viable = new
+    viable, it = _viable_fixed_point(succ.reshape(C, K, V), 100_000)
     box = float(np.prod(hi - lo))
-    kept = viable[:C].reshape((cells,) * n)
+    kept = viable.reshape((cells,) * n)
     return KernelEstimate(area=float(kept.mean() * box), box_area=box, cells=cells, actions=K,
                           iterations=it, viable=kept, lo=lo, hi=hi)
