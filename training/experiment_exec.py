@@ -33,7 +33,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from reachsafe.errors import UserError
 from reachsafe.setfile import atomic_write_text
@@ -424,11 +424,3 @@ def _log_failure(exp: Experiment, spec: RunSpec, exc: BaseException) -> None:
     except OSError:
         print(f"could not write the traceback of {spec.run_id}", file=sys.stderr)
 
-
-def iter_records(exp: Experiment) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
-    """``(spec, run.json)`` of every finished run of the grid, in grid order."""
-    store = ResultsStore(exp)
-    for spec in exp.runs:
-        rec = store.record(spec)
-        if rec is not None:
-            yield spec, rec

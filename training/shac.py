@@ -46,6 +46,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from reachsafe.safeguards.base import regularizer
+
 from .env import SafeEnv
 from .profiles import profile_overrides
 
@@ -276,7 +278,7 @@ def train_shac(
             ret_acc = torch.where(res.done, torch.zeros_like(ret_acc), ret_acc)
             disc = torch.where(res.done, torch.ones_like(disc), disc * cfg.gamma)
             if cfg.regularize > 0:
-                reg_loss = reg_loss + cfg.regularize * ((res.action.detach() - res.policy_action) ** 2).sum(-1).mean()
+                reg_loss = reg_loss + regularizer(res.policy_action, res.action, cfg.regularize)
             obs_buf[t], rew_buf[t], val_buf[t], done_buf[t] = o.detach(), res.reward.detach(), v_next.detach(), res.done
             interventions += res.interventions
             obs = res.obs

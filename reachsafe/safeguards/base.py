@@ -55,7 +55,7 @@ from .actionset import _BIG, Tolerances, box_rows, rowdot, tolerances
 from .polygon import Arena
 from .safetynet import centre_of, minmax_action, relevant_rows, verify
 
-__all__ = ["Safeguard", "SafeguardInfo", "InvariantSetLike", "MAX_ACTIONS"]
+__all__ = ["Safeguard", "SafeguardInfo", "InvariantSetLike", "MAX_ACTIONS", "regularizer"]
 
 MAX_ACTIONS = 8  # largest m the safeguards accept (tested at m = 1, 2, 3, 4, 6)
 
@@ -258,6 +258,17 @@ def _resolve_set(system: CompiledSystem, invariant_set: InvariantSetLike) -> tup
     return A / norms[:, None], b / norms, where
 
 
+def regularizer(actions: Tensor, safe_actions: Tensor, lam: float) -> Tensor:
+    """``lam * mean_b |a_s - a|^2`` for policy actions ``a`` and safe actions ``a_s`` ([B, m]).
+
+    ``a_s`` is detached: the gradient ``-2 lam (a_s - a) / B`` pulls the policy's action towards the
+    safe one (with a passthrough gradient a non-detached ``a_s`` would cancel it).  The one
+    implementation of the regulariser: :meth:`Safeguard.regularizer` and SHAC's actor loss
+    (:mod:`training.shac`) both call it.
+    """
+    return lam * ((safe_actions.detach() - actions) ** 2).sum(-1).mean()
+
+
 class Safeguard(torch.nn.Module, metaclass=ABCMeta):
     """Base class: maps policy actions to actions in ``S(x)`` (module docstring has the math).
 
@@ -412,8 +423,9 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
 
         ``a_s`` is detached: the gradient ``-2 lam (a_s - a) / B`` pulls the policy's action
         towards the safe one (with ``passthrough=True`` a non-detached ``a_s`` would cancel it).
+        The same term as the module function :func:`regularizer`, which SHAC calls.
         """
-        return lam * ((safe_actions.detach() - actions) ** 2).sum(-1).mean()
+        return regularizer(actions, safe_actions, lam)
 
     def forward(self, states: Tensor, actions: Tensor, return_info: bool = False) -> Union[Tensor, tuple[Tensor, SafeguardInfo]]:
         """Safe actions ``a_s [B, m]`` for ``states [B, n]`` and ``actions [B, m]``.

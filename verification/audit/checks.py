@@ -285,12 +285,14 @@ def _noise_rhs(model, A: np.ndarray, b: np.ndarray, E_iv) -> np.ndarray:
 def _geometry(sf, system, model) -> _Geometry:
     """Normalised facets and the boxes of the checks, each rounded in the direction that keeps a pass sound.
 
-    * ``X`` rounded inward (:meth:`~reachsafe.systems.compiled.CompiledSystem.constraint_box_inner`):
-      no double lies between it and the exact bound, so comparing a stored double with it
-      decides membership in the exact ``X``.
+    * ``X`` rounded inward (``X_inner_lo``, ``X_inner_hi`` of the certifier's
+      :class:`~verification.certification.intervals.CertModel`): no double lies between it and
+      the exact bound, so comparing a stored double with it decides membership in the exact ``X``.
     * ``U = [-1, 1]^m`` has double bounds: compared exactly.
-    * ``W`` rounded outward (:meth:`~reachsafe.systems.compiled.CompiledSystem.noise_box_outer`): the
-      box the witnesses of check 4 may use; it contains the exact ``W``.
+    * ``W`` rounded outward (the certifier's ``CertModel.W``): the box the witnesses of check 4
+      may use; it contains the exact ``W``.  Every exact constant of the audit (``X``, ``W`` and the
+      model's enclosures) is thus rounded by one function, the certifier's
+      :func:`~verification.certification.intervals.number_interval`.
     * Facets normalised, ``A~_i = fl(A_i / nu_i)``, ``b~_i = fl(b_i / nu_i)`` with ``nu_i > 0``, so the
       sign of a facet residual is unchanged and its value is a distance in state space; the
       rounding of this normalisation is part of the error bound of :func:`facet_bound`
@@ -314,8 +316,8 @@ def _geometry(sf, system, model) -> _Geometry:
         dn = _noise_rhs(model, A, b, E_iv) / nu
         E = E_iv.mid
         E_pinv = np.linalg.pinv(E) if E.size else np.zeros((0, n))
-    x_lo, x_hi = system.constraint_box_inner()
-    w_lo, w_hi = system.noise_box_outer()
+    x_lo, x_hi = model.X_inner_lo.copy(), model.X_inner_hi.copy()
+    w_lo, w_hi = model.W.lo.copy(), model.W.hi.copy()
     return _Geometry(nu=nu, An=An, bn=bn, L1=L1, k_err=(4.0 * (n + 3) + 8.0) * U64, dn=dn, x_lo=x_lo, x_hi=x_hi,
                      u_lo=np.asarray(system.action_lo, float), u_hi=np.asarray(system.action_hi, float),
                      w_lo=w_lo, w_hi=w_hi, w_c=0.5 * (system.noise_lo + system.noise_hi),
