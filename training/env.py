@@ -49,6 +49,7 @@ from torch import Tensor
 
 from reachsafe.errors import UserError
 from reachsafe.sets import ConvexSet, as_hpolytope
+from reachsafe.sets.rows import normalize_rows
 from reachsafe.setfile import SetFile
 from reachsafe.systems import CompiledSystem, get_system
 
@@ -75,7 +76,7 @@ def polytope_arrays(invariant_set: SetLike) -> tuple[np.ndarray, np.ndarray]:
     norms = np.linalg.norm(A, axis=1)
     if np.any(norms == 0):
         raise UserError("the set has a zero row in A; remove it")
-    return A / norms[:, None], b / norms
+    return normalize_rows(A, b)
 
 
 class InitialStateSampler:

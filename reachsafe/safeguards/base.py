@@ -49,6 +49,7 @@ from ..errors import UserError
 from ..intervention import INTERVENTION_TOL
 from ..sets.base import ConvexSet
 from ..sets.convert import as_hpolytope
+from ..sets.rows import normalize_rows
 from ..setfile import SetFile, load_set
 from ..systems import CompiledSystem, get_system
 from .actionset import _BIG, Tolerances, box_rows, rowdot, tolerances
@@ -255,7 +256,8 @@ def _resolve_set(system: CompiledSystem, invariant_set: InvariantSetLike) -> tup
     norms = np.linalg.norm(A, axis=1)
     if np.any(norms == 0):
         raise UserError(f"{where}: row {int(np.argmin(norms))} of A is zero; remove it")
-    return A / norms[:, None], b / norms, where
+    A, b = normalize_rows(A, b)
+    return A, b, where
 
 
 def regularizer(actions: Tensor, safe_actions: Tensor, lam: float) -> Tensor:

@@ -43,6 +43,7 @@ from ..commands._common import format_table
 from ..errors import UserError
 from ..setfile import SetFile, load_set
 from ..repository import repository_root
+from ..sets.rows import normalize_rows
 from ..systems import available_systems, get_system
 from . import KINDS, make_safeguard
 
@@ -65,8 +66,7 @@ def default_sets() -> list[Path]:
 
 def sample_states(sf: SetFile, N: int, rng: np.random.Generator) -> np.ndarray:
     """States of P along random rays from its Chebyshev centre: half uniform in ray length, half in the outer 10 %."""
-    nr = np.linalg.norm(sf.A, axis=1)
-    A, b = sf.A / nr[:, None], sf.b / nr
+    A, b = normalize_rows(sf.A, sf.b)
     x0, _ = sf.polytope().chebyshev_center()
     d = rng.normal(size=(N, A.shape[1]))
     d /= np.linalg.norm(d, axis=1, keepdims=True)

@@ -29,6 +29,7 @@ from ._geometry import (
 )
 from .base import ConvexSet
 from .box import Box
+from .rows import normalize_rows
 
 __all__ = ["HPolytope", "VolumeEstimate"]
 
@@ -131,8 +132,7 @@ class HPolytope(ConvexSet):
         zero = norms <= 0.0
         A = np.empty_like(self.A)
         b = np.empty_like(self.b)
-        A[~zero] = self.A[~zero] / norms[~zero, None]
-        b[~zero] = self.b[~zero] / norms[~zero]
+        A[~zero], b[~zero] = normalize_rows(self.A[~zero], self.b[~zero])
         A[zero] = 0.0
         b[zero] = np.where(self.b[zero] < 0.0, -1.0, 0.0)
         keep = ~zero | (self.b < 0.0)
