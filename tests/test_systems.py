@@ -1,4 +1,4 @@
-"""The compiled systems against independent hand-written implementations of SYSTEMS.md."""
+"""The compiled systems against independent hand-written implementations of the systems in docs/architecture.md."""
 
 from __future__ import annotations
 

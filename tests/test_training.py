@@ -172,7 +172,7 @@ def test_env_gradients_quadrotor_finite_differences():
 
 @pytest.mark.parametrize("kind", ["projection", "raymask"])
 def test_executed_actions_are_the_safeguard_output(pend_set, kind):
-    """DESIGN.md pitfall: test what is executed.  A bang-bang policy is often unsafe."""
+    """docs/architecture.md, pitfalls: test what is executed.  A bang-bang policy is often unsafe."""
     from training.evaluate import run_episodes
 
     env = _env(kind, N=16, noise="adversarial")

@@ -1,7 +1,7 @@
 """The safeguard base class: from (system, invariant set) to a batched torch map a -> a_s.
 
 For a state ``x`` in the invariant set ``P = {x : A x <= b}`` and the affine model
-``x+ = c(x) + B(x) a + E(x) w`` the safe action set is (DESIGN.md)::
+``x+ = c(x) + B(x) a + E(x) w`` the safe action set is (docs/architecture.md)::
 
     S(x) = {a in U : A B(x) a <= b - A c(x) - h_W(x)},
     h_W(x)_i = sum_j |(A E(x))_ij| w_r_j + (A E(x) w_c)_i
