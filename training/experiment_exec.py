@@ -40,8 +40,20 @@ from reachsafe.setfile import atomic_write_text
 
 from .experiment import Experiment, RunSpec
 
-__all__ = ["RESULT_FILES", "execute_run", "audit_run_dir", "reaudit", "ResultsStore", "GridStatus", "grid_status", "LocalBackend", "RayBackend",
-           "make_backend", "run_grid", "RunOutcome"]
+__all__ = [
+    "RESULT_FILES",
+    "execute_run",
+    "audit_run_dir",
+    "reaudit",
+    "ResultsStore",
+    "GridStatus",
+    "grid_status",
+    "LocalBackend",
+    "RayBackend",
+    "make_backend",
+    "run_grid",
+    "RunOutcome",
+]
 
 RESULT_FILES = ("config.json", "metrics.csv", "summary.json", "audit.json", "audit-adversarial.json")
 MARKER = "run.json"
@@ -76,11 +88,17 @@ def execute_run(spec: RunSpec, run_dir: str, root: str, threads: int = 1) -> dic
     audit_files, audit_fields = audit_run_dir(run_dir, cfg.set_path)
     files.update(audit_files)
     record = {
-        "run_id": spec.run_id, "spec": json.loads(spec_json(spec, Path(root))),
-        "env_steps": summary["env_steps"], "wall_time_s": summary["wall_time_s"],
-        "return_uniform": summary["uniform"]["return_mean"], "return_adversarial": summary["adversarial"]["return_mean"],
-        **audit_fields, "session_s": round(train_s, 2),
-        "host": socket.gethostname(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "log": log,
+        "run_id": spec.run_id,
+        "spec": json.loads(spec_json(spec, Path(root))),
+        "env_steps": summary["env_steps"],
+        "wall_time_s": summary["wall_time_s"],
+        "return_uniform": summary["uniform"]["return_mean"],
+        "return_adversarial": summary["adversarial"]["return_mean"],
+        **audit_fields,
+        "session_s": round(train_s, 2),
+        "host": socket.gethostname(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "log": log,
     }
     return {"files": files, "record": record}
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
 import torch
@@ -206,7 +206,8 @@ def _set_lr(opt: torch.optim.Optimizer, lr0: float, lr_end: float, frac: float) 
 
 
 def td_lambda_targets(rewards: Tensor, next_values: Tensor, dones: Tensor, gamma: float, lam: float) -> Tensor:
-    """TD(lambda) targets ``G [H, N]`` from ``rewards, next_values [H, N]`` and ``dones [H, N]`` (module docstring, step 3)."""
+    """TD(lambda) targets ``G [H, N]`` from ``rewards, next_values [H, N]`` and ``dones [H, N]`` (module docstring,
+    step 3)."""
     H = rewards.shape[0]
     G = torch.empty_like(rewards)
     G[H - 1] = rewards[H - 1] + gamma * next_values[H - 1]

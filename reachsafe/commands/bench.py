@@ -30,7 +30,9 @@ def _safeguards_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=21,
                    help="interleaved rounds per batch size (each times the step and every safeguard once); medians are "
                         "reported; cvxpylayers gets at most this many calls (default: %(default)s)")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="dtype of ours (default: %(default)s)")
+    p.add_argument(
+        "--dtype", choices=["float32", "float64"], default="float32", help="dtype of ours (default: %(default)s)"
+    )
     p.add_argument("--cvx-budget", type=float, default=60.0, metavar="SECONDS",
                    help="skip a cvxpylayers cell whose estimated time exceeds this (default: %(default)s)")
     p.add_argument("--no-cvxpylayers", action="store_true", help="do not time cvxpylayers")

@@ -26,8 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("system", help="a built-in system or a model file of your own (.py), 2 to 6 states")
     p.add_argument("--cells", type=int, default=None,
                    help="cells per axis (default 400 in 2-D, else about 500,000 cells in all: 80 in 3-D, 26 in 4-D)")
-    p.add_argument("--actions", type=int, default=None,
-                   help="action grid: values in 2-D (default 81); per action axis in n-D (default 9 for one action, else 5)")
+    p.add_argument(
+        "--actions",
+        type=int,
+        default=None,
+        help="action grid: values in 2-D (default 81); per action axis in n-D (default 9 for one action, else 5)",
+    )
     p.add_argument("--json", help="write the result as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 

@@ -429,7 +429,9 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         """
         return regularizer(actions, safe_actions, lam)
 
-    def forward(self, states: Tensor, actions: Tensor, return_info: bool = False) -> Union[Tensor, tuple[Tensor, SafeguardInfo]]:
+    def forward(
+        self, states: Tensor, actions: Tensor, return_info: bool = False
+    ) -> Union[Tensor, tuple[Tensor, SafeguardInfo]]:
         """Safe actions ``a_s [B, m]`` for ``states [B, n]`` and ``actions [B, m]``.
 
         Output dtype/device = those of ``actions``.  The info of the call is stored in
@@ -533,9 +535,11 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
             outside = dist_out > self.outside_tol
             n_outside = int(outside.sum())
             if n_outside and self.outside == "raise":
-                raise UserError(f"{n_outside} of {B} states lie outside the invariant set {self.set_description} "
-                                f"(largest distance {float(dist_out.max()):.3g} > outside_tol={self.outside_tol:g}); the "
-                                "safeguard is only defined on the set: reset such states, or pass outside='fallback'")
+                raise UserError(
+                    f"{n_outside} of {B} states lie outside the invariant set {self.set_description} "
+                    f"(largest distance {float(dist_out.max()):.3g} > outside_tol={self.outside_tol:g}); the "
+                    "safeguard is only defined on the set: reset such states, or pass outside='fallback'"
+                )
             cols, Ac, depth = self._facet_pass(cd, Bd, E.detach(), ws)
             theta = min(-tol.tighten, -self.margin - 1e-10)
             sel = torch.gt(depth, theta, out=ws["sel"]) if ws else depth > theta
@@ -630,8 +634,9 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
                 unsafe = ~self._verify(ch, out.detach().to(torch.float64))
             counts = {"n_unsafe": int(unsafe.sum())}
         dist = (out.detach() - actions.detach()).norm(dim=-1)
-        return out, SafeguardInfo(intervened=dist > INTERVENTION_TOL, distance=dist, n_outside=ch.n_outside, unsafe=unsafe,
-                                  **counts)
+        return out, SafeguardInfo(
+            intervened=dist > INTERVENTION_TOL, distance=dist, n_outside=ch.n_outside, unsafe=unsafe, **counts
+        )
 
     def _solve(self, actions: Tensor, ch: "Chunk") -> Tensor:
         """The map on one prepared chunk: ``[B, m]`` in the dtype of ``actions``.
@@ -714,7 +719,9 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         if actions.dim() != 2 or actions.shape[1] != m:
             raise UserError(f"actions must have shape [B, {m}] for {self.system.name}, got {list(actions.shape)}")
         if actions.shape[0] != states.shape[0]:
-            raise UserError(f"states and actions must have the same batch size, got {states.shape[0]} and {actions.shape[0]}")
+            raise UserError(
+                f"states and actions must have the same batch size, got {states.shape[0]} and {actions.shape[0]}"
+            )
         if actions.dtype not in (torch.float32, torch.float64):
             raise UserError(f"actions must be float32 or float64, got {actions.dtype}")
         if actions.device != states.device:

@@ -29,7 +29,7 @@ import numpy as np
 import sympy as sp
 
 from .definition import ModelError, SystemDefinition
-from .intervals import Interval, enclose, number_interval
+from .intervals import enclose, number_interval
 
 __all__ = ["CompiledSystem", "AffineEnclosure"]
 
@@ -66,8 +66,13 @@ class _Batched:
     column receives either its value or ``+ 0``).
     """
 
-    def __init__(self, groups: Sequence[Sequence[sp.Symbol]], exprs: Sequence[sp.Expr], shape: tuple[int, ...] | None = None,
-                 vjp: bool = False):
+    def __init__(
+        self,
+        groups: Sequence[Sequence[sp.Symbol]],
+        exprs: Sequence[sp.Expr],
+        shape: tuple[int, ...] | None = None,
+        vjp: bool = False,
+    ):
         self.groups = [list(g) for g in groups]
         self.vjp = bool(vjp) and len(self.groups) == 1
         self.exprs = [sp.sympify(e) for e in exprs]
@@ -132,10 +137,17 @@ class _Batched:
             gs = [sp.Dummy(f"g{t}") for t in range(len(atoms))]
             dep = [i for i, x in enumerate(xs) if any(x in a.free_symbols for a in atoms)]
             self._fns["lin"] = dict(
-                c0=c0, L=L, N=N, dep=dep,
+                c0=c0,
+                L=L,
+                N=N,
+                dep=dep,
                 atoms=_lambdify(xs, atoms, "torch") if atoms else None,
-                datoms=_lambdify(list(xs) + gs, [sp.Add(*[g * sp.diff(a, xs[i]) for g, a in zip(gs, atoms)]) for i in dep],
-                                 "torch") if atoms else None)
+                datoms=_lambdify(
+                    list(xs) + gs, [sp.Add(*[g * sp.diff(a, xs[i]) for g, a in zip(gs, atoms)]) for i in dep], "torch"
+                )
+                if atoms
+                else None,
+            )
         return self._fns["lin"]
 
     def _lin_tensors(self, dtype: Any, device: Any) -> tuple[Any, Any, Any]:
@@ -144,7 +156,9 @@ class _Batched:
             import torch
 
             lin = self._linear_in_atoms()
-            self._torch_cache[key] = tuple(torch.tensor(lin[name], dtype=dtype, device=device) for name in ("c0", "L", "N"))
+            self._torch_cache[key] = tuple(
+                torch.tensor(lin[name], dtype=dtype, device=device) for name in ("c0", "L", "N")
+            )
         return self._torch_cache[key]
 
     def _torch_linear(self, x: Any) -> Any:
@@ -419,7 +433,8 @@ class CompiledSystem:
         return self.wrap_state(self._step(x, a, w))
 
     def affine(self, x: Any) -> tuple[Any, Any, Any]:
-        """``(c(x), B(x), E(x))`` with ``f(x, a, w) = c + B a + E w`` exactly; shapes [..., n], [..., n, m], [..., n, p]."""
+        """``(c(x), B(x), E(x))`` with ``f(x, a, w) = c + B a + E w`` exactly; shapes [..., n], [..., n, m], [..., n,
+        p]."""
         return self.split_affine(self._cBE(x))
 
     def affine_flat(self, x: Any) -> Any:

@@ -160,5 +160,8 @@ def run_bench(args: argparse.Namespace) -> int:
     print(f"rollout       {args.episodes} episodes x {args.steps} steps = {steps} steps (simulated in {sim_s:.1f} s)")
     print(f"audit time    {best:.3f} s (best of {args.repeat}; checks 2-4 + JSON summary, no HTML, no re-check)")
     print(f"throughput    {steps / best:,.0f} steps/s")
-    print(f"verdict       {'all steps certified' if res.steps_ok else f'{sum(c.failed for c in res.checks)} failing items'}")
+    print(
+        "verdict       "
+        + ("all steps certified" if res.steps_ok else f"{sum(c.failed for c in res.checks)} failing items")
+    )
     return 0

@@ -346,7 +346,9 @@ class CertModel:
                 for j in range(M.shape[1]):
                     if M[i, j].free_symbols & aw:
                         raise CertModelError(f"system {self.name!r}: step[{i}] is not affine in the {what}")
-            rec = c[i] + sum(B[i, j] * self.a[j] for j in range(self.m)) + sum(E[i, j] * self.w[j] for j in range(self.p))
+            rec = (
+                c[i] + sum(B[i, j] * self.a[j] for j in range(self.m)) + sum(E[i, j] * self.w[j] for j in range(self.p))
+            )
             if sp.expand(f[i] - rec) != 0:
                 raise CertModelError(f"system {self.name!r}: step[{i}] != c + B a + E w")
 

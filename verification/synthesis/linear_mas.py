@@ -229,8 +229,15 @@ def feedback_candidates(sys: ScaledSystem, margin: float, weights: tuple[float, 
                 # constraints on x = z - z_e: z in [lo, hi] (⊆ X), |a_e + K x| <= 1
                 H = np.vstack([np.eye(n), -np.eye(n), K, -K])
                 h = np.r_[hi - z_e, z_e - lo, 1 - a_e, 1 + a_e]
-                report = None if progress is None else (
-                    lambda t, nrows, r=r, sc=scale: progress(f"action weight {r:g}, region {sc:g}: step {t}, {nrows} rows"))
+                report = (
+                    None
+                    if progress is None
+                    else (
+                        lambda t, nrows, r=r, sc=scale: progress(
+                            f"action weight {r:g}, region {sc:g}: step {t}, {nrows} rows"
+                        )
+                    )
+                )
                 out_mas = robust_mas(Mcl, H, h, E0, W, D, max_steps, deadline, report)
                 if out_mas is None:
                     break
