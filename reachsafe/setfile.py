@@ -80,7 +80,7 @@ class SetFile:
     @property
     def certified(self) -> bool:
         """The file records a certificate and (when loaded from disk) it binds to its proof artifact."""
-        return (bool(self.certificate) and self.certificate.get("status") == "certified"
+        return (bool(self.certificate) and (self.certificate or {}).get("status") == "certified"
                 and self.certificate_problem is None)
 
     @property

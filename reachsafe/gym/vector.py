@@ -74,7 +74,7 @@ class ShieldVectorEnv(VectorEnv):
         return self.lanes.guard
 
     def _batch(self, obs: list[Any]) -> Any:
-        self._obs = concatenate(self.single_observation_space, obs, self._obs)
+        self._obs = concatenate(self.single_observation_space, obs, self._obs)  # type: ignore[arg-type]
         return deepcopy(self._obs) if self.copy else self._obs
 
     def reset(self, *, seed: int | list[int | None] | None = None,

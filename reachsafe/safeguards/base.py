@@ -103,7 +103,8 @@ class SafeguardInfo:
             n_empty=sum(p.n_empty for p in parts),
             n_outside=sum(p.n_outside for p in parts),
             n_unsafe=sum(p.n_unsafe for p in parts),
-            unsafe=None if any(p.unsafe is None for p in parts) else torch.cat([p.unsafe for p in parts]),
+            unsafe=None if any(p.unsafe is None for p in parts)
+            else torch.cat([p.unsafe for p in parts if p.unsafe is not None]),
         )
 
 
@@ -302,6 +303,22 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
 
     kind: ClassVar[str] = "base"
     shields: ClassVar[bool] = True
+
+    # float64 buffers registered in __init__ (declared so that type checkers see tensors, not Modules)
+    A: Tensor
+    b: Tensor
+    w_c: Tensor
+    w_r: Tensor
+    a_lo: Tensor
+    a_hi: Tensor
+    h_w: Tensor
+    Ap: Tensor
+    AB0: Tensor
+    bhp: Tensor
+    neg_bp: Tensor
+    depth0: Tensor
+    a_mid: Tensor
+    a_rad: Tensor
 
     def __init__(
         self,

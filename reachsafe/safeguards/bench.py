@@ -212,7 +212,7 @@ def bench_set(path: Path, batches: list[int], repeats: int, dtype: torch.dtype, 
         x = states_with_safe_actions(sf, system, B, rng, dtype).to(device)
         a = torch.tensor(rng.uniform(-1.5, 1.5, (B, m)), dtype=dtype, device=device)
         w = torch.tensor(rng.uniform(system.noise_lo, system.noise_hi, (B, system.p)), dtype=dtype, device=device)
-        fns = {"simulator step": _fwd_bwd(lambda xx, aa: system.step(xx, aa, w), x, a)}
+        fns: dict[str, Callable[[], object]] = {"simulator step": _fwd_bwd(lambda xx, aa: system.step(xx, aa, w), x, a)}
         fns.update({kind: _fwd_bwd(sg, x, a) for kind, sg in guards.items()})
         timed = _interleaved(fns, repeats, "simulator step")
         t_step = timed["simulator step"][0]

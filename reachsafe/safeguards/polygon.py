@@ -195,5 +195,6 @@ def edge_rows(
     s_lo, s_hi, j_lo, j_hi, valid, same = segment_bounds(L, M, tol, same_line=True, arena=arena)
     # the same line twice (same normal, same offset): only the first counts as an edge
     earlier = torch.ones(M, M, dtype=torch.bool, device=G.device).tril(-1)  # j < i
+    assert same is not None  # asked for with same_line=True
     edge = valid & ~same.logical_and_(earlier).logical_and_(valid[:, None, :]).any(-1)
     return edge, j_lo, j_hi, valid

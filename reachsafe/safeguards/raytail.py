@@ -140,7 +140,7 @@ def ray_plan(a: Tensor, G: Tensor, h: Tensor, lo: Tensor, hi: Tensor, tol: Toler
     s: dict[str, Any] = {"m": m, "mapping": mapping, "f": f, "crow": crow, "shape": (B, M, m)}
     Gc = Gs.gather(1, crow.unsqueeze(-1).expand(*crow.shape, m))
     hc = hs.gather(1, crow)
-    Cs, s["cen"] = _centroid(Gc[:, :M], hc[:, :M], Gc[:, M:], hc[:, M:], w, tol.geom)
+    Cs, s["cen"] = _centroid(Gc[:, :M], hc[:, :M], Gc[:, M:], hc[:, M:], w, tol.geom)  # type: ignore[arg-type]
     if f is None:
         C = Cs
     else:

@@ -41,11 +41,11 @@ _TORCH_FUNCS = {
 
 def _lambdify(args: Sequence[sp.Symbol], exprs: Sequence[sp.Expr], backend: str) -> Callable:
     if backend == "numpy":
-        mod = {"sqrt": lambda u: np.sqrt(np.maximum(u, 1e-30))}
-        return sp.lambdify(list(args), list(exprs), modules=[mod, "numpy"], cse=True)
+        np_mod = {"sqrt": lambda u: np.sqrt(np.maximum(u, 1e-30))}
+        return sp.lambdify(list(args), list(exprs), modules=[np_mod, "numpy"], cse=True)
     import torch
 
-    mod = {k: getattr(torch, v) for k, v in _TORCH_FUNCS.items()}
+    mod: dict[str, Any] = {k: getattr(torch, v) for k, v in _TORCH_FUNCS.items()}
     mod["pi"] = math.pi
     # sqrt(u) with u clamped at 1e-30: finite value and zero gradient at u = 0 (a distance
     # to a goal the agent starts on), instead of the NaN of d sqrt(u)/du * 0.
@@ -84,8 +84,8 @@ class _Batched:
             if not e.free_symbols:
                 self.constants[i] = float(e)
         self._has_constants = bool(np.any(self.constants != 0.0))
-        self._fns: dict[str, Callable] = {}
-        self._torch_cache: dict[Any, tuple[Any, Any]] = {}
+        self._fns: dict[str, Any] = {}  # lambdified callables per backend, and the "lin" split
+        self._torch_cache: dict[Any, Any] = {}
 
     def _fn(self, backend: str) -> Callable:
         if backend not in self._fns:
@@ -216,7 +216,7 @@ class _Batched:
             if len(arrays) == 1:  # the common case (c, B, E of a state batch): no conversion needed
                 batch = ref.shape[:-1]
             else:
-                arrays = [torch.as_tensor(a, dtype=ref.dtype, device=ref.device) for a in arrays]
+                arrays = [torch.as_tensor(a, dtype=ref.dtype, device=ref.device) for a in arrays]  # type: ignore[assignment]
                 batch = torch.broadcast_shapes(*[a.shape[:-1] for a in arrays])
             const, idx = self._torch_consts(ref.dtype, ref.device)
             if not self.varying:
@@ -235,8 +235,9 @@ class _Batched:
                 if self._has_constants:
                     out = out + const
             return out.reshape(*batch, *self.shape)
-        arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
-        batch = np.broadcast_shapes(*[a.shape[:-1] for a in arrays])
+        arrays = [np.asarray(a, dtype=np.float64) for a in arrays]  # type: ignore[assignment]
+        batch = np.broadcast_shapes(  # type: ignore[assignment]
+            *[a.shape[:-1] for a in arrays])
         out = np.broadcast_to(self.constants, (*batch, self.k)).copy()
         if self.varying:
             cols = [a[..., i] for a, g in zip(arrays, self.groups) for i in range(len(g))]

@@ -195,8 +195,8 @@ def evaluate(expr: sp.Expr, env: Mapping[sp.Symbol, Interval], _memo: dict | Non
         lo, hi = env[expr]
         out = (np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))
     elif expr.is_number:
-        lo, hi = number_interval(expr)
-        out = (np.float64(lo), np.float64(hi))
+        clo, chi = number_interval(expr)
+        out = (np.float64(clo), np.float64(chi))
     elif expr.is_Add:
         args = [evaluate(t, env, memo) for t in expr.args]
         out = args[0]

@@ -84,7 +84,7 @@ def source_of(system: CompiledSystem) -> Path | None:
     return None
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
