@@ -29,17 +29,41 @@ from . import __version__
 COMMANDS: list[tuple[str, str, str]] = [
     ("systems", "systems", "list the systems (built-in, installed, model files given): dimensions, X, W"),
     ("info", "info", "validate a set file and print its summary (volume, facets, certificate)"),
-    ("import-zonotope", "import_zonotope", "convert a published zonotope (JSON) into a set file with its H-representation"),
+    (
+        "import-zonotope",
+        "import_zonotope",
+        "convert a published zonotope (JSON) into a set file with its H-representation",
+    ),
     ("bench", "bench", "measure components side by side (bench safeguards: ours vs. cvxpylayers vs. a simulator step)"),
-    ("compute-invariant", "compute_invariant", "compute a robust control-invariant polytope, certify it, write the set file"),
+    (
+        "compute-invariant",
+        "compute_invariant",
+        "compute a robust control-invariant polytope, certify it, write the set file",
+    ),
     ("certify", "certify", "prove (or refute) that a set file is robust control invariant; write the proof artifact"),
     ("kernel", "kernel", "grid estimate of the viability kernel inside X (2-D systems): the reference area"),
     ("plot", "plot", "plot set files side by side with the constraint box X (PNG)"),
-    ("train", "train", "train a policy (SHAC, PPO, SAC) with a safeguard inside the environment; writes a run directory"),
+    (
+        "train",
+        "train",
+        "train a policy (SHAC, PPO, SAC) with a safeguard inside the environment; writes a run directory",
+    ),
     ("evaluate", "evaluate", "evaluate a trained run: return, interventions, violations; writes rollouts"),
-    ("audit", "audit", "audit recorded rollouts against a certified set: states, actions, transitions; JSON/HTML report"),
-    ("experiment", "experiment", "run a grid of training runs from a TOML file (local processes or Ray), audit and aggregate them"),
-    ("demo", "demo", "the whole pipeline on the pendulum in minutes: certified set, safeguarded SHAC, audit, HTML report"),
+    (
+        "audit",
+        "audit",
+        "audit recorded rollouts against a certified set: states, actions, transitions; JSON/HTML report",
+    ),
+    (
+        "experiment",
+        "experiment",
+        "run a grid of training runs from a TOML file (local processes or Ray), audit and aggregate them",
+    ),
+    (
+        "demo",
+        "demo",
+        "the whole pipeline on the pendulum in minutes: certified set, safeguarded SHAC, audit, HTML report",
+    ),
 ]
 
 

@@ -192,7 +192,7 @@ class RolloutRecorder:
                                 "TimeLimit and no early termination)")
         stack = {k: np.stack([e[k] for e in self._episodes]) for k in ("states", "actions", "policy_actions",
                                                                      "rewards")}
-        return Rollouts(**stack, system=self.system_name, set_fingerprint=self.set_fingerprint,
+        return Rollouts(**stack, system=self.system_name, set_fingerprint=self.set_fingerprint,  # type: ignore[arg-type]
                         model_fingerprint=self.model_fingerprint, noise=self.noise,
                         extra=dict(self.extra)).validate()
 

@@ -228,7 +228,7 @@ class Rollouts:
 
         self.validate()
         buf = io.BytesIO()
-        np.savez_compressed(buf, **self.to_arrays())
+        np.savez_compressed(buf, **self.to_arrays())  # type: ignore[arg-type]  # numpy's stub types **kwds loosely
         atomic_write_bytes(path, buf.getvalue())
         self.path = Path(path)
         return self.path

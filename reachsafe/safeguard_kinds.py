@@ -92,8 +92,10 @@ class SafeguardKind:
             missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
             raise TypeError(f"safeguard kind {self.name!r}: {cls.__name__} does not implement {missing}")
         if cls.kind != self.name or bool(cls.shields) != self.shields:
-            raise TypeError(f"safeguard kind {self.name!r}: {cls.__name__} has kind={cls.kind!r}, shields={cls.shields}, "
-                            f"its registry entry name={self.name!r}, shields={self.shields}; make them agree")
+            raise TypeError(
+                f"safeguard kind {self.name!r}: {cls.__name__} has kind={cls.kind!r}, shields={cls.shields}, "
+                f"its registry entry name={self.name!r}, shields={self.shields}; make them agree"
+            )
         return cls
 
 
@@ -133,7 +135,9 @@ class SafeguardRegistry(KindMap[SafeguardKind]):
             raise ValueError(f"safeguard kind {kind.name!r} is already registered")
         taken = {k.display_name: k.name for k in self._kinds.values()}
         if kind.display_name in taken:
-            raise ValueError(f"display name {kind.display_name!r} is taken by safeguard kind {taken[kind.display_name]!r}")
+            raise ValueError(
+                f"display name {kind.display_name!r} is taken by safeguard kind {taken[kind.display_name]!r}"
+            )
         if isinstance(kind.implementation, type):
             kind.load()
         self._kinds[kind.name] = kind
@@ -200,6 +204,10 @@ DISPLAY_NAMES = SAFEGUARD_KINDS.display_names()
 
 # The built-in kinds, one line each, in the order every list shows them.
 SAFEGUARD_KINDS.register(SafeguardKind("none", "none", "reachsafe.safeguards.baseline:NoSafeguard", shields=False))
-SAFEGUARD_KINDS.register(SafeguardKind("projection", "projection", "reachsafe.safeguards.projection:ProjectionSafeguard"))
+SAFEGUARD_KINDS.register(
+    SafeguardKind("projection", "projection", "reachsafe.safeguards.projection:ProjectionSafeguard")
+)
 SAFEGUARD_KINDS.register(SafeguardKind("raymask", "ray mask", "reachsafe.safeguards.raymask:RayMaskSafeguard"))
-SAFEGUARD_KINDS.register(SafeguardKind("raymask-tanh", "tanh ray mask", "reachsafe.safeguards.raymask:TanhRayMaskSafeguard"))
+SAFEGUARD_KINDS.register(
+    SafeguardKind("raymask-tanh", "tanh ray mask", "reachsafe.safeguards.raymask:TanhRayMaskSafeguard")
+)

@@ -80,7 +80,7 @@ class SetFile:
     @property
     def certified(self) -> bool:
         """The file records a certificate and (when loaded from disk) it binds to its proof artifact."""
-        return (bool(self.certificate) and self.certificate.get("status") == "certified"
+        return (bool(self.certificate) and (self.certificate or {}).get("status") == "certified"
                 and self.certificate_problem is None)
 
     @property
@@ -229,9 +229,15 @@ def _fail(path: str, msg: str) -> SetFileError:
 
 def _validate_arrays(A: np.ndarray, b: np.ndarray, where: str) -> None:
     if A.ndim != 2 or A.shape[0] == 0 or A.shape[1] == 0:
-        raise _fail(where, f"'A' must be a non-empty 2-D matrix [k][n], got shape {list(A.shape)}; regenerate the set file")
+        raise _fail(
+            where, f"'A' must be a non-empty 2-D matrix [k][n], got shape {list(A.shape)}; regenerate the set file"
+        )
     if b.shape != (A.shape[0],):
-        raise _fail(where, f"'b' must have one entry per row of 'A' ({A.shape[0]}), got shape {list(b.shape)}; regenerate the set file")
+        raise _fail(
+            where,
+            f"'b' must have one entry per row of 'A' ({A.shape[0]}), got shape {list(b.shape)}; "
+            "regenerate the set file",
+        )
     if not np.all(np.isfinite(A)):
         raise _fail(where, "'A' contains NaN or infinite entries; regenerate the set file")
     if not np.all(np.isfinite(b)):
@@ -244,7 +250,10 @@ def _float_matrix(path: str, data: dict, key: str, ndim: int) -> np.ndarray:
     try:
         arr = np.array(data[key], dtype=np.float64)
     except (TypeError, ValueError):
-        raise _fail(path, f"field '{key}' is not a numeric {'matrix' if ndim == 2 else 'vector'} (ragged or non-numeric entries)") from None
+        raise _fail(
+            path,
+            f"field '{key}' is not a numeric {'matrix' if ndim == 2 else 'vector'} (ragged or non-numeric entries)",
+        ) from None
     if arr.ndim != ndim:
         raise _fail(path, f"field '{key}' must be {ndim}-D, got shape {list(arr.shape)}")
     return arr
@@ -337,14 +346,20 @@ def load_set(
     try:
         data = json.loads(raw, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise _fail(p, f"malformed JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); the file is corrupt or truncated") from None
+        raise _fail(
+            p, f"malformed JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); the file is corrupt or truncated"
+        ) from None
     except ValueError as exc:
         raise _fail(p, f"{exc} in JSON; set files hold finite numbers only") from None
     if not isinstance(data, dict):
         raise _fail(p, "top level must be a JSON object; this is not a reachsafe set file")
     version = data.get("format_version")
     if version != FORMAT_VERSION:
-        raise _fail(p, f"unsupported format_version {version!r} (this reachsafe reads {FORMAT_VERSION}); upgrade reachsafe or regenerate the file")
+        raise _fail(
+            p,
+            f"unsupported format_version {version!r} (this reachsafe reads {FORMAT_VERSION}); "
+            "upgrade reachsafe or regenerate the file",
+        )
     name = data.get("system")
     if not isinstance(name, str):
         raise _fail(p, "missing field 'system'; the file is not a reachsafe set file")
@@ -390,7 +405,11 @@ def load_set(
             raise _fail(p, "field 'zonotope' must be an object with 'center' and 'generators'")
         c = _float_matrix(p, z, "center", 1)
         G = _float_matrix(p, z, "generators", 2)
-        if c.shape != (compiled.n,) or G.shape[0] != compiled.n or not (np.all(np.isfinite(c)) and np.all(np.isfinite(G))):
+        if (
+            c.shape != (compiled.n,)
+            or G.shape[0] != compiled.n
+            or not (np.all(np.isfinite(c)) and np.all(np.isfinite(G)))
+        ):
             raise _fail(p, f"zonotope must have a finite center [{compiled.n}] and generators [{compiled.n}][p]")
     if sf.certificate is not None and not isinstance(sf.certificate, dict):
         raise _fail(p, "field 'certificate' must be an object or null")
@@ -398,10 +417,19 @@ def load_set(
         stored = getattr(sf, key)
         lo_ref = compiled.constraint_lo if key == "constraints" else compiled.noise_lo
         hi_ref = compiled.constraint_hi if key == "constraints" else compiled.noise_hi
-        if check_fingerprint and not (np.allclose(stored["lo"], lo_ref, rtol=0, atol=1e-12) and np.allclose(stored["hi"], hi_ref, rtol=0, atol=1e-12)):
-            raise _fail(p, f"'{key}' box differs from the {name} model's; the file was edited or made for another model")
+        if check_fingerprint and not (
+            np.allclose(stored["lo"], lo_ref, rtol=0, atol=1e-12)
+            and np.allclose(stored["hi"], hi_ref, rtol=0, atol=1e-12)
+        ):
+            raise _fail(
+                p, f"'{key}' box differs from the {name} model's; the file was edited or made for another model"
+            )
     if volume := sf.volume:
-        if not isinstance(volume, dict) or not isinstance(volume.get("value"), (int, float)) or not math.isfinite(volume["value"]):
+        if (
+            not isinstance(volume, dict)
+            or not isinstance(volume.get("value"), (int, float))
+            or not math.isfinite(volume["value"])
+        ):
             raise _fail(p, "field 'volume' must be an object with a finite 'value'")
     from .certificate import certificate_problem
 

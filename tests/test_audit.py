@@ -1,4 +1,5 @@
-"""Tests for the post-hoc safety audit (verification.audit / report, reachsafe.setfile.set_fingerprint, `reachsafe audit`).
+"""Tests for the post-hoc safety audit (verification.audit / report, reachsafe.setfile.set_fingerprint, `reachsafe
+audit`).
 
 Rollouts are simulated on the pendulum with the published set (certified into tmp_path by the
 certifier, ~2 s) and a safe policy: a random action clipped to the closed-form safe interval
@@ -82,8 +83,11 @@ def first_failure(chk, e: int, t: int) -> str:
 
 # ----------------------------------------------------------------------------- fingerprints
 def test_set_fingerprint_is_the_documented_hash(sf):
-    h = hashlib.sha256(np.ascontiguousarray(sf.A, np.float64).tobytes() + np.ascontiguousarray(sf.b, np.float64).tobytes()
-                       + sf.model_fingerprint.encode())
+    h = hashlib.sha256(
+        np.ascontiguousarray(sf.A, np.float64).tobytes()
+        + np.ascontiguousarray(sf.b, np.float64).tobytes()
+        + sf.model_fingerprint.encode()
+    )
     assert set_fingerprint(sf) == "sha256:" + h.hexdigest()
     other = dataclasses.replace(sf, b=np.nextafter(sf.b, np.inf))
     assert set_fingerprint(other) != set_fingerprint(sf)
@@ -384,7 +388,9 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path, clean, setpath, capsys):
                     capsys, "float")
     (tmp_path / "emptyrun").mkdir()
     _assert_refused(["audit", str(tmp_path / "emptyrun"), "--set", s], capsys, "rollouts.npz")
-    _assert_refused(["audit", str(good), "--set", s, "--json", str(tmp_path / "no" / "x.json")], capsys, "does not exist")
+    _assert_refused(
+        ["audit", str(good), "--set", s, "--json", str(tmp_path / "no" / "x.json")], capsys, "does not exist"
+    )
 
 
 def test_load_rollouts_reads_metadata(tmp_path, clean):

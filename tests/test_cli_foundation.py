@@ -18,7 +18,9 @@ from .conftest import PUBLISHED, REFERENCE, run_cli
 
 
 def test_help_lists_every_subcommand():
-    out = subprocess.run([sys.executable, "-m", "reachsafe.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "reachsafe.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for name, _, _ in COMMANDS:
         assert name in out
 
@@ -98,7 +100,9 @@ def _assert_one_line_error(code, err, *needles):
 
 def test_import_errors_write_nothing(tmp_path, capsys):
     out_path = tmp_path / "o.json"
-    code, _, err = run_cli(capsys, "import-zonotope", "pendulum", str(tmp_path / "missing.json"), "--out", str(out_path))
+    code, _, err = run_cli(
+        capsys, "import-zonotope", "pendulum", str(tmp_path / "missing.json"), "--out", str(out_path)
+    )
     _assert_one_line_error(code, err, "no such file")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

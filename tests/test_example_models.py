@@ -11,8 +11,16 @@ from reachsafe.cli import main
 from reachsafe.systems import get_system
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-MODELS = ["cartpole", "mountaincar", "double_integrator", "drifting_cart", "docking_sled", "pendulum_v1", "lane_keeping",
-          "tora"]
+MODELS = [
+    "cartpole",
+    "mountaincar",
+    "double_integrator",
+    "drifting_cart",
+    "docking_sled",
+    "pendulum_v1",
+    "lane_keeping",
+    "tora",
+]
 
 
 @pytest.mark.parametrize("name", MODELS)

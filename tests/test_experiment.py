@@ -138,27 +138,43 @@ def test_repository_configs_parse():
 
 BAD = [
     ('[experiment]\nname = "x"\ncolour = 1\n', ["unknown key 'colour'", "[experiment]"]),
-    ('bogus = 1\n', ["unknown key 'bogus'"]),
-    (TINY_SYSTEM.replace("steps = 512", "steps = 512\nstep = 3") + TINY_GRID, ["unknown key 'step'", "[systems.pendulum]"]),
+    ("bogus = 1\n", ["unknown key 'bogus'"]),
+    (
+        TINY_SYSTEM.replace("steps = 512", "steps = 512\nstep = 3") + TINY_GRID,
+        ["unknown key 'step'", "[systems.pendulum]"],
+    ),
     (TINY_SYSTEM.replace("horizon = 16", "horizn = 16") + TINY_GRID, ["unknown key 'horizn'", "hyperparameters.shac"]),
-    (TINY_SYSTEM + TINY_GRID.replace("seeds = 1", "seeds = 1\nseed = 2", 1), ["unknown key 'seed'", "[[grid]] block 1"]),
+    (
+        TINY_SYSTEM + TINY_GRID.replace("seeds = 1", "seeds = 1\nseed = 2", 1),
+        ["unknown key 'seed'", "[[grid]] block 1"],
+    ),
     (TINY_SYSTEM + "[systems.cartpole]\n" + TINY_GRID, ["cartpole"]),
     (TINY_SYSTEM + TINY_GRID.replace('systems = ["pendulum"]', 'systems = ["segway"]', 1), ["segway"]),
     (TINY_SYSTEM + TINY_GRID.replace('algos = ["shac"]', 'algos = ["dqn"]', 1), ["unknown algorithm 'dqn'"]),
     (TINY_SYSTEM + TINY_GRID.replace('"raymask"', '"raymsk"'), ["unknown safeguard 'raymsk'"]),
-    (TINY_SYSTEM + TINY_GRID.replace('seeds = [0]', 'seeds = [0]\nvariants = ["fancy"]'), ["unknown variant 'fancy'"]),
-    (TINY_SYSTEM + TINY_GRID.replace('seeds = 1', 'seeds = 1\nvariants = ["passthrough"]', 1),
-     ["variant 'passthrough' needs a safeguard"]),
-    (TINY_SYSTEM + TINY_GRID.replace('algos = ["shac"]\nsafeguards = ["raymask"]',
-                                     'algos = ["ppo"]\nsafeguards = ["raymask"]\nvariants = ["passthrough"]'),
-     ["applies to SHAC only"]),
-    (TINY_SYSTEM + TINY_GRID.replace('seeds = [0]', 'seeds = [0]\nvariants = ["regularize"]'), ["regularize = C"]),
-    (TINY_SYSTEM + TINY_GRID.replace('seeds = [0]', 'seeds = [0]\nregularize = 0.5'), ["no variant uses it"]),
+    (TINY_SYSTEM + TINY_GRID.replace("seeds = [0]", 'seeds = [0]\nvariants = ["fancy"]'), ["unknown variant 'fancy'"]),
+    (
+        TINY_SYSTEM + TINY_GRID.replace("seeds = 1", 'seeds = 1\nvariants = ["passthrough"]', 1),
+        ["variant 'passthrough' needs a safeguard"],
+    ),
+    (
+        TINY_SYSTEM
+        + TINY_GRID.replace(
+            'algos = ["shac"]\nsafeguards = ["raymask"]',
+            'algos = ["ppo"]\nsafeguards = ["raymask"]\nvariants = ["passthrough"]',
+        ),
+        ["applies to SHAC only"],
+    ),
+    (TINY_SYSTEM + TINY_GRID.replace("seeds = [0]", 'seeds = [0]\nvariants = ["regularize"]'), ["regularize = C"]),
+    (TINY_SYSTEM + TINY_GRID.replace("seeds = [0]", "seeds = [0]\nregularize = 0.5"), ["no variant uses it"]),
     (TINY_SYSTEM.replace(str(CERT_PEND), "/nonexistent/pendulum.json") + TINY_GRID, ["no such file", "set"]),
-    (TINY_SYSTEM.replace("init_set = ", "init_set = \"missing.json\"\n#"), ["no such file", "init_set"]),
+    (TINY_SYSTEM.replace("init_set = ", 'init_set = "missing.json"\n#'), ["no such file", "init_set"]),
     (TINY_SYSTEM + TINY_GRID.replace("seeds = 1", "seeds = 0", 1), ["seeds"]),
-    (TINY_SYSTEM.replace("steps = 512", "steps = 512\ninit_sampling = \"gauss\"") + TINY_GRID, ["init_sampling", "gauss"]),
-    (TINY_SYSTEM.replace("init_set = ", "init_sampling = \"zonotope\"\n#") + TINY_GRID, ["needs 'init_set"]),
+    (
+        TINY_SYSTEM.replace("steps = 512", 'steps = 512\ninit_sampling = "gauss"') + TINY_GRID,
+        ["init_sampling", "gauss"],
+    ),
+    (TINY_SYSTEM.replace("init_set = ", 'init_sampling = "zonotope"\n#') + TINY_GRID, ["needs 'init_set"]),
     (TINY_SYSTEM + TINY_GRID + TINY_GRID, ["appears twice"]),
     (TINY_SYSTEM, ["no [[grid]] block"]),
     (TINY_SYSTEM + TINY_GRID + "[[grid]\n", ["not valid TOML"]),
@@ -245,7 +261,9 @@ def test_aggregate_on_synthetic_runs(tmp_path):
     stats = aggregate(exp)
     assert [v.group for v in stats] == ["pendulum-shac-none", "pendulum-shac-raymask"]
     none, rm = stats
-    assert none.seeds_done == [0] and none.seeds_planned == 1 and none.audit_violations == 7 and none.audit_certified == 0
+    assert (
+        none.seeds_done == [0] and none.seeds_planned == 1 and none.audit_violations == 7 and none.audit_certified == 0
+    )
     assert none.steps95 == (512.0, 0.0) and none.wall_ratio_vs_shac_none == 1.0
     # raymask: seed 0 reaches -50 + 0.95 * 42 = -10.1 at 512, seed 1 reaches -12.5 at 768
     assert rm.seeds_done == [0, 1] and rm.seeds_planned == 3
@@ -333,7 +351,9 @@ def test_local_grid_end_to_end_then_skip(tmp_path, capsys, monkeypatch):
     assert "audited again: 1 of 1 finished run(s)" in out
     new = json.loads((d / "run.json").read_text())
     assert new["audit_certified"] and new["audit_violations"] == 0 and "reaudited" in new
-    assert {k: new[k] for k in ("return_uniform", "wall_time_s", "spec")} == {k: rm[k] for k in ("return_uniform", "wall_time_s", "spec")}
+    assert {k: new[k] for k in ("return_uniform", "wall_time_s", "spec")} == {
+        k: rm[k] for k in ("return_uniform", "wall_time_s", "spec")
+    }
     assert json.loads((d / "audit.json").read_text())["verdict"] == "certified"
 
     # a fresh clone: the run directories are gone, results/ alone says the runs are finished

@@ -91,7 +91,9 @@ def _bench_default() -> list[str]:
 
 def test_the_walkthrough_doc_names_the_registry_and_its_lists():
     text = DOC.read_text(encoding="utf-8")
-    assert 'SAFEGUARD_KINDS.register(SafeguardKind("clip", "clipping", "reachsafe.safeguards.clip:ClipSafeguard"))' in text
+    assert (
+        'SAFEGUARD_KINDS.register(SafeguardKind("clip", "clipping", "reachsafe.safeguards.clip:ClipSafeguard"))' in text
+    )
     for name in ("KIND_NAMES", "SHIELDING_KIND_NAMES", "DISPLAY_NAMES", "ConvexSet", "as_hpolytope",
                  "_conformance_cases", "test_representation_conformance"):
         assert name in text
@@ -103,7 +105,9 @@ def test_a_registered_kind_is_in_every_derived_list(clip_kind, tmp_path, capsys)
     assert DISPLAY_NAMES["clip"] == "clipping" and KINDS["clip"] is ClipSafeguard
     # reachsafe train --safeguard
     assert _train_choices() == list(KIND_NAMES)
-    args = build_parser().parse_args(["train", "pendulum", "--safeguard", "clip", "--seed", "0", "--out", str(tmp_path)])
+    args = build_parser().parse_args(
+        ["train", "pendulum", "--safeguard", "clip", "--seed", "0", "--out", str(tmp_path)]
+    )
     assert args.safeguard == "clip"
     # training.runner: the list, a validated configuration, the hint of the "needs a safeguard" error
     assert "clip" in SAFEGUARDS and SAFEGUARDS.index("clip") == len(SAFEGUARDS) - 1
@@ -169,17 +173,36 @@ def test_the_registry_refuses_bad_entries_with_one_line():
         (lambda: SafeguardKind("Clip Mask", "clip mask", ClipSafeguard), ValueError, "lower-case letters"),
         (lambda: SafeguardKind("clip", " ", ClipSafeguard), ValueError, "needs a display name"),
         (lambda: SafeguardKind("clip", "clipping", "not a path"), ValueError, "'module:Class'"),
-        (lambda: SAFEGUARD_KINDS.register(SafeguardKind("raymask", "another", ClipSafeguard)), ValueError,
-         "'raymask' is already registered"),
-        (lambda: SAFEGUARD_KINDS.register(SafeguardKind("clip", "ray mask", ClipSafeguard)), ValueError,
-         "'ray mask' is taken by safeguard kind 'raymask'"),
-        (lambda: SAFEGUARD_KINDS.register(SafeguardKind("nomap", "no map", NoMap)), TypeError, "does not implement _map"),
-        (lambda: SAFEGUARD_KINDS.register(SafeguardKind("clip2", "clip 2", Mislabelled)), TypeError,
-         "has kind='clip', shields=True, its registry entry name='clip2'"),
-        (lambda: SAFEGUARD_KINDS.register(SafeguardKind("clip", "clipping", ClipSafeguard, shields=False)), TypeError,
-         "make them agree"),
-        (lambda: SAFEGUARD_KINDS.register(SafeguardKind("clip", "clipping", dict)), TypeError,
-         "is not a subclass of Safeguard"),
+        (
+            lambda: SAFEGUARD_KINDS.register(SafeguardKind("raymask", "another", ClipSafeguard)),
+            ValueError,
+            "'raymask' is already registered",
+        ),
+        (
+            lambda: SAFEGUARD_KINDS.register(SafeguardKind("clip", "ray mask", ClipSafeguard)),
+            ValueError,
+            "'ray mask' is taken by safeguard kind 'raymask'",
+        ),
+        (
+            lambda: SAFEGUARD_KINDS.register(SafeguardKind("nomap", "no map", NoMap)),
+            TypeError,
+            "does not implement _map",
+        ),
+        (
+            lambda: SAFEGUARD_KINDS.register(SafeguardKind("clip2", "clip 2", Mislabelled)),
+            TypeError,
+            "has kind='clip', shields=True, its registry entry name='clip2'",
+        ),
+        (
+            lambda: SAFEGUARD_KINDS.register(SafeguardKind("clip", "clipping", ClipSafeguard, shields=False)),
+            TypeError,
+            "make them agree",
+        ),
+        (
+            lambda: SAFEGUARD_KINDS.register(SafeguardKind("clip", "clipping", dict)),
+            TypeError,
+            "is not a subclass of Safeguard",
+        ),
     ]
     for make, exc_type, msg in cases:
         with pytest.raises(exc_type, match=re.escape(msg)) as exc:

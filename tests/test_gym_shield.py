@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 from reachsafe import audit, load_set
 from reachsafe.gym import Shield, ShieldError, ShieldVectorEnv, ShieldVecEnv
 from reachsafe.gym.actions import ActionMap
+
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 SET = DATA / "pendulum_v1.json"
 WRONG = DATA / "pendulum_v1_heavy.json"
@@ -251,6 +252,8 @@ def test_the_action_map_round_trips_and_executes_in_bounds(lo, width, u):
 
 def test_wrong_action_spaces_are_refused():
     with pytest.raises(ShieldError, match="shape"):
-        Shield(gym.make("MountainCarContinuous-v0"), SET, state_fn=lambda e: np.zeros(2)).guard.actions.check_policy_action(np.zeros(3), 1)
+        Shield(
+            gym.make("MountainCarContinuous-v0"), SET, state_fn=lambda e: np.zeros(2)
+        ).guard.actions.check_policy_action(np.zeros(3), 1)
     with pytest.raises(ShieldError, match="Box action space"):
         Shield(gym.make("CartPole-v1"), SET)

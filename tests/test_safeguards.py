@@ -26,7 +26,7 @@ from scipy.optimize import linprog
 
 from reachsafe import UserError, get_system, load_set
 from reachsafe.safeguard_kinds import SHIELDING_KIND_NAMES
-from reachsafe.safeguards import (KINDS, NoSafeguard, ProjectionSafeguard, RayMaskSafeguard, Safeguard, SafeguardInfo,
+from reachsafe.safeguards import (KINDS, NoSafeguard, RayMaskSafeguard, Safeguard, SafeguardInfo,
                                   TanhRayMaskSafeguard, make_safeguard)
 from reachsafe.sets import Box, HPolytope, as_hpolytope
 
@@ -175,7 +175,7 @@ def cvxpy_projection(G: np.ndarray, h: np.ndarray, a: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("name", ["pendulum", "quadrotor"])
 def test_projection_matches_cvxpy(name):
     rng = np.random.default_rng(1)
-    sysm, sf = get_system(name), setfile(name)
+    sysm = get_system(name)
     x = states_with_safe_actions(name, 12, rng, 0.5, 1e-3)[:6]
     a = random_actions(sysm.m, x.shape[0], rng, 1.3)
     sg = guard("projection", name, tighten=1e-12, margin=0.0)
@@ -246,7 +246,7 @@ def test_projection_jacobian_on_an_edge_is_tangent_projector():
     x, a = interior_points("quadrotor", 8, 6)
     sg = guard("projection", "quadrotor")
     a = a.requires_grad_()
-    out = sg(x, a)
+    sg(x, a)
     for i in range(x.shape[0]):
         J = torch.autograd.functional.jacobian(lambda aa: sg(x[i:i + 1], aa), a[i:i + 1].detach())[0, :, 0, :]
         ev = torch.linalg.eigvalsh(0.5 * (J + J.T))
@@ -475,7 +475,10 @@ def test_the_baseline_is_the_identity_map_of_the_abstract_base():
 
     with pytest.raises(TypeError, match="abstract"):
         NoMap("pendulum", setfile("pendulum"))
-    assert {k for k in vars(NoSafeguard) if k.startswith("_") and callable(vars(NoSafeguard)[k])} == {"__init__", "_map"}
+    assert {k for k in vars(NoSafeguard) if k.startswith("_") and callable(vars(NoSafeguard)[k])} == {
+        "__init__",
+        "_map",
+    }
     none = make_safeguard("none", "pendulum", setfile("pendulum"))
     for dtype in (torch.float32, torch.float64):
         a = torch.tensor([[0.3], [5.0]], dtype=dtype, requires_grad=True)
@@ -591,8 +594,12 @@ def test_polygon_centroid_matches_brute_force(seed, k):
     for b in range(B):
         np.testing.assert_allclose(c[b], brute_force_centroid(G[b].numpy(), h[b].numpy()), atol=1e-10)
     Gr, hr = Gf[:2].clone().requires_grad_(), hf[:2].clone().requires_grad_()
-    assert torch.autograd.gradcheck(lambda Gk, hk: safe_centre(torch.cat([Gk, bG[:2]], 1), torch.cat([hk, bh[:2]], 1), tol),
-                                    (Gr, hr), eps=1e-7, atol=1e-6)
+    assert torch.autograd.gradcheck(
+        lambda Gk, hk: safe_centre(torch.cat([Gk, bG[:2]], 1), torch.cat([hk, bh[:2]], 1), tol),
+        (Gr, hr),
+        eps=1e-7,
+        atol=1e-6,
+    )
 
 
 def test_degenerate_polygons_get_a_finite_centre_inside():

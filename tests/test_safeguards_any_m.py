@@ -51,7 +51,9 @@ def chebyshev(G: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, float]:
     return (res.x[:m], -res.fun) if res.status == 0 else (np.zeros(m), -1.0)
 
 
-def random_polytope(rng: np.random.Generator, m: int, B: int, K: int, r_min: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+def random_polytope(
+    rng: np.random.Generator, m: int, B: int, K: int, r_min: float = 0.02
+) -> tuple[np.ndarray, np.ndarray]:
     """``G [B, K + 2m, m]``, ``h [B, K + 2m]``: K random facets through the box, each set with an interior."""
     Gs, hs = [], []
     box_G = np.vstack([np.eye(m), -np.eye(m)])
@@ -253,7 +255,9 @@ def test_projection_gradients_match_finite_differences(m):
     assert torch.autograd.gradcheck(f, args, eps=1e-7, atol=1e-6)
 
 
-@pytest.mark.parametrize("m, states", [(1, 3), (2, 3), (3, 3), (4, 3), (6, 1), pytest.param(6, 3, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "m, states", [(1, 3), (2, 3), (3, 3), (4, 3), (6, 1), pytest.param(6, 3, marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("mapping", ["linear", "tanh"])
 def test_ray_mask_gradients_match_finite_differences(m, states, mapping):
     rng = np.random.default_rng(200 + m)
@@ -368,9 +372,22 @@ def test_more_than_eight_actions_are_refused_with_one_line():
 
     (p,) = symbols("p")
     acts = symbols(" ".join(f"a{i}" for i in range(9)))
-    d = SystemDefinition(name="nine", description="test", state=(p,), action=acts, noise=(), step=(p + sum(acts) / 100,),
-                         params={}, constraint_lo=(-exact(1),), constraint_hi=(exact(1),), noise_lo=(), noise_hi=(),
-                         reward=-(p**2), observation=(p,), dt=exact("0.1"))
+    d = SystemDefinition(
+        name="nine",
+        description="test",
+        state=(p,),
+        action=acts,
+        noise=(),
+        step=(p + sum(acts) / 100,),
+        params={},
+        constraint_lo=(-exact(1),),
+        constraint_hi=(exact(1),),
+        noise_lo=(),
+        noise_hi=(),
+        reward=-(p**2),
+        observation=(p,),
+        dt=exact("0.1"),
+    )
     with pytest.raises(UserError, match="m <= 8") as exc:
         make_safeguard("projection", CompiledSystem(d), (np.eye(1), np.ones(1)))
     assert "\n" not in str(exc.value)

@@ -39,7 +39,17 @@ def test_round_trip(tmp_path):
     assert sf.state_names == ["theta", "omega"]
     # plain JSON, readable without reachsafe
     raw = json.loads(path.read_text())
-    assert set(raw) >= {"format_version", "system", "model_fingerprint", "constraints", "noise", "A", "b", "volume", "certificate"}
+    assert set(raw) >= {
+        "format_version",
+        "system",
+        "model_fingerprint",
+        "constraints",
+        "noise",
+        "A",
+        "b",
+        "volume",
+        "certificate",
+    }
     sf.save(tmp_path / "again.json")
     assert json.loads((tmp_path / "again.json").read_text()) == raw
 

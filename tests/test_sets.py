@@ -518,7 +518,9 @@ def test_as_hpolytope_refuses_what_it_does_not_know_with_one_error():
     assert isinstance(square, HPolytope) and square.volume() == pytest.approx(4.0)
     assert as_hpolytope(square) is square
     for bad in (object(), [np.eye(2), np.ones(2)], (np.eye(2),), "data/pendulum.json"):
-        with pytest.raises(UnsupportedSetError, match=r"must be an HPolytope, a Box, a Zonotope or a tuple \(A, b\)") as exc:
+        with pytest.raises(
+            UnsupportedSetError, match=r"must be an HPolytope, a Box, a Zonotope or a tuple \(A, b\)"
+        ) as exc:
             as_hpolytope(bad)
         assert isinstance(exc.value, TypeError) and isinstance(exc.value, UserError) and "\n" not in str(exc.value)
     with pytest.raises(UnsupportedSetError, match="invariant_set must be a SetFile, an HPolytope"):

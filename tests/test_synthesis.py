@@ -51,7 +51,7 @@ def test_published_pendulum_margin_matches_reference_figure(published_pendulum):
     A, b = normalize_rows(sf.A, sf.b)
     X = sf.polytope().sample(2000, 0)
     s, _ = robust_margins(get_system("pendulum"), A, b, X)
-    assert s.min() > 0.2  # SYSTEMS.md: every sampled state has a safe action, min slack 0.21
+    assert s.min() > 0.2  # docs/architecture.md: every sampled state has a safe action, min slack 0.21
 
 
 def test_boundary_samples_lie_on_the_boundary():
@@ -111,7 +111,7 @@ def test_closed_loop_normals_fall_back_when_not_stabilisable():
 
 def test_kernel_estimate_matches_reference():
     k = grid_kernel(get_system("pendulum"), cells=120, actions=41)
-    assert k.area == pytest.approx(125.5, abs=2.5)  # SYSTEMS.md: about 125.5 of 129.6
+    assert k.area == pytest.approx(125.5, abs=2.5)  # docs/architecture.md: about 125.5 of 129.6
     assert k.box_area == pytest.approx(129.6)
 
 

@@ -1,4 +1,4 @@
-"""The compiled systems against independent hand-written implementations of SYSTEMS.md."""
+"""The compiled systems against independent hand-written implementations of the systems in docs/architecture.md."""
 
 from __future__ import annotations
 
@@ -62,7 +62,9 @@ def test_numpy_and_torch_agree(name):
     for u, v in zip(sys.affine(torch.tensor(x)), sys.affine(x)):
         np.testing.assert_allclose(u.numpy(), v, atol=1e-12)
     # float32 stays float32
-    y32 = sys.step(torch.tensor(x, dtype=torch.float32), torch.tensor(a, dtype=torch.float32), torch.tensor(w, dtype=torch.float32))
+    y32 = sys.step(
+        torch.tensor(x, dtype=torch.float32), torch.tensor(a, dtype=torch.float32), torch.tensor(w, dtype=torch.float32)
+    )
     assert y32.dtype == torch.float32
 
 
@@ -98,7 +100,9 @@ def test_jacobians_match_finite_differences_and_autograd(name):
             np.testing.assert_allclose(J[:, :, j], fd, atol=1e-7)
     # autograd through the torch step
     xt = torch.tensor(x[:1], requires_grad=True)
-    jac = torch.autograd.functional.jacobian(lambda z: sys.step_unwrapped(z, torch.tensor(a[:1]), torch.tensor(w[:1]))[0], xt)
+    jac = torch.autograd.functional.jacobian(
+        lambda z: sys.step_unwrapped(z, torch.tensor(a[:1]), torch.tensor(w[:1]))[0], xt
+    )
     np.testing.assert_allclose(jac[:, 0, :].numpy(), Jx[0], atol=1e-12)
 
 
@@ -172,8 +176,19 @@ def test_non_affine_model_is_refused_naming_the_term():
         CompiledSystem(bad)
     with pytest.raises(ModelError, match="unknown symbol"):
         SystemDefinition(
-            name="bad2", description="", state=(x,), action=(u,), noise=(), step=(x + sp.Symbol("k") * u,),
-            params={}, constraint_lo=(-1,), constraint_hi=(1,), noise_lo=(), noise_hi=(), reward=-x**2, observation=(x,),
+            name="bad2",
+            description="",
+            state=(x,),
+            action=(u,),
+            noise=(),
+            step=(x + sp.Symbol("k") * u,),
+            params={},
+            constraint_lo=(-1,),
+            constraint_hi=(1,),
+            noise_lo=(),
+            noise_hi=(),
+            reward=-(x**2),
+            observation=(x,),
         )
     with pytest.raises(ModelError, match="step has 2 expressions"):
         SystemDefinition(

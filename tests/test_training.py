@@ -64,7 +64,7 @@ def test_env_resets_inside_set_and_episode_length(pend_set):
     env = _env("projection", N=5, episode_length=7)
     P = pend_set.polytope()
     assert P.contains(env.x.double().numpy()).all()
-    for t in range(7):
+    for _ in range(7):
         res = env.step(torch.zeros(5, 1))
     assert bool(res.done.all()) and len(env.completed_returns) == 5
     assert P.contains(env.x.double().numpy()).all() and int(env.t.max()) == 0
@@ -97,7 +97,7 @@ def test_zonotope_init_sampling_is_the_papers_distribution(pend_set):
 
     own = load_set(PUBLISHED.parent / "pendulum.json")  # the certified set in use, larger than I
     pub = pend_set  # the published zonotope as the initial set I
-    c, G = np.array(pub.zonotope["center"]), np.array(pub.zonotope["generators"])
+    c = np.array(pub.zonotope["center"])
     zono = SafeEnv("pendulum", own, 4000, init_set=pub, init_sampling="zonotope", seed=1)
     unif = SafeEnv("pendulum", own, 4000, init_set=pub, init_sampling="uniform", seed=1)
     xz, xu = zono.x.double().numpy(), unif.x.double().numpy()
@@ -172,14 +172,14 @@ def test_env_gradients_quadrotor_finite_differences():
 
 @pytest.mark.parametrize("kind", ["projection", "raymask"])
 def test_executed_actions_are_the_safeguard_output(pend_set, kind):
-    """DESIGN.md pitfall: test what is executed.  A bang-bang policy is often unsafe."""
+    """docs/architecture.md, pitfalls: test what is executed.  A bang-bang policy is often unsafe."""
     from training.evaluate import run_episodes
 
     env = _env(kind, N=16, noise="adversarial")
     ro = run_episodes(env, lambda o: torch.where(o[:, 2:3] > 0, 1.0, -1.0).to(o.dtype) * torch.ones_like(o[:, :1]),
                       seed=5)
     sg = env.safeguard
-    E, T, n = ro.states.shape[0], ro.actions.shape[1], env.n
+    T, n = ro.actions.shape[1], env.n
     x = torch.tensor(ro.states[:, :T].reshape(-1, n), dtype=torch.float64)
     pa = torch.tensor(ro.policy_actions.reshape(-1, 1), dtype=torch.float64)
     G, h = sg.safe_action_set(x)
@@ -359,11 +359,37 @@ def test_sb3_run_dir_and_resume(tmp_path, algo):
 
 def test_cli_train_then_evaluate(tmp_path, capsys):
     out = tmp_path / "run"
-    code, stdout, err = run_cli(capsys, "train", "pendulum", "--safeguard", "raymask", "--set", PEND, "--init-set", PEND,
-                                "--seed", 0, "--steps", 512, "--eval-every", 512, "--eval-episodes", 4, "--out", out)
+    code, stdout, err = run_cli(
+        capsys,
+        "train",
+        "pendulum",
+        "--safeguard",
+        "raymask",
+        "--set",
+        PEND,
+        "--init-set",
+        PEND,
+        "--seed",
+        0,
+        "--steps",
+        512,
+        "--eval-every",
+        512,
+        "--eval-episodes",
+        4,
+        "--out",
+        out,
+    )
     assert code == 0, err
     assert "eval (adversarial noise)" in stdout and "violations 0 (outside set)" in stdout
-    for f in ("config.json", "metrics.csv", "curve.png", "rollouts.npz", "rollouts-adversarial.npz", "checkpoint/shac.pt"):
+    for f in (
+        "config.json",
+        "metrics.csv",
+        "curve.png",
+        "rollouts.npz",
+        "rollouts-adversarial.npz",
+        "checkpoint/shac.pt",
+    ):
         assert (out / f).exists(), f
     cfg = json.loads((out / "config.json").read_text())
     from reachsafe.setfile import load_set, set_fingerprint
@@ -394,23 +420,61 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     assert Rollouts.load(out / "rollouts.npz").episodes == 2
 
 
-@pytest.mark.parametrize("argv, needles", [
-    (["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--regularize", "-1", "--safeguard", "raymask"], ["--regularize"]),
-    (["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--passthrough"], ["--passthrough needs a safeguard"]),
-    (["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--algo", "ppo", "--safeguard", "raymask", "--passthrough"],
-     ["shac only"]),
-    (["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--steps", "0"], ["--steps"]),
-    (["train", "cartpole", "--seed", "0", "--out", "{tmp}/a"], ["unknown system"]),
-    (["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--set", "{tmp}/missing.json"], ["no such file"]),
-    (["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--init-set", str(PUBLISHED / "quadrotor.json")],
-     ["not for 'pendulum'"]),
-    (["train", "pendulum", "--seed", "0", "--out", "{tmp}/full"], ["not empty", "--resume"]),
-    (["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--init-sampling", "zonotope"], ["--init-set"]),
-    (["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--init-sampling", "zonotope",
-      "--init-set", str(PUBLISHED.parent / "pendulum.json")], ["has none"]),
-    (["train", "pendulum", "--out", "{tmp}/a"], ["--seed"]),
-    (["evaluate", "{tmp}"], ["not a run directory"]),
-])
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (
+            ["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--regularize", "-1", "--safeguard", "raymask"],
+            ["--regularize"],
+        ),
+        (
+            ["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--passthrough"],
+            ["--passthrough needs a safeguard"],
+        ),
+        (
+            [
+                "train",
+                "pendulum",
+                "--seed",
+                "0",
+                "--out",
+                "{tmp}/a",
+                "--algo",
+                "ppo",
+                "--safeguard",
+                "raymask",
+                "--passthrough",
+            ],
+            ["shac only"],
+        ),
+        (["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--steps", "0"], ["--steps"]),
+        (["train", "cartpole", "--seed", "0", "--out", "{tmp}/a"], ["unknown system"]),
+        (["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--set", "{tmp}/missing.json"], ["no such file"]),
+        (
+            ["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--init-set", str(PUBLISHED / "quadrotor.json")],
+            ["not for 'pendulum'"],
+        ),
+        (["train", "pendulum", "--seed", "0", "--out", "{tmp}/full"], ["not empty", "--resume"]),
+        (["train", "pendulum", "--seed", "0", "--out", "{tmp}/a", "--init-sampling", "zonotope"], ["--init-set"]),
+        (
+            [
+                "train",
+                "pendulum",
+                "--seed",
+                "0",
+                "--out",
+                "{tmp}/a",
+                "--init-sampling",
+                "zonotope",
+                "--init-set",
+                str(PUBLISHED.parent / "pendulum.json"),
+            ],
+            ["has none"],
+        ),
+        (["train", "pendulum", "--out", "{tmp}/a"], ["--seed"]),
+        (["evaluate", "{tmp}"], ["not a run directory"]),
+    ],
+)
 def test_bad_flags_give_one_line(tmp_path, capsys, argv, needles):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("x")

@@ -55,30 +55,56 @@ def test_systems_command_lists_a_model_file(model: Path, capsys):
 
 BROKEN = {
     # id: (edit of the example's text, expected words of the one-line error)
-    "non_affine_action": (lambda t: t.replace("(1 - k_f * v**2) * a", "(1 - k_f * v**2) * a * a"),
-                          "not affine in the action"),
+    "non_affine_action": (
+        lambda t: t.replace("(1 - k_f * v**2) * a", "(1 - k_f * v**2) * a * a"),
+        "not affine in the action",
+    ),
     "non_affine_noise": (lambda t: t.replace("+ w_f\n", "+ w_f * w_d\n"), "not affine in the noise"),
-    "missing_constraint_box": (lambda t: t.replace("    constraint_lo=(-exact(2), -exact(\"1.5\")),\n", "")
-                               .replace("    constraint_hi=(exact(2), exact(\"1.5\")),\n", ""), "no constraint box"),
-    "unbounded_constraint_box": (lambda t: t.replace("constraint_hi=(exact(2),", "constraint_hi=(sympy.oo,")
-                                 .replace("from __future__ import annotations\n", "from __future__ import annotations\nimport sympy\n"),
-                                 "not a finite real number"),
-    "wrong_step_count": (lambda t: t.replace("step=(p_next, v_next),", "step=(p_next,),"),
-                         "step has 1 expressions but there are 2 state symbols"),
-    "wrong_noise_box_count": (lambda t: t.replace("noise_lo=(-exact(\"0.3\"), -exact(\"0.05\")),", "noise_lo=(-exact(\"0.3\"),),"),
-                              "noise_lo has 1 entries, expected 2"),
-    "undeclared_symbol": (lambda t: t.replace("- c_1 * v ", "- c_1 * v * gain ")
-                          .replace("PARAMS = {", "(gain,) = symbols(\"gain\")\nPARAMS = {"), "unknown symbol(s) ['gain']"),
-    "uncertifiable_function": (lambda t: t.replace("- c_3 * v**3", "- c_3 * sympy.tanh(v)")
-                               .replace("from __future__ import annotations\n", "from __future__ import annotations\nimport sympy\n"),
-                               "tanh"),
+    "missing_constraint_box": (
+        lambda t: t.replace('    constraint_lo=(-exact(2), -exact("1.5")),\n', "").replace(
+            '    constraint_hi=(exact(2), exact("1.5")),\n', ""
+        ),
+        "no constraint box",
+    ),
+    "unbounded_constraint_box": (
+        lambda t: t.replace("constraint_hi=(exact(2),", "constraint_hi=(sympy.oo,").replace(
+            "from __future__ import annotations\n", "from __future__ import annotations\nimport sympy\n"
+        ),
+        "not a finite real number",
+    ),
+    "wrong_step_count": (
+        lambda t: t.replace("step=(p_next, v_next),", "step=(p_next,),"),
+        "step has 1 expressions but there are 2 state symbols",
+    ),
+    "wrong_noise_box_count": (
+        lambda t: t.replace('noise_lo=(-exact("0.3"), -exact("0.05")),', 'noise_lo=(-exact("0.3"),),'),
+        "noise_lo has 1 entries, expected 2",
+    ),
+    "undeclared_symbol": (
+        lambda t: t.replace("- c_1 * v ", "- c_1 * v * gain ").replace(
+            "PARAMS = {", '(gain,) = symbols("gain")\nPARAMS = {'
+        ),
+        "unknown symbol(s) ['gain']",
+    ),
+    "uncertifiable_function": (
+        lambda t: t.replace("- c_3 * v**3", "- c_3 * sympy.tanh(v)").replace(
+            "from __future__ import annotations\n", "from __future__ import annotations\nimport sympy\n"
+        ),
+        "tanh",
+    ),
     "syntax_error": (lambda t: t + "\ndef broken(:\n    pass\n", "syntax error"),
-    "import_error": (lambda t: t.replace("from __future__ import annotations\n",
-                                         "from __future__ import annotations\nimport reachsafe_no_such_module\n"),
-                     "import failed"),
+    "import_error": (
+        lambda t: t.replace(
+            "from __future__ import annotations\n",
+            "from __future__ import annotations\nimport reachsafe_no_such_module\n",
+        ),
+        "import failed",
+    ),
     "runtime_error": (lambda t: t.replace("PARAMS = {", "oops = 1 / 0\nPARAMS = {"), "ZeroDivisionError"),
-    "missing_definition": (lambda t: t.replace("DEFINITION = SystemDefinition(", "MODEL = SystemDefinition("),
-                           "defines no DEFINITION"),
+    "missing_definition": (
+        lambda t: t.replace("DEFINITION = SystemDefinition(", "MODEL = SystemDefinition("),
+        "defines no DEFINITION",
+    ),
     "builtin_name": (lambda t: t.replace('name="drifting_cart"', 'name="pendulum"'), "already taken by a built-in"),
 }
 

@@ -31,7 +31,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -40,8 +40,19 @@ from reachsafe.setfile import atomic_write_bytes, atomic_write_text
 
 from .experiment import Experiment, RunSpec
 
-__all__ = ["PAPER", "PAPER_SHAC_WALL_S", "steps_to_fraction", "steps_to_within", "mean_std", "VariantStats", "aggregate",
-           "write_report", "fmt_pm", "summary_markdown", "table_markdown"]
+__all__ = [
+    "PAPER",
+    "PAPER_SHAC_WALL_S",
+    "steps_to_fraction",
+    "steps_to_within",
+    "mean_std",
+    "VariantStats",
+    "aggregate",
+    "write_report",
+    "fmt_pm",
+    "summary_markdown",
+    "table_markdown",
+]
 
 # (system, algo, safeguard) -> (steps to 95 %, final return); published version, 10 seeds
 PAPER: dict[tuple[str, str, str], tuple[float, float]] = {
@@ -187,18 +198,33 @@ def aggregate(exp: Experiment) -> list[VariantStats]:
         sp0 = specs[0]
         cfg = json.loads((store.run_path(done[0][0].run_id) / "config.json").read_text())
         vs = VariantStats(
-            group=group, system=sp0.system, algo=sp0.algo, safeguard=sp0.safeguard, variant=sp0.variant,
-            regularize=sp0.regularize, seeds_done=[sp.seed for sp, _ in done], seeds_planned=len(specs),
-            steps95=mean_std(s95), steps_within5=mean_std(s5), final_return=mean_std(finals), final_return_adversarial=mean_std(finals_adv),
-            wall_time_s=mean_std(walls), audit_violations=sum(int(r["audit_violations"]) for _, r in done),
-            audit_certified=sum(bool(r["audit_certified"]) for _, r in done), steps_budget=int(cfg["steps"]),
+            group=group,
+            system=sp0.system,
+            algo=sp0.algo,
+            safeguard=sp0.safeguard,
+            variant=sp0.variant,
+            regularize=sp0.regularize,
+            seeds_done=[sp.seed for sp, _ in done],
+            seeds_planned=len(specs),
+            steps95=mean_std(s95),
+            steps_within5=mean_std(s5),
+            final_return=mean_std(finals),
+            final_return_adversarial=mean_std(finals_adv),
+            wall_time_s=mean_std(walls),
+            audit_violations=sum(int(r["audit_violations"]) for _, r in done),
+            audit_certified=sum(bool(r["audit_certified"]) for _, r in done),
+            steps_budget=int(cfg["steps"]),
             paper=PAPER.get((sp0.system, sp0.algo, sp0.safeguard)) if sp0.variant == "plain" else None,
             paper_wall_s=PAPER_SHAC_WALL_S.get((sp0.system, sp0.safeguard))
-            if sp0.algo == "shac" and sp0.variant == "plain" else None,
-            curve_steps=list(common), curve_mean=mat.mean(0).tolist() if mat.size else [],
+            if sp0.algo == "shac" and sp0.variant == "plain"
+            else None,
+            curve_steps=list(common),
+            curve_mean=mat.mean(0).tolist() if mat.size else [],
             curve_std=(mat.std(0, ddof=1) if len(mat) > 1 else np.zeros(len(common))).tolist() if mat.size else [],
-            curve_min=mat.min(0).tolist() if mat.size else [], curve_max=mat.max(0).tolist() if mat.size else [],
-            curve_seeds=mat.tolist() if mat.size else [])
+            curve_min=mat.min(0).tolist() if mat.size else [],
+            curve_max=mat.max(0).tolist() if mat.size else [],
+            curve_seeds=mat.tolist() if mat.size else [],
+        )
         out.append(vs)
     from .experiment import VARIANTS
     from .runner import ALGOS, SAFEGUARDS
@@ -207,7 +233,9 @@ def aggregate(exp: Experiment) -> list[VariantStats]:
     out.sort(key=lambda v: (sys_order.index(v.system) if v.system in sys_order else len(sys_order),
                             ALGOS.index(v.algo), SAFEGUARDS.index(v.safeguard), VARIANTS.index(v.variant),
                             v.regularize))
-    base = {v.system: v.wall_time_s[0] for v in out if v.algo == "shac" and v.safeguard == "none" and v.variant == "plain"}
+    base = {
+        v.system: v.wall_time_s[0] for v in out if v.algo == "shac" and v.safeguard == "none" and v.variant == "plain"
+    }
     for v in out:
         if v.algo == "shac" and v.system in base and base[v.system] > 0:
             v.wall_ratio_vs_shac_none = v.wall_time_s[0] / base[v.system]
@@ -215,19 +243,42 @@ def aggregate(exp: Experiment) -> list[VariantStats]:
 
 
 # ----------------------------------------------------------------------------- report files
-HEADER = ["system", "algo", "safeguard / variant", "seeds", "steps to 95 %", "steps to within 5 %", "final return", "final return (adv.)",
-          "paper: steps to 95 % / return", "audit violations", "audit-certified runs", "wall time / run [s]",
-          "wall vs SHAC none", "paper SHAC wall [s]"]
+HEADER = [
+    "system",
+    "algo",
+    "safeguard / variant",
+    "seeds",
+    "steps to 95 %",
+    "steps to within 5 %",
+    "final return",
+    "final return (adv.)",
+    "paper: steps to 95 % / return",
+    "audit violations",
+    "audit-certified runs",
+    "wall time / run [s]",
+    "wall vs SHAC none",
+    "paper SHAC wall [s]",
+]
 
 
 def _row(v: VariantStats) -> list[str]:
     seeds = f"{len(v.seeds_done)}/{v.seeds_planned}"
-    return [v.system, v.algo.upper(), v.label, seeds, fmt_pm(*v.steps95), fmt_pm(*v.steps_within5), fmt_pm(*v.final_return, digits=2),
-            fmt_pm(*v.final_return_adversarial, digits=2),
-            f"{v.paper[0]:,.0f} / {v.paper[1]:,.0f}" if v.paper else "–", str(v.audit_violations),
-            f"{v.audit_certified}/{len(v.seeds_done)}", fmt_pm(*v.wall_time_s),
-            f"{v.wall_ratio_vs_shac_none:.2f}x" if v.wall_ratio_vs_shac_none is not None else "–",
-            f"{v.paper_wall_s:,.0f}" if v.paper_wall_s is not None else "–"]
+    return [
+        v.system,
+        v.algo.upper(),
+        v.label,
+        seeds,
+        fmt_pm(*v.steps95),
+        fmt_pm(*v.steps_within5),
+        fmt_pm(*v.final_return, digits=2),
+        fmt_pm(*v.final_return_adversarial, digits=2),
+        f"{v.paper[0]:,.0f} / {v.paper[1]:,.0f}" if v.paper else "–",
+        str(v.audit_violations),
+        f"{v.audit_certified}/{len(v.seeds_done)}",
+        fmt_pm(*v.wall_time_s),
+        f"{v.wall_ratio_vs_shac_none:.2f}x" if v.wall_ratio_vs_shac_none is not None else "–",
+        f"{v.paper_wall_s:,.0f}" if v.paper_wall_s is not None else "–",
+    ]
 
 
 def table_markdown(stats: list[VariantStats]) -> str:
@@ -269,20 +320,60 @@ def summary_markdown(stats: list[VariantStats]) -> str:
 
 
 def table_csv(stats: list[VariantStats]) -> str:
-    cols = ["group", "system", "algo", "safeguard", "variant", "regularize", "seeds_done", "seeds_planned",
-            "steps_budget", "steps95_mean", "steps95_std", "steps_within5_mean", "steps_within5_std", "final_return_mean", "final_return_std",
-            "final_return_adv_mean", "final_return_adv_std", "paper_steps95", "paper_final_return",
-            "audit_violations", "audit_certified_runs", "wall_time_s_mean", "wall_time_s_std",
-            "wall_ratio_vs_shac_none", "paper_shac_wall_s"]
+    cols = [
+        "group",
+        "system",
+        "algo",
+        "safeguard",
+        "variant",
+        "regularize",
+        "seeds_done",
+        "seeds_planned",
+        "steps_budget",
+        "steps95_mean",
+        "steps95_std",
+        "steps_within5_mean",
+        "steps_within5_std",
+        "final_return_mean",
+        "final_return_std",
+        "final_return_adv_mean",
+        "final_return_adv_std",
+        "paper_steps95",
+        "paper_final_return",
+        "audit_violations",
+        "audit_certified_runs",
+        "wall_time_s_mean",
+        "wall_time_s_std",
+        "wall_ratio_vs_shac_none",
+        "paper_shac_wall_s",
+    ]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
     for v in stats:
-        w.writerow([v.group, v.system, v.algo, v.safeguard, v.variant, v.regularize, len(v.seeds_done),
-                    v.seeds_planned, v.steps_budget, *v.steps95, *v.steps_within5, *v.final_return, *v.final_return_adversarial,
-                    *(v.paper if v.paper else ("", "")), v.audit_violations, v.audit_certified, *v.wall_time_s,
-                    "" if v.wall_ratio_vs_shac_none is None else f"{v.wall_ratio_vs_shac_none:.4f}",
-                    "" if v.paper_wall_s is None else v.paper_wall_s])
+        w.writerow(
+            [
+                v.group,
+                v.system,
+                v.algo,
+                v.safeguard,
+                v.variant,
+                v.regularize,
+                len(v.seeds_done),
+                v.seeds_planned,
+                v.steps_budget,
+                *v.steps95,
+                *v.steps_within5,
+                *v.final_return,
+                *v.final_return_adversarial,
+                *(v.paper if v.paper else ("", "")),
+                v.audit_violations,
+                v.audit_certified,
+                *v.wall_time_s,
+                "" if v.wall_ratio_vs_shac_none is None else f"{v.wall_ratio_vs_shac_none:.4f}",
+                "" if v.paper_wall_s is None else v.paper_wall_s,
+            ]
+        )
     return buf.getvalue()
 
 
@@ -359,17 +450,22 @@ def figure_groups(stats: list[VariantStats]) -> list[tuple[str, str, list[Varian
 
 def write_report(exp: Experiment, stats: Optional[list[VariantStats]] = None,
                  command: Optional[str] = None) -> dict[str, Path]:
-    """Write ``table.md``, ``summary.md``, ``table.csv``, ``aggregate.json`` and ``curves/*.png`` into the results folder."""
+    """Write ``table.md``, ``summary.md``, ``table.csv``, ``aggregate.json`` and ``curves/*.png`` into the results
+    folder."""
     stats = aggregate(exp) if stats is None else stats
     d = exp.results_dir
     (d / "curves").mkdir(parents=True, exist_ok=True)
     total = len(exp.runs)
     done = sum(len(v.seeds_done) for v in stats)
-    head = (f"# {exp.name}: {done} of {total} runs finished" + (" (partial)" if done < total else "") + "\n\n"
-            + (exp.description.strip() + "\n\n" if exp.description else "")
-            + "Steps to 95 % of the improvement (and to within 5 % of the final return), final evaluation return (16 episodes, uniform noise; adversarial "
-              "noise beside), mean ± std over the finished seeds; audit violations summed over both final audits "
-              "and seeds.  Paper: published numbers, 10 seeds.\n\n")
+    head = (
+        f"# {exp.name}: {done} of {total} runs finished"
+        + (" (partial)" if done < total else "")
+        + "\n\n"
+        + (exp.description.strip() + "\n\n" if exp.description else "")
+        + "Steps to 95 % of the improvement (and to within 5 % of the final return), final evaluation return "
+        "(16 episodes, uniform noise; adversarial noise beside), mean ± std over the finished seeds; "
+        "audit violations summed over both final audits and seeds.  Paper: published numbers, 10 seeds.\n\n"
+    )
     figures = figure_groups(stats)
     paths = {"table.md": d / "table.md", "summary.md": d / "summary.md", "table.csv": d / "table.csv",
              "aggregate.json": d / "aggregate.json"}

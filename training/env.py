@@ -28,7 +28,8 @@ and successors outside the constraint box X.
 
 Episodes last ``episode_length`` (240) steps; an environment whose episode ends is reset
 at once (initial state uniform in ``P``, or in ``P ∩ I`` for an initial set ``I``, or the
-paper's ``c + G beta`` for a zonotope ``I``: :class:`InitialStateSampler`), and the step reports the successor's observation before the reset in ``terminal_obs``.
+paper's ``c + G beta`` for a zonotope ``I``: :class:`InitialStateSampler`), and the step reports the successor's
+observation before the reset in ``terminal_obs``.
 
 Device: every tensor of the environment (states, observations, counters' masks, the set's
 rows, the noise) lives on ``device`` (CPU by default, or a CUDA device); give it a safeguard
@@ -49,6 +50,7 @@ from torch import Tensor
 
 from reachsafe.errors import UserError
 from reachsafe.sets import ConvexSet, as_hpolytope
+from reachsafe.sets.rows import normalize_rows
 from reachsafe.setfile import SetFile
 from reachsafe.systems import CompiledSystem, get_system
 
@@ -75,7 +77,7 @@ def polytope_arrays(invariant_set: SetLike) -> tuple[np.ndarray, np.ndarray]:
     norms = np.linalg.norm(A, axis=1)
     if np.any(norms == 0):
         raise UserError("the set has a zero row in A; remove it")
-    return A / norms[:, None], b / norms
+    return normalize_rows(A, b)
 
 
 class InitialStateSampler:
@@ -400,9 +402,23 @@ class SafeEnv:
         else:
             new_x, obs = x_next, terminal_obs
         self.x, self.context, self.obs = new_x, ctx, obs
-        return EnvStep(obs=obs, reward=reward, done=done, terminal_obs=terminal_obs, policy_action=actions,
-                       action=a_exec, next_state=x_next, interventions=n_int, violations_P=n_vP,
-                       violations_X=n_vX, fallbacks=n_fb, noise=w, intervened=intervened, outside_P=out_P, outside_X=out_X)
+        return EnvStep(
+            obs=obs,
+            reward=reward,
+            done=done,
+            terminal_obs=terminal_obs,
+            policy_action=actions,
+            action=a_exec,
+            next_state=x_next,
+            interventions=n_int,
+            violations_P=n_vP,
+            violations_X=n_vX,
+            fallbacks=n_fb,
+            noise=w,
+            intervened=intervened,
+            outside_P=out_P,
+            outside_X=out_X,
+        )
 
     # --------------------------------------------------------------- counters
     def counters(self) -> dict[str, Any]:

@@ -117,10 +117,22 @@ class RunSpec:
         """The runner's :class:`~training.runner.RunConfig` for this spec (validated)."""
         from .runner import make_config
 
-        cfg, _ = make_config(self.system, self.algo, self.safeguard, set_path=self.set_path,
-                             init_set_path=self.init_set_path, init_sampling=self.init_sampling, seed=self.seed, steps=self.steps,
-                             passthrough=self.passthrough, regularize=self.regularize, eval_every=self.eval_every,
-                             eval_episodes=self.eval_episodes, threads=threads, overrides=dict(self.overrides))
+        cfg, _ = make_config(
+            self.system,
+            self.algo,
+            self.safeguard,
+            set_path=self.set_path,
+            init_set_path=self.init_set_path,
+            init_sampling=self.init_sampling,
+            seed=self.seed,
+            steps=self.steps,
+            passthrough=self.passthrough,
+            regularize=self.regularize,
+            eval_every=self.eval_every,
+            eval_episodes=self.eval_episodes,
+            threads=threads,
+            overrides=dict(self.overrides),
+        )
         return cfg
 
 
@@ -354,7 +366,9 @@ def parse_experiment(data: dict[str, Any], path: Path) -> Experiment:
             if not isinstance(c, (int, float)) or isinstance(c, bool) or not (c > 0 and c < float("inf")):
                 raise UserError(_where(src, f"{ctx}: variants regularize/both need 'regularize = C' with C > 0"))
         elif c is not None:
-            raise UserError(_where(src, f"{ctx}: 'regularize' is set but no variant uses it (add 'regularize' or 'both')"))
+            raise UserError(
+                _where(src, f"{ctx}: 'regularize' is set but no variant uses it (add 'regularize' or 'both')")
+            )
         for s in b_systems:
             st = systems[s]
             for a in algos:

@@ -33,15 +33,27 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from reachsafe.errors import UserError
 from reachsafe.setfile import atomic_write_text
 
 from .experiment import Experiment, RunSpec
 
-__all__ = ["RESULT_FILES", "execute_run", "audit_run_dir", "reaudit", "ResultsStore", "GridStatus", "grid_status", "LocalBackend", "RayBackend",
-           "make_backend", "run_grid", "RunOutcome"]
+__all__ = [
+    "RESULT_FILES",
+    "execute_run",
+    "audit_run_dir",
+    "reaudit",
+    "ResultsStore",
+    "GridStatus",
+    "grid_status",
+    "LocalBackend",
+    "RayBackend",
+    "make_backend",
+    "run_grid",
+    "RunOutcome",
+]
 
 RESULT_FILES = ("config.json", "metrics.csv", "summary.json", "audit.json", "audit-adversarial.json")
 MARKER = "run.json"
@@ -76,11 +88,17 @@ def execute_run(spec: RunSpec, run_dir: str, root: str, threads: int = 1) -> dic
     audit_files, audit_fields = audit_run_dir(run_dir, cfg.set_path)
     files.update(audit_files)
     record = {
-        "run_id": spec.run_id, "spec": json.loads(spec_json(spec, Path(root))),
-        "env_steps": summary["env_steps"], "wall_time_s": summary["wall_time_s"],
-        "return_uniform": summary["uniform"]["return_mean"], "return_adversarial": summary["adversarial"]["return_mean"],
-        **audit_fields, "session_s": round(train_s, 2),
-        "host": socket.gethostname(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "log": log,
+        "run_id": spec.run_id,
+        "spec": json.loads(spec_json(spec, Path(root))),
+        "env_steps": summary["env_steps"],
+        "wall_time_s": summary["wall_time_s"],
+        "return_uniform": summary["uniform"]["return_mean"],
+        "return_adversarial": summary["adversarial"]["return_mean"],
+        **audit_fields,
+        "session_s": round(train_s, 2),
+        "host": socket.gethostname(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "log": log,
     }
     return {"files": files, "record": record}
 
@@ -424,11 +442,3 @@ def _log_failure(exp: Experiment, spec: RunSpec, exc: BaseException) -> None:
     except OSError:
         print(f"could not write the traceback of {spec.run_id}", file=sys.stderr)
 
-
-def iter_records(exp: Experiment) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
-    """``(spec, run.json)`` of every finished run of the grid, in grid order."""
-    store = ResultsStore(exp)
-    for spec in exp.runs:
-        rec = store.record(spec)
-        if rec is not None:
-            yield spec, rec

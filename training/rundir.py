@@ -74,7 +74,9 @@ class RunDir:
 
     def read_config(self) -> dict[str, Any]:
         if not self.config_path.exists():
-            raise UserError(f"{self.path} is not a run directory (no config.json); pass the --out of a 'reachsafe train' run")
+            raise UserError(
+                f"{self.path} is not a run directory (no config.json); pass the --out of a 'reachsafe train' run"
+            )
         return json.loads(self.config_path.read_text())
 
     # metrics

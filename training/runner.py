@@ -191,12 +191,24 @@ def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set
     else:
         hp = {}
     hp.update(overrides or {})
-    cfg = RunConfig(system=system, algo=algo, safeguard=safeguard, passthrough=passthrough, regularize=float(regularize),
-                    set_path=set_path, init_set_path=init_set_path, init_sampling=init_sampling, seed=int(seed),
-                    steps=steps,
-                    eval_every=int(eval_every if eval_every is not None else max(1, steps // 10)),
-                    eval_episodes=int(eval_episodes), threads=int(threads), device=str(device), hyperparameters=hp,
-                    allow_unverified_set=bool(allow_unverified_set))
+    cfg = RunConfig(
+        system=system,
+        algo=algo,
+        safeguard=safeguard,
+        passthrough=passthrough,
+        regularize=float(regularize),
+        set_path=set_path,
+        init_set_path=init_set_path,
+        init_sampling=init_sampling,
+        seed=int(seed),
+        steps=steps,
+        eval_every=int(eval_every if eval_every is not None else max(1, steps // 10)),
+        eval_episodes=int(eval_episodes),
+        threads=int(threads),
+        device=str(device),
+        hyperparameters=hp,
+        allow_unverified_set=bool(allow_unverified_set),
+    )
     cfg.validate()
     return cfg, notes
 
@@ -351,8 +363,11 @@ class _Driver:
         self.next_eval = (start.steps // cfg.eval_every + 1) * cfg.eval_every
         self.last_steps = start.steps
         self.last_eval: Optional[dict[str, float]] = rows[-1] if rows else None
-        self.title = f"{cfg.system} {cfg.algo.upper()} safeguard={cfg.safeguard}" + (" passthrough" if cfg.passthrough else "") \
+        self.title = (
+            f"{cfg.system} {cfg.algo.upper()} safeguard={cfg.safeguard}"
+            + (" passthrough" if cfg.passthrough else "")
             + (f" reg={cfg.regularize:g}" if cfg.regularize else "")
+        )
         self.pbar = progress_bar(total=cfg.steps, initial=min(start.steps, cfg.steps), unit="step", file=sys.stderr,
                                  disable=not progress, dynamic_ncols=True,
                                  desc=f"{cfg.system} {cfg.algo}/{cfg.safeguard}")

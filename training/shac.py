@@ -40,11 +40,13 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
+
+from reachsafe.safeguards.base import regularizer
 
 from .env import SafeEnv
 from .profiles import profile_overrides
@@ -204,7 +206,8 @@ def _set_lr(opt: torch.optim.Optimizer, lr0: float, lr_end: float, frac: float) 
 
 
 def td_lambda_targets(rewards: Tensor, next_values: Tensor, dones: Tensor, gamma: float, lam: float) -> Tensor:
-    """TD(lambda) targets ``G [H, N]`` from ``rewards, next_values [H, N]`` and ``dones [H, N]`` (module docstring, step 3)."""
+    """TD(lambda) targets ``G [H, N]`` from ``rewards, next_values [H, N]`` and ``dones [H, N]`` (module docstring,
+    step 3)."""
     H = rewards.shape[0]
     G = torch.empty_like(rewards)
     G[H - 1] = rewards[H - 1] + gamma * next_values[H - 1]
@@ -276,7 +279,7 @@ def train_shac(
             ret_acc = torch.where(res.done, torch.zeros_like(ret_acc), ret_acc)
             disc = torch.where(res.done, torch.ones_like(disc), disc * cfg.gamma)
             if cfg.regularize > 0:
-                reg_loss = reg_loss + cfg.regularize * ((res.action.detach() - res.policy_action) ** 2).sum(-1).mean()
+                reg_loss = reg_loss + regularizer(res.policy_action, res.action, cfg.regularize)
             obs_buf[t], rew_buf[t], val_buf[t], done_buf[t] = o.detach(), res.reward.detach(), v_next.detach(), res.done
             interventions += res.interventions
             obs = res.obs

@@ -30,7 +30,9 @@ def _safeguards_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=21,
                    help="interleaved rounds per batch size (each times the step and every safeguard once); medians are "
                         "reported; cvxpylayers gets at most this many calls (default: %(default)s)")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="dtype of ours (default: %(default)s)")
+    p.add_argument(
+        "--dtype", choices=["float32", "float64"], default="float32", help="dtype of ours (default: %(default)s)"
+    )
     p.add_argument("--cvx-budget", type=float, default=60.0, metavar="SECONDS",
                    help="skip a cvxpylayers cell whose estimated time exceeds this (default: %(default)s)")
     p.add_argument("--no-cvxpylayers", action="store_true", help="do not time cvxpylayers")
@@ -52,7 +54,8 @@ def _lazy_arguments(module: str) -> Callable[[argparse.ArgumentParser], None]:
 TARGETS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
     "safeguards": ("safeguards vs. cvxpylayers and one simulator step (forward+backward)",
                    _safeguards_arguments, "reachsafe.safeguards.bench:run"),
-    "synthesis": ("compute-invariant on the built-ins and every examples/ model: volume, share of X and of the kernel estimate, times",
+    "synthesis": ("compute-invariant on the built-ins and every examples/ model: volume, share of X and "
+                  "of the kernel estimate, times",
                   _lazy_arguments("verification.synthesis.bench"), "verification.synthesis.bench:run_bench"),
     "training": ("SHAC wall time with each safeguard vs. unsafeguarded (same seed, short runs)",
                  _lazy_arguments("training.bench"), "training.bench:run_bench"),

@@ -26,10 +26,23 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("system", help="system name (see 'reachsafe systems') or the path of a model file (.py)")
     p.add_argument("--out", help="set file to write (default sets/SYSTEM.json)")
-    p.add_argument("--facets", type=int, default=None, help="template size hint for the shrinking route (default from the dimension)")
-    p.add_argument("--time-budget", type=float, default=1200.0, help="seconds for synthesis + certification (default 1200)")
+    p.add_argument(
+        "--facets",
+        type=int,
+        default=None,
+        help="template size hint for the shrinking route (default from the dimension)",
+    )
+    p.add_argument(
+        "--time-budget", type=float, default=1200.0, help="seconds for synthesis + certification (default 1200)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
-    p.add_argument("--margin", type=float, default=None, help="starting robust margin in units of each coordinate's half-range in X (default: from how far the action moves the state in one step)")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="starting robust margin in units of each coordinate's half-range in X "
+        "(default: from how far the action moves the state in one step)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress (bars on a terminal, plain lines in logs)")
 
 

@@ -29,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR",
                    help="output folder, new or empty (default runs/demo-DATE-TIME in the repository, else in the "
                         "current folder)")
-    p.add_argument("--steps", type=int, default=20_000, metavar="N", help="SHAC budget in environment steps (default 20000)")
+    p.add_argument(
+        "--steps", type=int, default=20_000, metavar="N", help="SHAC budget in environment steps (default 20000)"
+    )
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
     p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
                    help="no progress (bars on a terminal, plain lines in logs)")

@@ -23,7 +23,9 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="the --out of a 'reachsafe train' run")
     p.add_argument("--episodes", type=int, default=16, metavar="N", help="episodes (default 16)")
-    p.add_argument("--noise", default="uniform", choices=["uniform", "adversarial"], help="noise mode (default uniform)")
+    p.add_argument(
+        "--noise", default="uniform", choices=["uniform", "adversarial"], help="noise mode (default uniform)"
+    )
     p.add_argument("--out", metavar="FILE", help="rollouts file (default RUN_DIR/evaluate-NOISE.npz)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out file (the run's own rollouts.npz included: the audit's input)")

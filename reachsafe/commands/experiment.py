@@ -44,8 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "default: start a local Ray instance")
     p.add_argument("--workers", type=int, metavar="N",
                    help="runs in parallel (default: number of cores; Ray: the cluster's CPUs)")
-    p.add_argument("--dry-run", action="store_true", help="list the grid and which runs are finished/partial/new; run nothing")
-    p.add_argument("--report", action="store_true", help="only aggregate the finished runs into results/NAME; train nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="list the grid and which runs are finished/partial/new; run nothing"
+    )
+    p.add_argument(
+        "--report", action="store_true", help="only aggregate the finished runs into results/NAME; train nothing"
+    )
     p.add_argument("--reaudit", action="store_true",
                    help="audit the finished runs again from their local run directories (e.g. after an audit fix), "
                         "update their records, aggregate; train nothing (runs without local rollouts are skipped)")
@@ -98,8 +102,11 @@ def run(args: argparse.Namespace) -> int:
             for s in specs:
                 print(f"  {label:8s} {s.run_id}")
         return 0
-    command = "reachsafe experiment " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
-        if len(sys.argv) > 2 and sys.argv[1] == "experiment" else f"reachsafe experiment {shlex.quote(str(args.config))}"
+    command = (
+        "reachsafe experiment " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if len(sys.argv) > 2 and sys.argv[1] == "experiment"
+        else f"reachsafe experiment {shlex.quote(str(args.config))}"
+    )
     _check_outputs(exp, args)
     if args.report:
         return _report(exp, None)
@@ -198,8 +205,10 @@ def _reaudit(exp, finished, args, command) -> int:
         redone += 1
         if spec.safeguard != "none" and not rec["audit_certified"]:
             unsafe.append((spec.run_id, rec["audit_violations"]))
-    print(f"audited again: {redone} of {len(finished)} finished run(s)"
-          + (f"; {len(missing)} skipped, their rollouts are not in {exp.runs_dir} (e.g. {missing[0]})" if missing else ""))
+    print(
+        f"audited again: {redone} of {len(finished)} finished run(s)"
+        + (f"; {len(missing)} skipped, their rollouts are not in {exp.runs_dir} (e.g. {missing[0]})" if missing else "")
+    )
     if redone:
         _report(exp, command)
     _print_violations(exp, unsafe)

@@ -29,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     sets = [load_set(p, check_fingerprint=False, check_certificate=False) for p in args.setfiles]
     if len({s.system for s in sets}) != 1:
         raise UserError("all set files must be for the same system; plot each system separately")
-    labels = args.labels.split(",") if args.labels else [Path(p).stem + f" ({Path(p).parent.name})" for p in args.setfiles]
+    labels = (
+        args.labels.split(",") if args.labels else [Path(p).stem + f" ({Path(p).parent.name})" for p in args.setfiles]
+    )
     if len(labels) != len(sets):
         raise UserError(f"--labels has {len(labels)} entries for {len(sets)} set files")
     from verification.plots import plot_sets

@@ -40,9 +40,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algo", default="shac", choices=["shac", "ppo", "sac"], help="learning algorithm (default shac)")
     p.add_argument("--safeguard", default="none", choices=KIND_NAMES,
                    help="safeguard applied to every action inside the environment (default none)")
-    p.add_argument("--passthrough", action="store_true", help="SHAC: straight-through (identity) gradient of the safeguard")
-    p.add_argument("--regularize", type=float, default=0.0, metavar="C", help="SHAC: add C * |a_s - a|^2 to the actor loss")
-    p.add_argument("--set", dest="set_path", metavar="FILE", help="invariant set in use (default data/SYSTEM.json, else sets/SYSTEM.json)")
+    p.add_argument(
+        "--passthrough", action="store_true", help="SHAC: straight-through (identity) gradient of the safeguard"
+    )
+    p.add_argument(
+        "--regularize", type=float, default=0.0, metavar="C", help="SHAC: add C * |a_s - a|^2 to the actor loss"
+    )
+    p.add_argument(
+        "--set",
+        dest="set_path",
+        metavar="FILE",
+        help="invariant set in use (default data/SYSTEM.json, else sets/SYSTEM.json)",
+    )
     p.add_argument("--init-set", dest="init_set_path", metavar="FILE",
                    help="draw initial states uniformly in this set intersected with --set (e.g. a published set)")
     p.add_argument("--init-sampling", default="uniform", choices=["uniform", "zonotope"],
@@ -52,14 +61,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, metavar="N",
                    help="budget in environment steps (default: the system profile's, 100k pendulum, 200k quadrotor; "
                         "else 100k)")
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (must be new or empty unless --resume)")
+    p.add_argument(
+        "--out", required=True, metavar="RUN_DIR", help="run directory (must be new or empty unless --resume)"
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--allow-unverified-set", action="store_true",
                    help="use a --set whose certificate does not match its proof artifact (refused by default; "
                         "the safeguard then guarantees nothing)")
-    p.add_argument("--eval-every", type=int, metavar="N", help="evaluate and checkpoint every N env steps (default steps/10)")
+    p.add_argument(
+        "--eval-every", type=int, metavar="N", help="evaluate and checkpoint every N env steps (default steps/10)"
+    )
     p.add_argument("--eval-episodes", type=int, default=16, metavar="N", help="evaluation episodes (default 16)")
-    p.add_argument("--threads", type=int, default=1, metavar="N", help="torch CPU threads (default 1: fastest for these sizes)")
+    p.add_argument(
+        "--threads", type=int, default=1, metavar="N", help="torch CPU threads (default 1: fastest for these sizes)"
+    )
     p.add_argument("--device", default="cpu", metavar="DEV",
                    help="SHAC: cpu, cuda or cuda:N for the training simulator, safeguard and networks (default cpu; "
                         "evaluations and their rollouts are computed on the CPU in float64)")
@@ -110,10 +125,22 @@ def run(args: argparse.Namespace) -> int:
 
     args.system = _user_system(args)
     cfg, notes = make_config(
-        args.system, args.algo, args.safeguard, set_path=args.set_path, init_set_path=args.init_set_path,
-        init_sampling=args.init_sampling, seed=args.seed, steps=args.steps, passthrough=args.passthrough, regularize=args.regularize,
-        eval_every=args.eval_every, eval_episodes=args.eval_episodes, threads=args.threads,
-        allow_unverified_set=args.allow_unverified_set, device=args.device)
+        args.system,
+        args.algo,
+        args.safeguard,
+        set_path=args.set_path,
+        init_set_path=args.init_set_path,
+        init_sampling=args.init_sampling,
+        seed=args.seed,
+        steps=args.steps,
+        passthrough=args.passthrough,
+        regularize=args.regularize,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        threads=args.threads,
+        allow_unverified_set=args.allow_unverified_set,
+        device=args.device,
+    )
     for n in notes:
         print(n)
     if cfg.init_set_path and cfg.init_sampling == "zonotope":

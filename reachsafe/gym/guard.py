@@ -83,7 +83,9 @@ class Guard:
             sf = load_set(invariant_set, system=None if system is None or isinstance(system, CompiledSystem)
                           else str(system))
         else:
-            raise ShieldError(f"the set must be a SetFile or the path of a set file, got {type(invariant_set).__name__}")
+            raise ShieldError(
+                f"the set must be a SetFile or the path of a set file, got {type(invariant_set).__name__}"
+            )
         if not sf.certified:
             import warnings
 

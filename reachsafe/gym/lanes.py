@@ -96,7 +96,7 @@ class Lanes:
         if seed is not None:
             self.rngs[i] = as_generator(seed)
         x0, obs = self.access.begin(self.envs[i], obs, self.guard, self.rngs[i])
-        self.X[i] = x0
+        self.X[i] = x0  # type: ignore[index]  # reset() has allocated X
         if self.recorder is not None:
             self.recorder.start(x0[None], lanes=[i])
         return obs, info

@@ -20,7 +20,6 @@ from __future__ import annotations
 from copy import deepcopy
 from typing import Any, Sequence
 
-import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
@@ -48,8 +47,12 @@ class ShieldVectorEnv(VectorEnv):
                  autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP, copy: bool = True,
                  **shield_kw: Any) -> None:
         super().__init__()
-        modes = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
-                 AutoresetMode.NEXT_STEP.value: AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP.value: AutoresetMode.SAME_STEP}
+        modes = {
+            "next_step": AutoresetMode.NEXT_STEP,
+            "same_step": AutoresetMode.SAME_STEP,
+            AutoresetMode.NEXT_STEP.value: AutoresetMode.NEXT_STEP,
+            AutoresetMode.SAME_STEP.value: AutoresetMode.SAME_STEP,
+        }
         key = autoreset_mode.value if isinstance(autoreset_mode, AutoresetMode) else str(autoreset_mode)
         if key not in modes:
             raise ShieldError(f"autoreset_mode must be 'next_step' or 'same_step' (AutoresetMode.NEXT_STEP or "
@@ -71,7 +74,7 @@ class ShieldVectorEnv(VectorEnv):
         return self.lanes.guard
 
     def _batch(self, obs: list[Any]) -> Any:
-        self._obs = concatenate(self.single_observation_space, obs, self._obs)
+        self._obs = concatenate(self.single_observation_space, obs, self._obs)  # type: ignore[arg-type]
         return deepcopy(self._obs) if self.copy else self._obs
 
     def reset(self, *, seed: int | list[int | None] | None = None,

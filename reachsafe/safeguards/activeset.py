@@ -160,8 +160,13 @@ def project_active_set(G: Tensor, h: Tensor, a: Tensor, feas_tol: float = 1e-12,
         den = (Pg * Pg).sum(-1)
         gsq = (gp * gp).sum(-1)
         full_ok = den > 1e-20 * gsq
-        t1 = torch.where(full_ok, viol.gather(1, p.unsqueeze(-1)).squeeze(-1) * gn_safe.gather(1, p.unsqueeze(-1)).squeeze(-1)
-                         / torch.where(full_ok, den, torch.ones_like(den)), inf)
+        t1 = torch.where(
+            full_ok,
+            viol.gather(1, p.unsqueeze(-1)).squeeze(-1)
+            * gn_safe.gather(1, p.unsqueeze(-1)).squeeze(-1)
+            / torch.where(full_ok, den, torch.ones_like(den)),
+            inf,
+        )
         pos = valid & (r > 1e-14 * gsq.sqrt().unsqueeze(-1) * N.norm(dim=-1))
         t2, l = torch.where(pos, lam / torch.where(pos, r, torch.ones_like(r)), inf).min(-1)
         empty = running & torch.isinf(t1) & torch.isinf(t2)

@@ -1,7 +1,7 @@
 """The safeguard base class: from (system, invariant set) to a batched torch map a -> a_s.
 
 For a state ``x`` in the invariant set ``P = {x : A x <= b}`` and the affine model
-``x+ = c(x) + B(x) a + E(x) w`` the safe action set is (DESIGN.md)::
+``x+ = c(x) + B(x) a + E(x) w`` the safe action set is (docs/architecture.md)::
 
     S(x) = {a in U : A B(x) a <= b - A c(x) - h_W(x)},
     h_W(x)_i = sum_j |(A E(x))_ij| w_r_j + (A E(x) w_c)_i
@@ -49,13 +49,14 @@ from ..errors import UserError
 from ..intervention import INTERVENTION_TOL
 from ..sets.base import ConvexSet
 from ..sets.convert import as_hpolytope
+from ..sets.rows import normalize_rows
 from ..setfile import SetFile, load_set
 from ..systems import CompiledSystem, get_system
 from .actionset import _BIG, Tolerances, box_rows, rowdot, tolerances
 from .polygon import Arena
 from .safetynet import centre_of, minmax_action, relevant_rows, verify
 
-__all__ = ["Safeguard", "SafeguardInfo", "InvariantSetLike", "MAX_ACTIONS"]
+__all__ = ["Safeguard", "SafeguardInfo", "InvariantSetLike", "MAX_ACTIONS", "regularizer"]
 
 MAX_ACTIONS = 8  # largest m the safeguards accept (tested at m = 1, 2, 3, 4, 6)
 
@@ -102,7 +103,8 @@ class SafeguardInfo:
             n_empty=sum(p.n_empty for p in parts),
             n_outside=sum(p.n_outside for p in parts),
             n_unsafe=sum(p.n_unsafe for p in parts),
-            unsafe=None if any(p.unsafe is None for p in parts) else torch.cat([p.unsafe for p in parts]),
+            unsafe=None if any(p.unsafe is None for p in parts)
+            else torch.cat([p.unsafe for p in parts if p.unsafe is not None]),
         )
 
 
@@ -255,7 +257,19 @@ def _resolve_set(system: CompiledSystem, invariant_set: InvariantSetLike) -> tup
     norms = np.linalg.norm(A, axis=1)
     if np.any(norms == 0):
         raise UserError(f"{where}: row {int(np.argmin(norms))} of A is zero; remove it")
-    return A / norms[:, None], b / norms, where
+    A, b = normalize_rows(A, b)
+    return A, b, where
+
+
+def regularizer(actions: Tensor, safe_actions: Tensor, lam: float) -> Tensor:
+    """``lam * mean_b |a_s - a|^2`` for policy actions ``a`` and safe actions ``a_s`` ([B, m]).
+
+    ``a_s`` is detached: the gradient ``-2 lam (a_s - a) / B`` pulls the policy's action towards the
+    safe one (with a passthrough gradient a non-detached ``a_s`` would cancel it).  The one
+    implementation of the regulariser: :meth:`Safeguard.regularizer` and SHAC's actor loss
+    (:mod:`training.shac`) both call it.
+    """
+    return lam * ((safe_actions.detach() - actions) ** 2).sum(-1).mean()
 
 
 class Safeguard(torch.nn.Module, metaclass=ABCMeta):
@@ -289,6 +303,22 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
 
     kind: ClassVar[str] = "base"
     shields: ClassVar[bool] = True
+
+    # float64 buffers registered in __init__ (declared so that type checkers see tensors, not Modules)
+    A: Tensor
+    b: Tensor
+    w_c: Tensor
+    w_r: Tensor
+    a_lo: Tensor
+    a_hi: Tensor
+    h_w: Tensor
+    Ap: Tensor
+    AB0: Tensor
+    bhp: Tensor
+    neg_bp: Tensor
+    depth0: Tensor
+    a_mid: Tensor
+    a_rad: Tensor
 
     def __init__(
         self,
@@ -412,10 +442,13 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
 
         ``a_s`` is detached: the gradient ``-2 lam (a_s - a) / B`` pulls the policy's action
         towards the safe one (with ``passthrough=True`` a non-detached ``a_s`` would cancel it).
+        The same term as the module function :func:`regularizer`, which SHAC calls.
         """
-        return lam * ((safe_actions.detach() - actions) ** 2).sum(-1).mean()
+        return regularizer(actions, safe_actions, lam)
 
-    def forward(self, states: Tensor, actions: Tensor, return_info: bool = False) -> Union[Tensor, tuple[Tensor, SafeguardInfo]]:
+    def forward(
+        self, states: Tensor, actions: Tensor, return_info: bool = False
+    ) -> Union[Tensor, tuple[Tensor, SafeguardInfo]]:
         """Safe actions ``a_s [B, m]`` for ``states [B, n]`` and ``actions [B, m]``.
 
         Output dtype/device = those of ``actions``.  The info of the call is stored in
@@ -519,9 +552,11 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
             outside = dist_out > self.outside_tol
             n_outside = int(outside.sum())
             if n_outside and self.outside == "raise":
-                raise UserError(f"{n_outside} of {B} states lie outside the invariant set {self.set_description} "
-                                f"(largest distance {float(dist_out.max()):.3g} > outside_tol={self.outside_tol:g}); the "
-                                "safeguard is only defined on the set: reset such states, or pass outside='fallback'")
+                raise UserError(
+                    f"{n_outside} of {B} states lie outside the invariant set {self.set_description} "
+                    f"(largest distance {float(dist_out.max()):.3g} > outside_tol={self.outside_tol:g}); the "
+                    "safeguard is only defined on the set: reset such states, or pass outside='fallback'"
+                )
             cols, Ac, depth = self._facet_pass(cd, Bd, E.detach(), ws)
             theta = min(-tol.tighten, -self.margin - 1e-10)
             sel = torch.gt(depth, theta, out=ws["sel"]) if ws else depth > theta
@@ -616,8 +651,9 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
                 unsafe = ~self._verify(ch, out.detach().to(torch.float64))
             counts = {"n_unsafe": int(unsafe.sum())}
         dist = (out.detach() - actions.detach()).norm(dim=-1)
-        return out, SafeguardInfo(intervened=dist > INTERVENTION_TOL, distance=dist, n_outside=ch.n_outside, unsafe=unsafe,
-                                  **counts)
+        return out, SafeguardInfo(
+            intervened=dist > INTERVENTION_TOL, distance=dist, n_outside=ch.n_outside, unsafe=unsafe, **counts
+        )
 
     def _solve(self, actions: Tensor, ch: "Chunk") -> Tensor:
         """The map on one prepared chunk: ``[B, m]`` in the dtype of ``actions``.
@@ -700,7 +736,9 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         if actions.dim() != 2 or actions.shape[1] != m:
             raise UserError(f"actions must have shape [B, {m}] for {self.system.name}, got {list(actions.shape)}")
         if actions.shape[0] != states.shape[0]:
-            raise UserError(f"states and actions must have the same batch size, got {states.shape[0]} and {actions.shape[0]}")
+            raise UserError(
+                f"states and actions must have the same batch size, got {states.shape[0]} and {actions.shape[0]}"
+            )
         if actions.dtype not in (torch.float32, torch.float64):
             raise UserError(f"actions must be float32 or float64, got {actions.dtype}")
         if actions.device != states.device:

@@ -2,7 +2,8 @@
 
 For each set file and batch size B, on the same states (in P, half of them near its
 boundary) and actions (uniform in [-1.5, 1.5]^m, so many are unsafe), the median wall time
-of one *forward + backward* call (and its CPU-time ratio to the simulator step, below) (gradients to states and actions) of
+of one *forward + backward* call (and its CPU-time ratio to the simulator step, below) (gradients to states and
+actions) of
 
 * each registered safeguard kind (``none``, ``projection``, ``raymask``, ``raymask-tanh``, ...),
 * a cvxpylayers projection layer ``argmin |z - a|^2 s.t. G z <= h`` with ``G, h`` of
@@ -43,10 +44,13 @@ from ..commands._common import format_table
 from ..errors import UserError
 from ..setfile import SetFile, load_set
 from ..repository import repository_root
+from ..sets.rows import normalize_rows
 from ..systems import available_systems, get_system
 from . import KINDS, make_safeguard
 
 __all__ = ["run", "sample_states", "cvxpylayers_projection"]
+
+_CPU = torch.device("cpu")  # the default device of the benchmark
 
 def default_sets() -> list[Path]:
     """``data/<system>.json`` for each built-in system if present, else ``data/published/<system>.json``,
@@ -65,8 +69,7 @@ def default_sets() -> list[Path]:
 
 def sample_states(sf: SetFile, N: int, rng: np.random.Generator) -> np.ndarray:
     """States of P along random rays from its Chebyshev centre: half uniform in ray length, half in the outer 10 %."""
-    nr = np.linalg.norm(sf.A, axis=1)
-    A, b = sf.A / nr[:, None], sf.b / nr
+    A, b = normalize_rows(sf.A, sf.b)
     x0, _ = sf.polytope().chebyshev_center()
     d = rng.normal(size=(N, A.shape[1]))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
@@ -143,7 +146,9 @@ def _interleaved(fns: dict[str, Callable[[], object]], rounds: int, ref: str) ->
     return out
 
 
-def _fwd_bwd(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, a: torch.Tensor) -> Callable[[], None]:
+def _fwd_bwd(
+    f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, a: torch.Tensor
+) -> Callable[[], None]:
     def call() -> None:
         xs = x.detach().clone().requires_grad_(True)
         as_ = a.detach().clone().requires_grad_(True)
@@ -191,7 +196,7 @@ def _ms(t: float | None) -> str:
 
 
 def bench_set(path: Path, batches: list[int], repeats: int, dtype: torch.dtype, cvx_budget: float,
-              use_cvx: bool, seed: int, device: torch.device = torch.device("cpu")) -> str:
+              use_cvx: bool, seed: int, device: torch.device = _CPU) -> str:
     sf = load_set(path)
     system = get_system(sf.model_file or sf.system)  # a model file of the user's own is loaded by its path
     rng = np.random.default_rng(seed)
@@ -207,7 +212,7 @@ def bench_set(path: Path, batches: list[int], repeats: int, dtype: torch.dtype, 
         x = states_with_safe_actions(sf, system, B, rng, dtype).to(device)
         a = torch.tensor(rng.uniform(-1.5, 1.5, (B, m)), dtype=dtype, device=device)
         w = torch.tensor(rng.uniform(system.noise_lo, system.noise_hi, (B, system.p)), dtype=dtype, device=device)
-        fns = {"simulator step": _fwd_bwd(lambda xx, aa: system.step(xx, aa, w), x, a)}
+        fns: dict[str, Callable[[], object]] = {"simulator step": _fwd_bwd(lambda xx, aa: system.step(xx, aa, w), x, a)}
         fns.update({kind: _fwd_bwd(sg, x, a) for kind, sg in guards.items()})
         timed = _interleaved(fns, repeats, "simulator step")
         t_step = timed["simulator step"][0]
@@ -245,8 +250,11 @@ def bench_set(path: Path, batches: list[int], repeats: int, dtype: torch.dtype, 
     return "\n".join([head, table] + ([note] if note else []))
 
 
-def random_polytopes(m: int, B: int, K: int, rng: np.random.Generator, r_min: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """``G [B, K + 2m, m]``, ``h``: K random facets plus the box ``[I; -I]``, each set containing a ball of radius ``r_min``."""
+def random_polytopes(
+    m: int, B: int, K: int, rng: np.random.Generator, r_min: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
+    """``G [B, K + 2m, m]``, ``h``: K random facets plus the box ``[I; -I]``, each set containing a ball of radius
+    ``r_min``."""
     G = rng.normal(size=(B, K, m))
     p = rng.uniform(-0.5, 0.5, (B, m))
     nrm = np.linalg.norm(G, axis=-1)
@@ -289,8 +297,11 @@ def bench_actions(ms: list[int], batches: list[int], repeats: int, cvx_budget: f
                 else:
                     Gc, hc, ac = G.cpu(), h.cpu(), a.cpu()
                     try:
-                        t_cvx = _time(lambda: cvx(*(t.clone().requires_grad_(True) for t in (Gc, hc, ac))).sum().backward(),
-                                      repeats if (est or 0) < 2 else 1, max_seconds=cvx_budget)
+                        t_cvx = _time(
+                            lambda: cvx(*(t.clone().requires_grad_(True) for t in (Gc, hc, ac))).sum().backward(),
+                            repeats if (est or 0) < 2 else 1,
+                            max_seconds=cvx_budget,
+                        )
                         cvx_per_state = t_cvx / B
                         with torch.no_grad():
                             dev = float((cvx(Gc, hc, ac) - project(a, G, h).cpu()).abs().max())
@@ -305,8 +316,10 @@ def bench_actions(ms: list[int], batches: list[int], repeats: int, cvx_budget: f
                              _ms(t_cvx) if t_cvx is not None else (note or "-"),
                              "-" if t_cvx is None else _times(t_cvx / t),
                              "-" if dev is None or kind != "projection" else f"{dev:.1e}"])
-    head = (f"maps alone on random S(x) with {K} facets + the box, m >= 3, float64, forward+backward (grads to a, G, h), "
-            f"median of {repeats}, {torch.get_num_threads()} torch threads, device {device}")
+    head = (
+        f"maps alone on random S(x) with {K} facets + the box, m >= 3, float64, forward+backward (grads to a, G, h), "
+        f"median of {repeats}, {torch.get_num_threads()} torch threads, device {device}"
+    )
     return "\n".join([head, format_table(rows, ["m", "batch", "method", "time [ms]", "us/state", "cvxpylayers [ms]",
                                                 "cvx/ours", "max|cvx-ours|"])])
 
@@ -314,7 +327,9 @@ def bench_actions(ms: list[int], batches: list[int], repeats: int, cvx_budget: f
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    warnings.filterwarnings("ignore", message="safeguard: S\\(x\\) is empty")  # non-invariant sets: states are resampled
+    warnings.filterwarnings(
+        "ignore", message="safeguard: S\\(x\\) is empty"
+    )  # non-invariant sets: states are resampled
     try:
         batches = [int(s) for s in str(args.batches).split(",") if s.strip()]
     except ValueError:
@@ -347,8 +362,10 @@ def run(args: argparse.Namespace) -> int:
     for i, path in enumerate(sets):
         if i:
             print()
-        print(bench_set(path, batches, args.repeats, dtype, args.cvx_budget, not args.no_cvxpylayers, args.seed, device),
-              flush=True)
+        print(
+            bench_set(path, batches, args.repeats, dtype, args.cvx_budget, not args.no_cvxpylayers, args.seed, device),
+            flush=True,
+        )
     if ms:
         print()
         print(bench_actions(ms, batches, args.repeats, args.cvx_budget, not args.no_cvxpylayers, args.seed, device),

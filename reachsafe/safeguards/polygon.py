@@ -153,7 +153,6 @@ def project_polygon(a: Tensor, G: Tensor, h: Tensor, K: int, tol: Tolerances,
 
     Returns ``z [B, 2]``, ``idx [B, 2]`` (active rows, -1 empty), ``lam [B, 2]``, ``ok [B]``.
     """
-    B = a.shape[0]
     L = Lines(G, h, tol)
     s_lo, s_hi, j_lo, j_hi, valid, _ = segment_bounds(L, K, tol, arena=arena)
     nx, ny, e = L.nx[:, :K], L.ny[:, :K], L.e[:, :K]
@@ -185,7 +184,9 @@ def project_polygon(a: Tensor, G: Tensor, h: Tensor, K: int, tol: Tolerances,
 
 
 @torch.no_grad()
-def edge_rows(G: Tensor, h: Tensor, tol: Tolerances, arena: Arena | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def edge_rows(
+    G: Tensor, h: Tensor, tol: Tolerances, arena: Arena | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The polygon's edges: ``edge [B, M]`` (row i's segment is non-empty and no earlier row has the
     same line), and for each row the rows ``j_lo, j_hi [B, M]`` that end its segment; plus
     ``valid [B, M]`` (non-empty segments, repeated lines included)."""
@@ -194,5 +195,6 @@ def edge_rows(G: Tensor, h: Tensor, tol: Tolerances, arena: Arena | None = None)
     s_lo, s_hi, j_lo, j_hi, valid, same = segment_bounds(L, M, tol, same_line=True, arena=arena)
     # the same line twice (same normal, same offset): only the first counts as an edge
     earlier = torch.ones(M, M, dtype=torch.bool, device=G.device).tril(-1)  # j < i
+    assert same is not None  # asked for with same_line=True
     edge = valid & ~same.logical_and_(earlier).logical_and_(valid[:, None, :]).any(-1)
     return edge, j_lo, j_hi, valid

@@ -186,7 +186,8 @@ class ProjectionTail(torch.autograd.Function):
 class StateProjectionTail(torch.autograd.Function):
     """:class:`ProjectionTail` for a safeguard, differentiable in ``a`` and ``cBE`` (the model's
     :meth:`~reachsafe.systems.CompiledSystem.affine_flat`): the active rows are ``N = A_q B(x)``,
-    ``h_N = b_q - A_q c(x) - h_W(x)_q``, and :meth:`~reachsafe.safeguards.base.Chunk.local_vjp` maps ``dL/dN, dL/dh_N`` (accumulated on the local rows) to ``dL/dcBE``: one autograd node for the
+    ``h_N = b_q - A_q c(x) - h_W(x)_q``, and :meth:`~reachsafe.safeguards.base.Chunk.local_vjp` maps ``dL/dN,
+    dL/dh_N`` (accumulated on the local rows) to ``dL/dcBE``: one autograd node for the
     whole map.  Inputs ``a [B, m]``, ``cBE``, then without gradient ``z, lam, idx, ok`` as in
     :class:`ProjectionTail` (``idx [B, q]`` the active local rows, -1 empty), the active rows' values
     ``N [B, q, m]`` and the chunk (:class:`~reachsafe.safeguards.base.Chunk`).

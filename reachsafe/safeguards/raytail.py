@@ -140,7 +140,7 @@ def ray_plan(a: Tensor, G: Tensor, h: Tensor, lo: Tensor, hi: Tensor, tol: Toler
     s: dict[str, Any] = {"m": m, "mapping": mapping, "f": f, "crow": crow, "shape": (B, M, m)}
     Gc = Gs.gather(1, crow.unsqueeze(-1).expand(*crow.shape, m))
     hc = hs.gather(1, crow)
-    Cs, s["cen"] = _centroid(Gc[:, :M], hc[:, :M], Gc[:, M:], hc[:, M:], w, tol.geom)
+    Cs, s["cen"] = _centroid(Gc[:, :M], hc[:, :M], Gc[:, M:], hc[:, M:], w, tol.geom)  # type: ignore[arg-type]
     if f is None:
         C = Cs
     else:
@@ -183,7 +183,8 @@ def ray_plan(a: Tensor, G: Tensor, h: Tensor, lo: Tensor, hi: Tensor, tol: Toler
 
 def _profile_partials(s: dict, r: Tensor, tS: Tensor, tUc: Tensor, uncl: Tensor, gphi: Tensor,
                       gslope: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``dL/dr, dL/dt_S, dL/dt_U`` through ``phi(r, t_S, t_U)`` (weight ``gphi``) and ``phi'(0)`` (weight ``gslope``)."""
+    """``dL/dr, dL/dt_S, dL/dt_U`` through ``phi(r, t_S, t_U)`` (weight ``gphi``) and ``phi'(0)`` (weight
+    ``gslope``)."""
     tiny = s["tiny"]
     f64 = gphi.dtype
     if s["mapping"] == "linear":
@@ -276,7 +277,6 @@ def _ray_vjp(s: dict, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``(dL/da [B, m], dL/dG [B, M, m], dL/dh [B, M])`` of :func:`ray_plan`'s value for ``v = dL/da_s``."""
     if s["m"] == 1:
         return _interval_vjp(s, v)
-    m, mapping = s["m"], s["mapping"]
     C, diff, small, t, d, tS, t_U, r, tUc, slope, phi, tiny = (s[k] for k in (
         "C", "diff", "small", "t", "d", "tS", "t_U", "r", "tUc", "slope", "phi", "tiny"))
     f64 = v.dtype
@@ -296,7 +296,7 @@ def _ray_vjp(s: dict, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     cap = (raw > t_U).to(f64)
     graw = gtS * (raw > 0).to(f64) * (1.0 - cap)
     gtU = gtU + gtS * cap
-    Nn, Dd, ge = s["Nn"], s["Dd"], s["ge"]
+    Dd, ge = s["Dd"], s["ge"]
     gN = graw / Dd
     gD = -graw * raw / Dd
     gC = v - gN * ge

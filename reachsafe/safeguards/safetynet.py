@@ -9,7 +9,8 @@ and the rows are computed in float64 from the float64 state, independently of th
 safeguard computed in.  The safeguard's facet pass (:meth:`reachsafe.safeguards.base.Safeguard._prepare`)
 has already shown, in float64, that every facet it did not keep satisfies
 ``max_{a in U} (A B(x)) a - rhs <= -margin - 1e-10``; so for an action in the box only the kept
-facets are evaluated here (:meth:`~reachsafe.safeguards.base.Safeguard._verify`).  Actions that fail (numerical edge cases, float32 rounding) are
+facets are evaluated here (:meth:`~reachsafe.safeguards.base.Safeguard._verify`).  Actions that fail (numerical edge
+cases, float32 rounding) are
 replaced by
 
 1. a point of ``S(x)`` computed in float64 (m = 1: the interval midpoint; m >= 2: the exact

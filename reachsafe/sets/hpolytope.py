@@ -29,6 +29,7 @@ from ._geometry import (
 )
 from .base import ConvexSet
 from .box import Box
+from .rows import normalize_rows
 
 __all__ = ["HPolytope", "VolumeEstimate"]
 
@@ -91,7 +92,7 @@ class HPolytope(ConvexSet):
     @classmethod
     def from_box(cls, lo: object, hi: object) -> "HPolytope":
         """Box {lo <= x <= hi} as [I; -I] x <= [hi; -lo]."""
-        box = Box(lo, hi)
+        box = Box(lo, hi)  # type: ignore[arg-type]  # Box validates any array-like
         n = box.dim
         eye = np.eye(n)
         return cls(np.vstack([eye, -eye]), np.concatenate([box.hi, -box.lo]))
@@ -131,8 +132,7 @@ class HPolytope(ConvexSet):
         zero = norms <= 0.0
         A = np.empty_like(self.A)
         b = np.empty_like(self.b)
-        A[~zero] = self.A[~zero] / norms[~zero, None]
-        b[~zero] = self.b[~zero] / norms[~zero]
+        A[~zero], b[~zero] = normalize_rows(self.A[~zero], self.b[~zero])
         A[zero] = 0.0
         b[zero] = np.where(self.b[zero] < 0.0, -1.0, 0.0)
         keep = ~zero | (self.b < 0.0)
@@ -193,7 +193,7 @@ class HPolytope(ConvexSet):
         """Tightest axis-aligned box: hi_i = h_P(e_i), lo_i = -h_P(-e_i) (2n LPs, cached)."""
         if self._bbox is None:
             eye = np.eye(self.dim)
-            h = self.support(np.vstack([eye, -eye]))
+            h = np.asarray(self.support(np.vstack([eye, -eye])))
             hi, lo = h[: self.dim], -h[self.dim:]
             # LP round-off can make lo exceed hi by ~1e-12 for flat sets
             lo = np.minimum(lo, hi)

@@ -29,7 +29,7 @@ import numpy as np
 import sympy as sp
 
 from .definition import ModelError, SystemDefinition
-from .intervals import Interval, enclose, number_interval
+from .intervals import enclose, number_interval
 
 __all__ = ["CompiledSystem", "AffineEnclosure"]
 
@@ -41,11 +41,11 @@ _TORCH_FUNCS = {
 
 def _lambdify(args: Sequence[sp.Symbol], exprs: Sequence[sp.Expr], backend: str) -> Callable:
     if backend == "numpy":
-        mod = {"sqrt": lambda u: np.sqrt(np.maximum(u, 1e-30))}
-        return sp.lambdify(list(args), list(exprs), modules=[mod, "numpy"], cse=True)
+        np_mod = {"sqrt": lambda u: np.sqrt(np.maximum(u, 1e-30))}
+        return sp.lambdify(list(args), list(exprs), modules=[np_mod, "numpy"], cse=True)
     import torch
 
-    mod = {k: getattr(torch, v) for k, v in _TORCH_FUNCS.items()}
+    mod: dict[str, Any] = {k: getattr(torch, v) for k, v in _TORCH_FUNCS.items()}
     mod["pi"] = math.pi
     # sqrt(u) with u clamped at 1e-30: finite value and zero gradient at u = 0 (a distance
     # to a goal the agent starts on), instead of the NaN of d sqrt(u)/du * 0.
@@ -66,8 +66,13 @@ class _Batched:
     column receives either its value or ``+ 0``).
     """
 
-    def __init__(self, groups: Sequence[Sequence[sp.Symbol]], exprs: Sequence[sp.Expr], shape: tuple[int, ...] | None = None,
-                 vjp: bool = False):
+    def __init__(
+        self,
+        groups: Sequence[Sequence[sp.Symbol]],
+        exprs: Sequence[sp.Expr],
+        shape: tuple[int, ...] | None = None,
+        vjp: bool = False,
+    ):
         self.groups = [list(g) for g in groups]
         self.vjp = bool(vjp) and len(self.groups) == 1
         self.exprs = [sp.sympify(e) for e in exprs]
@@ -79,8 +84,8 @@ class _Batched:
             if not e.free_symbols:
                 self.constants[i] = float(e)
         self._has_constants = bool(np.any(self.constants != 0.0))
-        self._fns: dict[str, Callable] = {}
-        self._torch_cache: dict[Any, tuple[Any, Any]] = {}
+        self._fns: dict[str, Any] = {}  # lambdified callables per backend, and the "lin" split
+        self._torch_cache: dict[Any, Any] = {}
 
     def _fn(self, backend: str) -> Callable:
         if backend not in self._fns:
@@ -132,10 +137,17 @@ class _Batched:
             gs = [sp.Dummy(f"g{t}") for t in range(len(atoms))]
             dep = [i for i, x in enumerate(xs) if any(x in a.free_symbols for a in atoms)]
             self._fns["lin"] = dict(
-                c0=c0, L=L, N=N, dep=dep,
+                c0=c0,
+                L=L,
+                N=N,
+                dep=dep,
                 atoms=_lambdify(xs, atoms, "torch") if atoms else None,
-                datoms=_lambdify(list(xs) + gs, [sp.Add(*[g * sp.diff(a, xs[i]) for g, a in zip(gs, atoms)]) for i in dep],
-                                 "torch") if atoms else None)
+                datoms=_lambdify(
+                    list(xs) + gs, [sp.Add(*[g * sp.diff(a, xs[i]) for g, a in zip(gs, atoms)]) for i in dep], "torch"
+                )
+                if atoms
+                else None,
+            )
         return self._fns["lin"]
 
     def _lin_tensors(self, dtype: Any, device: Any) -> tuple[Any, Any, Any]:
@@ -144,7 +156,9 @@ class _Batched:
             import torch
 
             lin = self._linear_in_atoms()
-            self._torch_cache[key] = tuple(torch.tensor(lin[name], dtype=dtype, device=device) for name in ("c0", "L", "N"))
+            self._torch_cache[key] = tuple(
+                torch.tensor(lin[name], dtype=dtype, device=device) for name in ("c0", "L", "N")
+            )
         return self._torch_cache[key]
 
     def _torch_linear(self, x: Any) -> Any:
@@ -202,7 +216,7 @@ class _Batched:
             if len(arrays) == 1:  # the common case (c, B, E of a state batch): no conversion needed
                 batch = ref.shape[:-1]
             else:
-                arrays = [torch.as_tensor(a, dtype=ref.dtype, device=ref.device) for a in arrays]
+                arrays = [torch.as_tensor(a, dtype=ref.dtype, device=ref.device) for a in arrays]  # type: ignore[assignment]
                 batch = torch.broadcast_shapes(*[a.shape[:-1] for a in arrays])
             const, idx = self._torch_consts(ref.dtype, ref.device)
             if not self.varying:
@@ -221,8 +235,9 @@ class _Batched:
                 if self._has_constants:
                     out = out + const
             return out.reshape(*batch, *self.shape)
-        arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
-        batch = np.broadcast_shapes(*[a.shape[:-1] for a in arrays])
+        arrays = [np.asarray(a, dtype=np.float64) for a in arrays]  # type: ignore[assignment]
+        batch = np.broadcast_shapes(  # type: ignore[assignment]
+            *[a.shape[:-1] for a in arrays])
         out = np.broadcast_to(self.constants, (*batch, self.k)).copy()
         if self.varying:
             cols = [a[..., i] for a, g in zip(arrays, self.groups) for i in range(len(g))]
@@ -419,7 +434,8 @@ class CompiledSystem:
         return self.wrap_state(self._step(x, a, w))
 
     def affine(self, x: Any) -> tuple[Any, Any, Any]:
-        """``(c(x), B(x), E(x))`` with ``f(x, a, w) = c + B a + E w`` exactly; shapes [..., n], [..., n, m], [..., n, p]."""
+        """``(c(x), B(x), E(x))`` with ``f(x, a, w) = c + B a + E w`` exactly; shapes [..., n], [..., n, m], [..., n,
+        p]."""
         return self.split_affine(self._cBE(x))
 
     def affine_flat(self, x: Any) -> Any:

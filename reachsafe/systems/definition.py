@@ -137,7 +137,10 @@ class SystemDefinition:
                     raise ModelError(
                         f"system {self.name!r}: {label} uses unknown symbol(s) {sorted(map(str, extra))}"
                     )
-        for lo, hi, label in ((self.constraint_lo, self.constraint_hi, "constraint"), (self.noise_lo, self.noise_hi, "noise")):
+        for lo, hi, label in (
+            (self.constraint_lo, self.constraint_hi, "constraint"),
+            (self.noise_lo, self.noise_hi, "noise"),
+        ):
             for i, (l, h) in enumerate(zip(lo, hi)):
                 if not (sp.sympify(l).is_number and sp.sympify(h).is_number):
                     raise ModelError(f"system {self.name!r}: {label} box entry {i} is not a number")
@@ -205,12 +208,18 @@ class SystemDefinition:
             "step": [sp.srepr(e) for e in self.step_exprs()],
             "reward": sp.srepr(sp.expand(self.substituted(self.reward))),
             "observation": [sp.srepr(sp.expand(self.substituted(e))) for e in self.observation],
-            "constraint": [[sp.srepr(sp.sympify(v)) for v in self.constraint_lo],
-                           [sp.srepr(sp.sympify(v)) for v in self.constraint_hi]],
-            "noise_box": [[sp.srepr(sp.sympify(v)) for v in self.noise_lo],
-                          [sp.srepr(sp.sympify(v)) for v in self.noise_hi]],
+            "constraint": [
+                [sp.srepr(sp.sympify(v)) for v in self.constraint_lo],
+                [sp.srepr(sp.sympify(v)) for v in self.constraint_hi],
+            ],
+            "noise_box": [
+                [sp.srepr(sp.sympify(v)) for v in self.noise_lo],
+                [sp.srepr(sp.sympify(v)) for v in self.noise_hi],
+            ],
             "params": sorted((str(k), sp.srepr(sp.sympify(v))) for k, v in self.params.items()),
-            "wrap": sorted((int(k), sp.srepr(sp.sympify(v[0])), sp.srepr(sp.sympify(v[1]))) for k, v in self.wrap.items()),
+            "wrap": sorted(
+                (int(k), sp.srepr(sp.sympify(v[0])), sp.srepr(sp.sympify(v[1]))) for k, v in self.wrap.items()
+            ),
         }
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()

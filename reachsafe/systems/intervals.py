@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import math
 from fractions import Fraction
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import sympy as sp
@@ -83,7 +83,14 @@ def _widen(lo: np.ndarray, hi: np.ndarray, ulps: float) -> Interval:
 
 
 def number_interval(value: sp.Expr) -> tuple[float, float]:
-    """Tightest double interval containing the real number ``value`` (a sympy number)."""
+    """Tightest double interval containing the real number ``value`` (a sympy number).
+
+    Rationals and ``pi`` get the tightest interval; any other constant is evaluated to 50 digits
+    and widened by one ulp on each side.  The certifier keeps its own implementation
+    (:func:`verification.certification.intervals.number_interval`) on purpose: the proof check
+    shares no numeric code with the compiled models that synthesis uses, and the audit uses only
+    the certifier's.
+    """
     value = sp.sympify(value)
     if value.is_Rational:
         frac = Fraction(int(value.p), int(value.q))
@@ -188,8 +195,8 @@ def evaluate(expr: sp.Expr, env: Mapping[sp.Symbol, Interval], _memo: dict | Non
         lo, hi = env[expr]
         out = (np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))
     elif expr.is_number:
-        lo, hi = number_interval(expr)
-        out = (np.float64(lo), np.float64(hi))
+        clo, chi = number_interval(expr)
+        out = (np.float64(clo), np.float64(chi))
     elif expr.is_Add:
         args = [evaluate(t, env, memo) for t in expr.args]
         out = args[0]
@@ -277,13 +284,3 @@ def _gradients(exprs: tuple[sp.Expr, ...], variables: tuple[sp.Symbol, ...]) -> 
     """Symbolic gradients ``de_i/dx_j``, computed once per expression tuple."""
     return [[sp.diff(e, v) for v in variables] for e in exprs]
 
-
-def compile_enclosure(exprs: Sequence[sp.Expr], variables: Sequence[sp.Symbol]) -> Callable[..., Interval]:
-    """Bind :func:`enclose` to fixed expressions (derivatives are taken once per call)."""
-    exprs = [sp.sympify(e) for e in exprs]
-    variables = list(variables)
-
-    def fn(lo: np.ndarray, hi: np.ndarray, mean_value: bool = True) -> Interval:
-        return enclose(exprs, variables, lo, hi, mean_value=mean_value)
-
-    return fn

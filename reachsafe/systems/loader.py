@@ -40,8 +40,16 @@ import sympy as sp
 from .compiled import CompiledSystem
 from .definition import ModelError, SystemDefinition
 
-__all__ = ["ENTRY_POINT_GROUP", "is_model_path", "load_model_file", "registered_source", "source_of", "installed_systems",
-           "load_installed", "check_certifiable"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "is_model_path",
+    "load_model_file",
+    "registered_source",
+    "source_of",
+    "installed_systems",
+    "load_installed",
+    "check_certifiable",
+]
 
 ENTRY_POINT_GROUP = "reachsafe.systems"
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -76,7 +84,7 @@ def source_of(system: CompiledSystem) -> Path | None:
     return None
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 

@@ -1,4 +1,4 @@
-"""Inverted pendulum (``pendulum``), as in arXiv:2506.01665 and ../shared/SYSTEMS.md.
+"""Inverted pendulum (``pendulum``), as in arXiv:2506.01665 (docs/architecture.md).
 
 State ``x = (theta, omega)``: angle from upright [rad] and angular velocity [rad/s].
 Action ``a`` in [-1, 1], torque ``tau = tau_max a`` [N m].  Noise ``w`` [rad/s^2] in

@@ -1,5 +1,5 @@
 """Planar (longitudinal) quadrotor (``quadrotor``), Mitchell et al. (HSCC 2019) as used in
-arXiv:2506.01665; parameters in ../shared/SYSTEMS.md.
+arXiv:2506.01665; parameters summarised in docs/architecture.md (the benchmark systems).
 
 State ``x = (px, pz, phi, vx, vz, phi_dot)``: positions [m], roll [rad], their rates
 [m/s, m/s, rad/s].  Actions ``a = (a1, a2)`` in [-1, 1]^2: mass-normalised thrust

@@ -220,14 +220,26 @@ def _certificate_items(ro: Rollouts, sf, system, recheck: bool) -> list[Certific
     ok, msg = recheck_certificate(sf, recheck)
     items = [CertificateItem("certificate", ok, msg)]
     fp = system.fingerprint
-    items.append(CertificateItem(
-        "set_model_fingerprint", sf.model_fingerprint == fp,
-        "set file made for the current model" if sf.model_fingerprint == fp else
-        f"set file's model fingerprint {sf.model_fingerprint[:19]}... differs from the current {system.name} model {fp[:19]}..."))
-    items.append(CertificateItem(
-        "rollouts_model_fingerprint", ro.model_fingerprint == fp,
-        "rollouts recorded with the current model" if ro.model_fingerprint == fp else
-        f"rollouts' model_fingerprint {ro.model_fingerprint[:19]}... differs from the current {system.name} model {fp[:19]}..."))
+    items.append(
+        CertificateItem(
+            "set_model_fingerprint",
+            sf.model_fingerprint == fp,
+            "set file made for the current model"
+            if sf.model_fingerprint == fp
+            else f"set file's model fingerprint {sf.model_fingerprint[:19]}... differs from the current "
+            f"{system.name} model {fp[:19]}...",
+        )
+    )
+    items.append(
+        CertificateItem(
+            "rollouts_model_fingerprint",
+            ro.model_fingerprint == fp,
+            "rollouts recorded with the current model"
+            if ro.model_fingerprint == fp
+            else f"rollouts' model_fingerprint {ro.model_fingerprint[:19]}... differs from the current "
+            f"{system.name} model {fp[:19]}...",
+        )
+    )
     sfp = set_fingerprint(sf)
     items.append(CertificateItem(
         "rollouts_set_fingerprint", ro.set_fingerprint == sfp,
@@ -285,12 +297,14 @@ def _noise_rhs(model, A: np.ndarray, b: np.ndarray, E_iv) -> np.ndarray:
 def _geometry(sf, system, model) -> _Geometry:
     """Normalised facets and the boxes of the checks, each rounded in the direction that keeps a pass sound.
 
-    * ``X`` rounded inward (:meth:`~reachsafe.systems.compiled.CompiledSystem.constraint_box_inner`):
-      no double lies between it and the exact bound, so comparing a stored double with it
-      decides membership in the exact ``X``.
+    * ``X`` rounded inward (``X_inner_lo``, ``X_inner_hi`` of the certifier's
+      :class:`~verification.certification.intervals.CertModel`): no double lies between it and
+      the exact bound, so comparing a stored double with it decides membership in the exact ``X``.
     * ``U = [-1, 1]^m`` has double bounds: compared exactly.
-    * ``W`` rounded outward (:meth:`~reachsafe.systems.compiled.CompiledSystem.noise_box_outer`): the
-      box the witnesses of check 4 may use; it contains the exact ``W``.
+    * ``W`` rounded outward (the certifier's ``CertModel.W``): the box the witnesses of check 4
+      may use; it contains the exact ``W``.  Every exact constant of the audit (``X``, ``W`` and the
+      model's enclosures) is thus rounded by one function, the certifier's
+      :func:`~verification.certification.intervals.number_interval`.
     * Facets normalised, ``A~_i = fl(A_i / nu_i)``, ``b~_i = fl(b_i / nu_i)`` with ``nu_i > 0``, so the
       sign of a facet residual is unchanged and its value is a distance in state space; the
       rounding of this normalisation is part of the error bound of :func:`facet_bound`
@@ -314,8 +328,8 @@ def _geometry(sf, system, model) -> _Geometry:
         dn = _noise_rhs(model, A, b, E_iv) / nu
         E = E_iv.mid
         E_pinv = np.linalg.pinv(E) if E.size else np.zeros((0, n))
-    x_lo, x_hi = system.constraint_box_inner()
-    w_lo, w_hi = system.noise_box_outer()
+    x_lo, x_hi = model.X_inner_lo.copy(), model.X_inner_hi.copy()
+    w_lo, w_hi = model.W.lo.copy(), model.W.hi.copy()
     return _Geometry(nu=nu, An=An, bn=bn, L1=L1, k_err=(4.0 * (n + 3) + 8.0) * U64, dn=dn, x_lo=x_lo, x_hi=x_hi,
                      u_lo=np.asarray(system.action_lo, float), u_hi=np.asarray(system.action_hi, float),
                      w_lo=w_lo, w_hi=w_hi, w_c=0.5 * (system.noise_lo + system.noise_hi),
@@ -323,7 +337,9 @@ def _geometry(sf, system, model) -> _Geometry:
 
 
 # =================================================================== rigorous facet test
-def facet_bound(Y: np.ndarray, Yr: np.ndarray | None, rhs: np.ndarray, g: _Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def facet_bound(
+    Y: np.ndarray, Yr: np.ndarray | None, rhs: np.ndarray, g: _Geometry
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Worst normalised facet residual of ``A y <= d`` for ``y in Y +- Yr`` ([N, n]), with a rigorous error bound.
 
     ``rhs`` is ``d~`` ([k] or [N, k]).  Returns ``(r, i, err)``: ``r = max_i fl(A~_i Y - d~_i)``
@@ -471,7 +487,9 @@ def _successor_interval(enc: dict, a: np.ndarray) -> tuple[np.ndarray, np.ndarra
     from ..certification import intervals as ia
 
     c, B = enc["c"], enc["B"]
-    Ba = ia.sum_iv(ia.fmul(a[:, None, :], B), axis=-1) if a.shape[1] else ia.Iv(np.zeros_like(c.lo), np.zeros_like(c.hi))
+    Ba = (
+        ia.sum_iv(ia.fmul(a[:, None, :], B), axis=-1) if a.shape[1] else ia.Iv(np.zeros_like(c.lo), np.zeros_like(c.hi))
+    )
     y = ia.add(c, Ba)
     ym = y.mid
     yr = np.nextafter(np.maximum(y.hi - ym, ym - y.lo), np.inf)
@@ -711,19 +729,38 @@ class AuditResult:
             "tool": f"reachsafe audit {__version__}",
             "verdict": "certified" if self.ok else "violations",
             "exit_code": self.exit_code,
-            "rollouts": {"path": str(ro.path) if ro.path else None, "system": ro.system, "episodes": ro.episodes,
-                         "steps": ro.steps, "noise": ro.noise, "storage_dtype": ro.storage_dtype,
-                         "set_fingerprint": ro.set_fingerprint, "model_fingerprint": ro.model_fingerprint,
-                         "mean_return": _finite_or_none(float(ro.rewards.sum(1).mean())) if ro.rewards is not None else None},
-            "set": {"path": str(sf.path) if sf.path else None, "system": sf.system, "facets": int(sf.A.shape[0]),
-                    "certified": bool(sf.certified), "model_fingerprint": sf.model_fingerprint,
-                    "set_fingerprint": self.set_fp},
+            "rollouts": {
+                "path": str(ro.path) if ro.path else None,
+                "system": ro.system,
+                "episodes": ro.episodes,
+                "steps": ro.steps,
+                "noise": ro.noise,
+                "storage_dtype": ro.storage_dtype,
+                "set_fingerprint": ro.set_fingerprint,
+                "model_fingerprint": ro.model_fingerprint,
+                "mean_return": _finite_or_none(float(ro.rewards.sum(1).mean())) if ro.rewards is not None else None,
+            },
+            "set": {
+                "path": str(sf.path) if sf.path else None,
+                "system": sf.system,
+                "facets": int(sf.A.shape[0]),
+                "certified": bool(sf.certified),
+                "model_fingerprint": sf.model_fingerprint,
+                "set_fingerprint": self.set_fp,
+            },
             "tolerances": self.tolerances,
             "checks": self.summary(),
-            "interventions": {"count": n_int, "steps": int(self.intervened.size),
-                              "rate": n_int / max(1, self.intervened.size)},
-            "failures": {"total": total_fail, "listed": len(fails), "truncated": total_fail > len(fails),
-                         "items": fails},
+            "interventions": {
+                "count": n_int,
+                "steps": int(self.intervened.size),
+                "rate": n_int / max(1, self.intervened.size),
+            },
+            "failures": {
+                "total": total_fail,
+                "listed": len(fails),
+                "truncated": total_fail > len(fails),
+                "items": fails,
+            },
             "time_s": round(self.time_s, 4),
         }
 

@@ -114,7 +114,13 @@ def fig_trajectories(result: AuditResult) -> str:
             ax.add_patch(Polygon(V, closed=True, alpha=0.25, fc="tab:blue", ec="tab:blue", lw=1.5,
                                  label="invariant set P" if n == 2 else "P (projection)"))
         for k, e in enumerate(eps):
-            ax.plot(ro.states[e, :, i], ro.states[e, :, j], lw=0.7, alpha=0.6, color=plt.cm.viridis(k / max(1, len(eps) - 1)))
+            ax.plot(
+                ro.states[e, :, i],
+                ro.states[e, :, j],
+                lw=0.7,
+                alpha=0.6,
+                color=plt.cm.viridis(k / max(1, len(eps) - 1)),
+            )
         ax.plot(ro.states[eps, 0, i], ro.states[eps, 0, j], "k.", ms=4, label="initial states")
         if bad_e.size:
             ax.plot(ro.states[bad_e, bad_t, i], ro.states[bad_e, bad_t, j], "rx", ms=7, mew=2,
@@ -300,15 +306,31 @@ def render_html(result: AuditResult, figs: dict[str, str] | None = None) -> str:
                     "<th>reason</th></tr>" + frows + "</table>")
     else:
         failures = "<h2>Failing steps</h2><p>None.</p>"
-    meta = [("rollouts", ro["path"]), ("system", ro["system"]), ("episodes x steps", f"{ro['episodes']} x {ro['steps']}"),
-            ("noise mode", ro["noise"]), ("stored dtype", ro["storage_dtype"]), ("mean return", _fmt(ro["mean_return"])),
-            ("set file", sf["path"]), ("facets", sf["facets"]), ("set certified (recorded)", sf["certified"]),
-            ("set fingerprint", sf["set_fingerprint"]), ("rollouts' set fingerprint", ro["set_fingerprint"]),
-            ("model fingerprint (set)", sf["model_fingerprint"]), ("rollouts' model fingerprint", ro["model_fingerprint"]),
-            ("interventions", f"{j['interventions']['count']:,} of {j['interventions']['steps']:,} steps "
-                              f"({j['interventions']['rate']:.1%})"),
-            ("audit time", f"{j['time_s']:.2f} s"), ("tool", j["tool"])]
-    meta_t = "<table>" + "".join(f"<tr><th>{_e(k)}</th><td><code>{_e(v)}</code></td></tr>" for k, v in meta) + "</table>"
+    meta = [
+        ("rollouts", ro["path"]),
+        ("system", ro["system"]),
+        ("episodes x steps", f"{ro['episodes']} x {ro['steps']}"),
+        ("noise mode", ro["noise"]),
+        ("stored dtype", ro["storage_dtype"]),
+        ("mean return", _fmt(ro["mean_return"])),
+        ("set file", sf["path"]),
+        ("facets", sf["facets"]),
+        ("set certified (recorded)", sf["certified"]),
+        ("set fingerprint", sf["set_fingerprint"]),
+        ("rollouts' set fingerprint", ro["set_fingerprint"]),
+        ("model fingerprint (set)", sf["model_fingerprint"]),
+        ("rollouts' model fingerprint", ro["model_fingerprint"]),
+        (
+            "interventions",
+            f"{j['interventions']['count']:,} of {j['interventions']['steps']:,} steps "
+            f"({j['interventions']['rate']:.1%})",
+        ),
+        ("audit time", f"{j['time_s']:.2f} s"),
+        ("tool", j["tool"]),
+    ]
+    meta_t = (
+        "<table>" + "".join(f"<tr><th>{_e(k)}</th><td><code>{_e(v)}</code></td></tr>" for k, v in meta) + "</table>"
+    )
     tol = ("<p class='small'>Checks 2 and 3 pass only when proven for the exact real numbers: the model "
            "functions c, B, E are enclosed by outward-rounded interval arithmetic at the stored states and the "
            "facet products carry an a-priori floating-point error bound; a step within that bound of the "

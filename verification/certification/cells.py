@@ -122,7 +122,10 @@ def feedback_lp(A: np.ndarray, b: np.ndarray, nrm: np.ndarray, lo: np.ndarray, h
     # facet rows (i, d) of q_i = A_i J + A_i B0m K + G_i with G_id = sum_j (A_i dB/dx_d)_j (K_j x0 + k_j)
     x0 = terms["x0"]
     AB0m, ADBm = terms["AB0m"].mid, terms["ADB"].mid  # [k, m], [k, m, n]
-    cK = -(AB0m[:, None, :, None] * np.eye(n)[None, :, None, :]) - ADBm.transpose(0, 2, 1)[:, :, :, None] * x0[None, None, None, :]
+    cK = (
+        -(AB0m[:, None, :, None] * np.eye(n)[None, :, None, :])
+        - ADBm.transpose(0, 2, 1)[:, :, :, None] * x0[None, None, None, :]
+    )
     ck = -ADBm.transpose(0, 2, 1)  # [k, n, m]
     EKf = np.concatenate([cK.reshape(k_rows * n, nK), ck.reshape(k_rows * n, m), np.zeros((k_rows * n, 1))], axis=1)
     rowsK, colsK, valsK = [], [], []
@@ -131,7 +134,9 @@ def feedback_lp(A: np.ndarray, b: np.ndarray, nrm: np.ndarray, lo: np.ndarray, h
         rowsK.append(t * n + np.arange(n))
         colsK.append((t // 2) * n + np.arange(n))
         valsK.append(np.full(n, -sig))
-    EKa = sps.csr_matrix((np.concatenate(valsK), (np.concatenate(rowsK), np.concatenate(colsK))), shape=(2 * m * n, off))
+    EKa = sps.csr_matrix(
+        (np.concatenate(valsK), (np.concatenate(rowsK), np.concatenate(colsK))), shape=(2 * m * n, off)
+    )
     EK = sps.vstack([sps.csr_matrix(EKf), EKa]).tocsr()
     A_eq = sps.hstack([EK, E1]).tocsr()
     b_eq = np.r_[AJ.ravel(), np.zeros(2 * m * n)]

@@ -175,7 +175,15 @@ def _widen(lo: np.ndarray, hi: np.ndarray, ulps: float) -> Iv:
 
 # ------------------------------------------------------------------ exact constants
 def number_interval(value) -> tuple[float, float]:
-    """Tightest double interval ``[lo, hi]`` containing the real sympy number ``value``."""
+    """Tightest double interval ``[lo, hi]`` containing the real sympy number ``value``.
+
+    Deliberately a second implementation beside :func:`reachsafe.systems.intervals.number_interval`
+    (which rounds the constants of the compiled models that synthesis and the safeguards use): the
+    certifier's trusted base shares no numeric code with what produced the set, so one bug cannot
+    make a wrong set and its wrong proof agree.  This one is tight for every constant (irrational
+    ones from 80 digits); the core one is tight for rationals and ``pi``, one ulp wider on each side on
+    other constants.  The audit rounds ``X`` and ``W`` with this one only.
+    """
     value = sp.sympify(value)
     if value.is_Rational:
         frac = Fraction(int(value.p), int(value.q))
@@ -338,7 +346,9 @@ class CertModel:
                 for j in range(M.shape[1]):
                     if M[i, j].free_symbols & aw:
                         raise CertModelError(f"system {self.name!r}: step[{i}] is not affine in the {what}")
-            rec = c[i] + sum(B[i, j] * self.a[j] for j in range(self.m)) + sum(E[i, j] * self.w[j] for j in range(self.p))
+            rec = (
+                c[i] + sum(B[i, j] * self.a[j] for j in range(self.m)) + sum(E[i, j] * self.w[j] for j in range(self.p))
+            )
             if sp.expand(f[i] - rec) != 0:
                 raise CertModelError(f"system {self.name!r}: step[{i}] != c + B a + E w")
 

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linprog
 
+from reachsafe.sets.rows import safe_action_rows
+
 from . import intervals as ia
 from .intervals import CertModel, Iv
 
@@ -72,11 +74,14 @@ class Counterexample:
 
 def _rhs_float(A: np.ndarray, b: np.ndarray, c: np.ndarray, B: np.ndarray, E: np.ndarray,
                w_lo: np.ndarray, w_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``M = A B`` and ``r = b - A c - h_W`` in floats for one state."""
-    AE = A @ E
-    wc, wr = 0.5 * (w_lo + w_hi), 0.5 * (w_hi - w_lo)
-    h = AE @ wc + np.abs(AE) @ wr
-    return A @ B, b - A @ c - h
+    """``M = A B`` and ``r = b - A c - h_W`` in floats for one state.
+
+    The float rows come from the core (:func:`reachsafe.sets.rows.safe_action_rows`): they only
+    guide the search for a dual ``y``; the proof (:func:`farkas_margin`) recomputes every term in
+    the certifier's own outward-rounded arithmetic, so sharing them weakens nothing.
+    """
+    M, r = safe_action_rows(A, b, c[None], B[None], E[None], w_lo, w_hi)
+    return M[0], r[0]
 
 
 def safe_action_lp(A: np.ndarray, b: np.ndarray, c: np.ndarray, B: np.ndarray, E: np.ndarray,
@@ -163,18 +168,12 @@ def screen_states(compiled, A: np.ndarray, b: np.ndarray, X: np.ndarray, chunk: 
     facet only); the minimum over facets ranks candidates for the exact LP.
     """
     nrm = np.linalg.norm(A, axis=1)
-    wc = 0.5 * (compiled.noise_lo + compiled.noise_hi)
-    wr = 0.5 * (compiled.noise_hi - compiled.noise_lo)
     out = np.empty(len(X))
-    n = A.shape[1]
     for s in range(0, len(X), chunk):
         xs = X[s:s + chunk]
-        N = len(xs)
         c, B, E = compiled.affine(xs)
-        M = (np.swapaxes(B, 1, 2).reshape(-1, n) @ A.T).reshape(N, -1, len(b))  # [N, m, k]
-        AE = (np.swapaxes(E, 1, 2).reshape(-1, n) @ A.T).reshape(N, -1, len(b))  # [N, p, k]
-        r = b[None] - c @ A.T - np.einsum("Npk,p->Nk", AE, wc) - np.einsum("Npk,p->Nk", np.abs(AE), wr)
-        out[s:s + N] = ((r + np.abs(M).sum(1)) / nrm[None]).min(axis=1)
+        M, r = safe_action_rows(A, b, c, B, E, compiled.noise_lo, compiled.noise_hi)  # [N, k, m], [N, k]
+        out[s:s + len(xs)] = ((r + np.abs(M).sum(2)) / nrm[None]).min(axis=1)
     return out
 
 

@@ -36,7 +36,8 @@ width there; the **second-order form** avoids it.  With ``B0 ⊇ B(x0)``, ``B0m 
 
 ``G_id = mid(A_i DB_d a0)``: a linear part (bounded by the same multipliers as ``q_i``) and
 remainders of second order.  The check evaluates both forms and keeps the smaller bound
-per facet (both are upper bounds of the same quantity).  With the stored multipliers ``lambda_i >= 0`` (on rows of ``A``),
+per facet (both are upper bounds of the same quantity).  With the stored multipliers ``lambda_i >= 0`` (on rows of
+``A``),
 ``max_{x in C} q_i x <= lambda_i^T b + sup_{x in box} (q_i - lambda_i^T A) x``.  The cell
 passes iff every right-hand side is ``<= b_i``, and likewise ``+-(K_j x + k_j) <= 1`` on C
 with multipliers ``mu``, all evaluated with outward rounding.
@@ -127,7 +128,9 @@ class CellCheck:
         return float(np.min(self.facet_slack)) if self.facet_slack.size else np.inf
 
 
-def _dense(idx_a: np.ndarray, idx_r: np.ndarray, val: np.ndarray, rows_a: int, kP: int) -> tuple[np.ndarray, np.ndarray]:
+def _dense(
+    idx_a: np.ndarray, idx_r: np.ndarray, val: np.ndarray, rows_a: int, kP: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Dense multiplier matrix [rows_a, len(R)] over the used rows R (sorted unique)."""
     R = np.unique(idx_r)
     pos = np.searchsorted(R, idx_r)
@@ -296,8 +299,10 @@ def root_bounds(A: np.ndarray, b: np.ndarray, proofs: Sequence[dict[str, Any]]) 
         if min(rows) < 0 or max(rows) >= k or not all(np.isfinite(v) and v >= 0 for v in lam):
             return f"root-box proof for coordinate {j} has invalid rows or multipliers"
         lq = [Fraction(v) for v in lam]
-        res = [Fraction(sign if d == j else 0) - sum((q * Fraction(float(A[r, d])) for r, q in zip(rows, lq)), Fraction(0))
-               for d in range(n)]
+        res = [
+            Fraction(sign if d == j else 0) - sum((q * Fraction(float(A[r, d])) for r, q in zip(rows, lq)), Fraction(0))
+            for d in range(n)
+        ]
         rho[(j, sign)] = sum((abs(v) for v in res), Fraction(0))
         beta[(j, sign)] = sum((q * Fraction(float(b[r])) for r, q in zip(rows, lq)), Fraction(0))
     if len(rho) != 2 * n:
@@ -332,7 +337,6 @@ def check_root_bounds(A: np.ndarray, b: np.ndarray, root: dict[str, Any], X_lo: 
 def check_coverage(root_lo: np.ndarray, root_hi: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> str:
     """"" if the boxes ``[lo_k, hi_k]`` cover ``[root_lo, root_hi]``, else the uncovered region."""
     stack = [(np.asarray(root_lo, float), np.asarray(root_hi, float), np.arange(len(lo)))]
-    n = len(root_lo)
     while stack:
         rlo, rhi, idx = stack.pop()
         idx = idx[np.all(lo[idx] < rhi, axis=1) & np.all(hi[idx] > rlo, axis=1)] if np.all(rlo < rhi) else idx

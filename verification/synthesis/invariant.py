@@ -14,7 +14,8 @@ constraint box) the loop
    good states when there is one (no good state is lost), otherwise the cut just past
    it that loses the fewest good sampled states (a volume proxy),
 
-and stops when no sampled state is bad in ``confirm`` consecutive iterations.  The result is only a candidate: it is written
+and stops when no sampled state is bad in ``confirm`` consecutive iterations.  The result is only a candidate: it is
+written
 only after the independent certifier (:mod:`verification.certification.certifier`) proves it invariant
 for the nonlinear model and every noise value.  When certification fails, the margin is
 raised and the loop continues from the current set (sets only shrink, so the work is

@@ -20,13 +20,9 @@ import numpy as np
 import scipy.sparse as sps
 from scipy.optimize import linprog
 
-__all__ = ["robust_margins", "normalize_rows"]
+from reachsafe.sets.rows import normalize_rows, safe_action_rows
 
-
-def normalize_rows(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scale each inequality ``A_i x <= b_i`` to a unit-norm normal."""
-    nrm = np.linalg.norm(A, axis=1)
-    return A / nrm[:, None], b / nrm
+__all__ = ["robust_margins", "normalize_rows"]  # normalize_rows: re-exported from reachsafe.sets.rows
 
 
 def robust_margins(system, A: np.ndarray, b: np.ndarray, X: np.ndarray, cap: float = 1.0,
@@ -52,11 +48,7 @@ def robust_margins(system, A: np.ndarray, b: np.ndarray, X: np.ndarray, cap: flo
 def _margins_chunk(system, A, b, X, cap):
     N, k, m = len(X), A.shape[0], system.m
     c, B, E = system.affine(X)
-    w_c = 0.5 * (system.noise_lo + system.noise_hi)
-    w_r = 0.5 * (system.noise_hi - system.noise_lo)
-    AE = np.einsum("kn,Nnp->Nkp", A, E)
-    r = b[None, :] - c @ A.T - AE @ w_c - np.abs(AE) @ w_r  # [N, k]
-    G = np.einsum("kn,Nnm->Nkm", A, B)  # [N, k, m]
+    G, r = safe_action_rows(A, b, c, B, E, system.noise_lo, system.noise_hi)  # [N, k, m], [N, k]
     nv = m + 1  # per state: a (m), s
     # constraint rows: state j, facet i:  G[j,i,:] a_j + s_j <= r[j,i]
     rows = np.repeat(np.arange(N * k), m + 1)

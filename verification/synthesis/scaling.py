@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from reachsafe.sets.rows import normalize_rows
+
 __all__ = ["ScaledSystem", "one_step_authority"]
 
 
@@ -81,8 +83,7 @@ class ScaledSystem:
         """``{A_z z <= b_z}`` as ``{A x <= b}`` in state units, rows scaled to unit norm."""
         A = np.asarray(A_z, dtype=np.float64) / self.half_width[None, :]
         b = np.asarray(b_z, dtype=np.float64) + A @ self.x_center
-        nrm = np.linalg.norm(A, axis=1)
-        return A / nrm[:, None], b / nrm
+        return normalize_rows(A, b)
 
 
 def one_step_authority(system: ScaledSystem, samples: int = 2048, seed: int = 0) -> np.ndarray:
