@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from scipy.optimize import linprog
 
 from reachsafe.systems import profile_of
 
@@ -33,7 +34,6 @@ def projection_pairs(system: str, n: int) -> list[tuple[int, int]]:
 
 def _projection(sf, i: int, j: int, n_dirs: int = 96) -> np.ndarray:
     """Vertices (ccw) of the projection of the set onto coordinates (i, j)."""
-    from scipy.optimize import linprog
 
     ang = np.linspace(0, 2 * np.pi, n_dirs, endpoint=False)
     pts = []
@@ -58,10 +58,10 @@ def _projection(sf, i: int, j: int, n_dirs: int = 96) -> np.ndarray:
 
 def plot_sets(setfiles: Sequence, labels: Sequence[str], out: str | Path, title: str | None = None) -> Path:
     """Draw the sets (and the constraint box X) side by side; write a PNG."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when a figure is drawn
     from matplotlib.patches import Polygon, Rectangle
 
     sf0 = setfiles[0]

@@ -26,7 +26,13 @@ import numpy as np
 
 from reachsafe.errors import UserError
 from reachsafe.repository import repository_root
+from reachsafe.rollouts import Rollouts
+from reachsafe.setfile import load_set, set_fingerprint
+from reachsafe.sets import HPolytope
 from reachsafe.sets.rows import safe_action_rows
+from reachsafe.systems import get_system
+
+from .checks import audit
 
 __all__ = ["add_arguments", "run_bench", "safe_interval", "simulate_rollouts", "published_set"]
 
@@ -64,7 +70,6 @@ def _initial_states(sf, n_ep: int, rng: np.random.Generator) -> np.ndarray:
         G = np.asarray(sf.zonotope["generators"], float)
         x = c + rng.uniform(-1, 1, size=(n_ep, G.shape[1])) @ G.T * 0.5
         return x
-    from reachsafe.sets import HPolytope
 
     return HPolytope(sf.A, sf.b).sample(n_ep, rng)
 
@@ -81,9 +86,6 @@ def simulate_rollouts(sf, episodes: int, steps: int, seed: int = 0, policy: str 
     :param dtype: storage dtype of states and actions (float32: stored rounded, simulated from
         the rounded state, like a float32 simulator with float64 arithmetic).
     """
-    from reachsafe.systems import get_system
-
-    from reachsafe.setfile import set_fingerprint
 
     system = get_system(sf.system)
     rng = np.random.default_rng(seed)
@@ -132,11 +134,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Print the audit's steps per second (best of ``--repeat``), excluding HTML and re-check."""
-    from reachsafe.rollouts import Rollouts
-    from reachsafe.setfile import load_set
-    from reachsafe.systems import get_system
-
-    from .checks import audit
 
     if args.episodes < 1 or args.steps < 1 or args.repeat < 1:
         raise UserError("--episodes, --steps and --repeat must be >= 1")

@@ -43,11 +43,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sympy as sp
 
+from reachsafe import __version__
 from reachsafe.errors import UserError
 from reachsafe.intervention import intervened
 from reachsafe.rollouts import Rollouts
-from reachsafe.setfile import set_fingerprint
+from reachsafe.setfile import SetFile, load_set, set_fingerprint
+from reachsafe.systems import get_definition, get_system
+
+from ..certification import intervals as ia
+from ..certification.certifier import artifact_path_for
+from ..certification.intervals import CertModel
+from ..certification.recheck import file_sha256, recheck_artifact
 
 __all__ = ["CheckResult", "CertificateItem", "AuditResult", "audit", "recheck_certificate", "Reason", "StateReason",
            "ActionReason", "TransitionReason"]
@@ -183,10 +191,6 @@ def recheck_certificate(setfile, recheck: bool = True) -> tuple[bool, str]:
     the search that produced it.  With ``recheck=False`` the artifact is trusted by its sha256
     only, and the message says so.
     """
-    from reachsafe.systems import get_system
-
-    from ..certification.certifier import artifact_path_for
-    from ..certification.recheck import file_sha256, recheck_artifact
 
     cert = setfile.certificate or {}
     if getattr(setfile, "certificate_problem", None):
@@ -284,7 +288,6 @@ def _noise_rhs(model, A: np.ndarray, b: np.ndarray, E_iv) -> np.ndarray:
     the interval difference).  So ``d_i`` is at most the exact ``b_i - h_W,i``, and an action
     proven against ``d`` is safe for every ``w`` in ``W``.
     """
-    from ..certification import intervals as ia
 
     lead = E_iv.lo.shape[:-2]
     Elo = E_iv.lo.reshape(lead + (1,) + E_iv.lo.shape[-2:])
@@ -312,7 +315,6 @@ def _geometry(sf, system, model) -> _Geometry:
     * With a constant noise input ``E`` (no state in ``E(x)``), ``d~ = fl(d / nu)`` of
       :func:`_noise_rhs` and ``pinv(E)`` are computed once here.
     """
-    import sympy as sp
 
     A = np.ascontiguousarray(sf.A, dtype=np.float64)
     b = np.ascontiguousarray(sf.b, dtype=np.float64)
@@ -484,7 +486,6 @@ def _successor_interval(enc: dict, a: np.ndarray) -> tuple[np.ndarray, np.ndarra
     outward-rounded products and sums of the exact doubles ``a``, then added to ``c`` (outward).
     The radius is rounded up (``nextafter``), so ``ym +- yr`` still contains that interval.
     """
-    from ..certification import intervals as ia
 
     c, B = enc["c"], enc["B"]
     Ba = (
@@ -719,8 +720,6 @@ class AuditResult:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        from reachsafe import __version__
-
         ro, sf = self.rollouts, self.setfile
         fails = self.failures()
         total_fail = sum(c.failed for c in self.checks)
@@ -788,10 +787,6 @@ def audit(rollouts: Rollouts | str | Path, setfile, *, recheck: bool = True, tol
     :param max_failures: cap of the failure list (counts are always complete).
     :raises UserError: bad input (shapes, system mismatch).
     """
-    from reachsafe.setfile import SetFile, load_set
-    from reachsafe.systems import get_definition, get_system
-
-    from ..certification.intervals import CertModel
 
     t0 = time.perf_counter()
     ro = rollouts.validate() if isinstance(rollouts, Rollouts) else Rollouts.load(rollouts)

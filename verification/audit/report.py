@@ -27,6 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from reachsafe.setfile import atomic_write_text
+from reachsafe.sets import HPolytope
+
+from ..plots import _projection as proj
+from ..plots import projection_pairs
 from .checks import AuditResult
 
 __all__ = ["write_json", "render_html", "write_html", "figures"]
@@ -38,7 +43,6 @@ MAX_HTML_FAILURES = 200
 
 def write_json(result: AuditResult, path: str | Path) -> Path:
     """Write :meth:`AuditResult.to_json` atomically; returns the path."""
-    from reachsafe.setfile import atomic_write_text
 
     atomic_write_text(path, json.dumps(result.to_json(), indent=1, allow_nan=False) + "\n")
     return Path(path)
@@ -46,7 +50,7 @@ def write_json(result: AuditResult, path: str | Path) -> Path:
 
 # ------------------------------------------------------------------ plots
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when a figure is drawn
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -56,7 +60,6 @@ def _png(fig) -> str:
 
 def _polygon_2d(sf) -> np.ndarray | None:
     """Vertices of a 2-D P in counter-clockwise order (None if enumeration fails)."""
-    from reachsafe.sets import HPolytope
 
     try:
         V = np.asarray(HPolytope(sf.A, sf.b).vertices(), float)
@@ -72,7 +75,6 @@ def _projection(sf, i: int, j: int) -> np.ndarray | None:
     """Projection of P onto (i, j): from its zonotope, or LPs when P has few facets."""
     if not sf.zonotope and sf.A.shape[0] > 5000:
         return None
-    from ..plots import _projection as proj
 
     try:
         return proj(sf, i, j)
@@ -89,10 +91,8 @@ def _episodes_to_draw(result: AuditResult) -> np.ndarray:
 
 
 def fig_trajectories(result: AuditResult) -> str:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when a figure is drawn
     from matplotlib.patches import Polygon, Rectangle
-
-    from ..plots import projection_pairs
 
     sf, ro = result.setfile, result.rollouts
     n = ro.states.shape[2]
@@ -145,7 +145,7 @@ def fig_trajectories(result: AuditResult) -> str:
 
 
 def fig_slack(result: AuditResult) -> str:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when a figure is drawn
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.0))
     panels = ((axes[0], result.states, "state x_t in P ∩ X", "tab:blue"),
@@ -191,7 +191,7 @@ def fig_slack(result: AuditResult) -> str:
 
 
 def fig_actions(result: AuditResult) -> str:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when a figure is drawn
 
     ro = result.rollouts
     m = ro.actions.shape[2]
@@ -215,7 +215,7 @@ def fig_actions(result: AuditResult) -> str:
 
 
 def fig_interventions(result: AuditResult) -> str:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when a figure is drawn
 
     rate = result.intervened.mean(axis=0)
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -231,7 +231,7 @@ def fig_interventions(result: AuditResult) -> str:
 
 def figures(result: AuditResult) -> dict[str, str]:
     """Base64 PNGs keyed by name (matplotlib Agg)."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when a figure is drawn
 
     matplotlib.use("Agg")
     return {"trajectories": fig_trajectories(result), "slack": fig_slack(result),
@@ -352,7 +352,6 @@ def render_html(result: AuditResult, figs: dict[str, str] | None = None) -> str:
 
 def write_html(result: AuditResult, path: str | Path) -> Path:
     """Render and write the HTML report atomically; returns the path."""
-    from reachsafe.setfile import atomic_write_text
 
     atomic_write_text(path, render_html(result))
     return Path(path)

@@ -31,19 +31,25 @@ cell during the search and again, independently of the search, with ``--recheck`
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sympy as sp
 from scipy.optimize import linprog
 
+from reachsafe import __version__
+from reachsafe.setfile import SetFile, atomic_write_text, load_set
+from reachsafe.sets import HPolytope
+from reachsafe.systems import CompiledSystem, get_definition, get_system
+
 from . import intervals as ia
-from .intervals import CertModel
 from .cell_loop import prove_cells
-from .per_state import (Counterexample, find_counterexample, in_polytope, local_search, prove_no_safe_action,
-                        pull_inside)
+from .intervals import CertModel
+from .per_state import Counterexample, find_counterexample, in_polytope, local_search, prove_no_safe_action, pull_inside
 from .recheck import ARTIFACT_FORMAT, file_sha256, root_bounds, set_hash
 
 __all__ = ["CertifyResult", "certify", "artifact_path_for", "METHOD"]
@@ -146,8 +152,6 @@ def _candidates(sf, A: np.ndarray, b: np.ndarray, xc: np.ndarray, rng: np.random
     pts.append(xc + t[ok, None] * D[ok])
     if n <= 3 or k <= 40:
         try:
-            from reachsafe.sets import HPolytope
-
             V = HPolytope(A, b).vertices()
             if len(V):
                 pts.append(V)
@@ -238,7 +242,6 @@ def _outside_point(model: CertModel, A, b, xmax, xc, j: int, sign: int) -> Count
     over P with every row tightened by 1e-9 except the rows parallel to ``e_j`` (so a set whose
     float bound exceeds an exact bound like 2.7 by half an ulp is still refuted).
     """
-    import sympy as sp
 
     d = model.definition
     limit = sp.sympify(d.constraint_hi[j] if sign > 0 else d.constraint_lo[j])
@@ -271,8 +274,6 @@ def _outside_point(model: CertModel, A, b, xmax, xc, j: int, sign: int) -> Count
 
 # =========================================================================== main entry
 def _load(setfile_or_path):
-    from reachsafe.setfile import SetFile, load_set
-
     if isinstance(setfile_or_path, SetFile):
         return setfile_or_path
     return load_set(setfile_or_path, check_certificate=False)  # certifying does not rely on an old certificate
@@ -293,8 +294,6 @@ def certify(setfile_or_path, budget: int = 200_000, time_budget: float | None = 
     :param workers: processes for the cell loop (default: the usable cores); the artifact does
         not depend on it.
     """
-    from reachsafe import __version__
-    from reachsafe.systems import CompiledSystem, get_definition, get_system
 
     clock = _Clock(time_budget)
     sf = _load(setfile_or_path)
@@ -353,9 +352,6 @@ def certify(setfile_or_path, budget: int = 200_000, time_budget: float | None = 
 
 def _write(sf, art: dict, res: CertifyResult, version: str) -> tuple[Path, dict]:
     """Write the artifact, then the set file's certificate (each atomically)."""
-    import json
-
-    from reachsafe.setfile import atomic_write_text
 
     path = artifact_path_for(sf.path)
     atomic_write_text(path, json.dumps(art, separators=(",", ":"), allow_nan=False) + "\n")

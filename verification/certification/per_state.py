@@ -25,7 +25,9 @@ LP duals (any ``y >= 0`` is valid, the LP only makes it good).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -109,7 +111,6 @@ def in_polytope(A: np.ndarray, b: np.ndarray, x: np.ndarray) -> bool:
         return True
     if unsure.size > 1000 or not np.all(Ax.lo[unsure] <= b[unsure]):
         return False
-    from fractions import Fraction
 
     xq = [Fraction(float(v)) for v in x]
     return all(sum((Fraction(float(a)) * q for a, q in zip(A[i], xq)), Fraction(0)) <= Fraction(float(b[i]))
@@ -184,7 +185,6 @@ def find_counterexample(model: CertModel, compiled, A: np.ndarray, b: np.ndarray
     """Screen candidate states ``X`` (in P), run the exact LP on the ``n_lp`` worst and a few random
     ones; return the first rigorously proven counterexample (or None) and the (LP value, index)
     pairs tried, most critical first."""
-    import time
 
     tried: list[tuple[float, int]] = []
     if len(X) == 0:
@@ -233,7 +233,6 @@ def local_search(compiled, A: np.ndarray, b: np.ndarray, x: np.ndarray, interior
     trust box of half-width ``delta`` (halved on failure).  Returns the best state and value.
     Not rigorous: its output is only a candidate for :func:`prove_no_safe_action`.
     """
-    import time
 
     wc = 0.5 * (compiled.noise_lo + compiled.noise_hi)
 

@@ -57,6 +57,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from reachsafe.certificate import artifact_set_hash
+from reachsafe.progress import progress_bar
+from reachsafe.systems import get_definition
 
 from . import intervals as ia
 from .intervals import CertModel, Iv
@@ -395,7 +397,6 @@ class RecheckResult:
 
 def recheck_artifact(setfile, artifact_path: str | Path, definition=None, progress: bool = False) -> RecheckResult:
     """Validate a proof artifact against a loaded set file (see module docstring)."""
-    from reachsafe.systems import get_definition
 
     d = definition or get_definition(setfile.system)
     model = CertModel(d)
@@ -429,8 +430,6 @@ def _recheck(model: CertModel, A: np.ndarray, b: np.ndarray, art: dict, progress
         return RecheckResult(False, f"coverage: {err}")
     it = range(len(cells))
     if progress:
-        from reachsafe.progress import progress_bar
-
         it = progress_bar(it, desc="recheck", unit="cell")
     min_slack = np.inf
     for ci in it:

@@ -18,7 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from reachsafe.commands._common import check_output_path, format_table
+from reachsafe.commands.kernel import DEFAULT_CELLS
 from reachsafe.repository import repository_root
+from reachsafe.setfile import atomic_write_text
+from reachsafe.systems import available_systems, get_system
+
+from ..kernel import exit_time_kernel, grid_kernel
 
 __all__ = ["add_arguments", "run_bench", "default_systems"]
 
@@ -28,7 +34,6 @@ KERNEL_MAX_DIM = 4  # kernel estimates above this dimension take too long for a 
 
 def default_systems() -> list[str]:
     """Built-in systems, then the model files in ``examples/`` (sorted by name)."""
-    from reachsafe.systems import available_systems
 
     root = repository_root()
     folder = (root if root is not None else Path.cwd()) / "examples"
@@ -47,23 +52,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _kernel_fraction(system) -> float | None:
     """Kernel estimate as a fraction of X (``reachsafe kernel`` defaults), or None above 4-D."""
-    from ..kernel import exit_time_kernel, grid_kernel
 
     if system.n == 2:
         return grid_kernel(system).fraction
     if system.n <= KERNEL_MAX_DIM:
-        from reachsafe.commands.kernel import DEFAULT_CELLS
-
         return exit_time_kernel(system, cells=DEFAULT_CELLS[system.n],
                                 actions_per_axis=9 if system.m == 1 else 5).fraction
     return None
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from reachsafe.commands._common import check_output_path, format_table
-    from reachsafe.systems import get_system
-
-    from .driver import compute_certified_invariant
+    from .driver import compute_certified_invariant  # lazy: cvxpy, kept off `bench synthesis --help`
 
     if args.json:
         check_output_path(args.json, "--json")
@@ -102,7 +101,5 @@ def run_bench(args: argparse.Namespace) -> int:
     print(format_table(rows, ["system", "n", "result", "facets", "volume", "% of X", "kernel", "% of kernel",
                               "synthesis s", "certify s", "total s", "cells", "vs published"]))
     if args.json:
-        from reachsafe.setfile import atomic_write_text
-
         atomic_write_text(args.json, json.dumps(records, indent=1))
     return 0

@@ -37,6 +37,9 @@ from reachsafe.systems import CompiledSystem
 from reachsafe.systems.definition import SystemDefinition, symbols
 from reachsafe.systems.intervals import evaluate
 
+from .linear_mas import find_equilibrium
+from .scaling import ScaledSystem
+
 __all__ = ["Part", "decompose", "operating_point", "embed"]
 
 TOL = 1e-9  # relative size below which a Jacobian entry counts as zero
@@ -54,8 +57,6 @@ class Part:
 
 def operating_point(system: CompiledSystem) -> tuple[np.ndarray, np.ndarray]:
     """An equilibrium ``f(x_e, a_e, w_c) = x_e`` near the box centre, else the centre with ``a = 0``."""
-    from .linear_mas import find_equilibrium
-    from .scaling import ScaledSystem
 
     z = ScaledSystem(system)
     eq = find_equilibrium(z)
