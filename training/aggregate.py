@@ -38,7 +38,8 @@ import numpy as np
 from reachsafe.safeguard_kinds import DISPLAY_NAMES
 from reachsafe.setfile import atomic_write_bytes, atomic_write_text
 
-from .experiment import Experiment, RunSpec
+from .experiment import VARIANTS, Experiment, RunSpec
+from .experiment_exec import ResultsStore
 
 __all__ = [
     "PAPER",
@@ -172,7 +173,6 @@ def aggregate(exp: Experiment) -> list[VariantStats]:
 
     Ordered by system (as in the file), algorithm, safeguard, variant.
     """
-    from .experiment_exec import ResultsStore
 
     store = ResultsStore(exp)
     groups: dict[str, list[RunSpec]] = {}
@@ -226,8 +226,7 @@ def aggregate(exp: Experiment) -> list[VariantStats]:
             curve_seeds=mat.tolist() if mat.size else [],
         )
         out.append(vs)
-    from .experiment import VARIANTS
-    from .runner import ALGOS, SAFEGUARDS
+    from .runner import ALGOS, SAFEGUARDS  # lazy: torch (runner); aggregating needs none
 
     sys_order = list(exp.systems)
     out.sort(key=lambda v: (sys_order.index(v.system) if v.system in sys_order else len(sys_order),
@@ -297,7 +296,7 @@ def summary_markdown(stats: list[VariantStats]) -> str:
     ``final return mean ± std (steps to 95 %) [seeds done/planned]``; the last column gives
     the paper's final returns in the same algorithm order.
     """
-    from .runner import ALGOS
+    from .runner import ALGOS  # lazy: torch (runner); aggregating needs none
 
     plain = [v for v in stats if v.variant == "plain"]
     algos = [a for a in ALGOS if any(v.algo == a for v in plain)]
@@ -381,10 +380,10 @@ def _plot(series: list[VariantStats], title: str, seeds: bool = False) -> bytes:
     """Learning curves: per variant the mean over seeds with the ± std band (clipped to the
     seeds' range), or with ``seeds`` the mean and every seed as a thin line (shows a single
     failed seed that a band smears out)."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only for figures
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only for figures
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colors = plt.get_cmap("tab10").colors

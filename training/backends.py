@@ -44,6 +44,7 @@ from reachsafe.systems import get_system
 from .env import SafeEnv
 from .evaluate import Policy
 from .rundir import RunDir, rng_state, set_rng_state
+from .shac import SHACAgent, SHACConfig, train_shac
 
 __all__ = ["RunSettings", "StartPoint", "TrainingBackend", "SHACBackend", "SB3Backend", "BACKENDS", "make_backend",
            "saved_policy", "StepHook"]
@@ -110,8 +111,6 @@ class SHACBackend:
         self.agent: Any = None
 
     def _new_agent(self) -> Any:
-        from .shac import SHACAgent, SHACConfig
-
         return SHACAgent(self.env.obs_dim, self.env.m, SHACConfig.from_dict(self.settings.hyperparameters),
                          device=self.settings.device)
 
@@ -138,8 +137,6 @@ class SHACBackend:
                              "env_steps": steps, "wall_time_s": wall_time_s}, self.FILE)
 
     def learn(self, start: StartPoint, hook: StepHook, at_boundary: Callable[[], None]) -> None:
-        from .shac import train_shac
-
         if start.steps < self.settings.steps:
             train_shac(self.agent, self.env, self.settings.steps, start.steps, callback=hook, reset=not start.resumed)
 
@@ -149,7 +146,6 @@ class SHACBackend:
     @classmethod
     def saved_policy(cls, run: RunDir, settings: RunSettings, venv: Any = None) -> Policy:
         """The policy of the run's last checkpoint (networks in evaluation mode)."""
-        from .shac import SHACAgent, SHACConfig
 
         ck = run.load_torch(cls.FILE)
         system = get_system(settings.system)
@@ -166,7 +162,7 @@ class SB3Backend:
     FILE = "sb3.pt"
 
     def __init__(self, settings: RunSettings, env: SafeEnv, run: RunDir):
-        from .gym_adapter import SafeVecEnv
+        from .gym_adapter import SafeVecEnv  # lazy: stable_baselines3, only for the SB3 backends
 
         self.settings, self.env, self.run = settings, env, run
         self.venv = SafeVecEnv(env)
@@ -178,13 +174,13 @@ class SB3Backend:
         return self.run.ckpt_dir / "model.zip"
 
     def init(self) -> StartPoint:
-        from .baselines import make_model
+        from .baselines import make_model  # lazy: stable_baselines3, only for the SB3 backends
 
         self.model = make_model(self.settings.algo, self.venv, self.settings.seed, self.settings.hyperparameters)
         return StartPoint()
 
     def resume(self) -> StartPoint:
-        from .baselines import load_model
+        from .baselines import load_model  # lazy: stable_baselines3, only for the SB3 backends
 
         algo, ckpt = self.settings.algo, self.run.ckpt_dir
         if (ckpt / self.FILE).exists():
@@ -221,7 +217,7 @@ class SB3Backend:
                              "env_steps": steps, "wall_time_s": wall_time_s}, self.FILE)  # one atomic file
 
     def learn(self, start: StartPoint, hook: StepHook, at_boundary: Callable[[], None]) -> None:
-        from .baselines import HookCallback
+        from .baselines import HookCallback  # lazy: stable_baselines3, only for the SB3 backends
 
         if start.steps < self.settings.steps:
             self.model.learn(total_timesteps=self.settings.steps - start.steps, reset_num_timesteps=not start.resumed,
@@ -229,14 +225,14 @@ class SB3Backend:
         at_boundary()
 
     def policy(self) -> Policy:
-        from .baselines import sb3_policy
+        from .baselines import sb3_policy  # lazy: stable_baselines3, only for the SB3 backends
 
         return sb3_policy(self.model)
 
     @classmethod
     def saved_policy(cls, run: RunDir, settings: RunSettings, venv: Any = None) -> Policy:
         """The policy of the run's ``model.zip`` (written with every checkpoint)."""
-        from .baselines import load_model, sb3_policy
+        from .baselines import load_model, sb3_policy  # lazy: stable_baselines3, only for the SB3 backends
 
         return sb3_policy(load_model(settings.algo, str(run.ckpt_dir / "model.zip"), venv))
 

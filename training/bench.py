@@ -17,8 +17,11 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
+from reachsafe.commands._common import format_table
+from reachsafe.errors import UserError
 from reachsafe.safeguard_kinds import SHIELDING_KIND_NAMES
 
 __all__ = ["add_arguments", "run_bench", "bench_training"]
@@ -51,11 +54,10 @@ def bench_training(system: str = "pendulum", set_path: str | None = None, steps:
     ``torch.cuda.synchronize``.  ``safeguards``: default every kind that shields
     (:data:`reachsafe.safeguard_kinds.SHIELDING_KIND_NAMES`).
     """
-    import time
 
-    import torch
+    import torch  # lazy: torch, kept off `bench training --help`
 
-    from .runner import build_env, load_sets, make_config
+    from .runner import build_env, load_sets, make_config  # lazy: torch, kept off `bench training --help`
     from .shac import SHACAgent, SHACConfig, train_shac
 
     torch.set_num_threads(threads)
@@ -94,12 +96,10 @@ def bench_training(system: str = "pendulum", set_path: str | None = None, steps:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Entry point of ``reachsafe bench training`` (arguments of :func:`add_arguments`)."""
-    from reachsafe.commands._common import format_table
 
-    import torch
+    import torch  # lazy: torch, kept off `bench training --help`
 
-    from reachsafe.errors import UserError
-    from reachsafe.safeguards.bench import machine_line, resolve_device
+    from reachsafe.safeguards.bench import machine_line, resolve_device  # lazy: torch, kept off `bench training --help`
 
     kinds = tuple(k.strip() for k in str(args.safeguards).split(",") if k.strip())
     if int(args.repeats) < 1:

@@ -49,9 +49,9 @@ import torch
 from torch import Tensor
 
 from reachsafe.errors import UserError
-from reachsafe.sets import ConvexSet, as_hpolytope
-from reachsafe.sets.rows import normalize_rows
 from reachsafe.setfile import SetFile
+from reachsafe.sets import ConvexSet, HPolytope, as_hpolytope
+from reachsafe.sets.rows import normalize_rows
 from reachsafe.systems import CompiledSystem, get_system
 
 __all__ = ["SafeEnv", "EnvStep", "InitialStateSampler", "NOISE_MODES", "INIT_SAMPLING", "polytope_arrays"]
@@ -102,8 +102,6 @@ class InitialStateSampler:
     def __init__(self, P: tuple[np.ndarray, np.ndarray], init: Optional[tuple[np.ndarray, np.ndarray]],
                  rng: np.random.Generator, block: int = 256,
                  zonotope: Optional[tuple[np.ndarray, np.ndarray]] = None, mode: str = "uniform"):
-        from reachsafe.sets import HPolytope
-
         if mode not in INIT_SAMPLING:
             raise UserError(f"unknown initial-state sampling {mode!r}; choose one of {', '.join(INIT_SAMPLING)}")
         if mode == "zonotope" and zonotope is None:

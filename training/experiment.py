@@ -47,13 +47,16 @@ editing its provenance, keeps every finished run valid.
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import tomllib
+
 from reachsafe.errors import UserError
 from reachsafe.repository import repository_root
+from reachsafe.setfile import load_set, set_fingerprint
+from reachsafe.systems import UnknownSystemError, get_system
 
 __all__ = ["VARIANTS", "RunSpec", "SystemSettings", "Experiment", "load_experiment", "parse_experiment"]
 
@@ -115,7 +118,7 @@ class RunSpec:
 
     def make_config(self, threads: int = 1):
         """The runner's :class:`~training.runner.RunConfig` for this spec (validated)."""
-        from .runner import make_config
+        from .runner import make_config  # lazy: torch; planning an experiment needs none
 
         cfg, _ = make_config(
             self.system,
@@ -168,7 +171,6 @@ def _fingerprint(path: str, system: str) -> str:
 
     :raises SetFileError: the file is unreadable or made for another version of the model.
     """
-    from reachsafe.setfile import load_set, set_fingerprint
 
     st = Path(path).stat()
     key = (str(path), st.st_mtime_ns, st.st_size, system)
@@ -239,7 +241,7 @@ def _path(v: Any, root: Path, src: str, ctx: str, must_exist: bool = True) -> Pa
 
 
 def _hyperparameters(v: Any, system: str, src: str, ctx: str) -> dict[str, dict[str, Any]]:
-    from .runner import ALGOS
+    from .runner import ALGOS  # lazy: torch; planning an experiment needs none
 
     v = _check_keys(v, set(ALGOS), src, ctx)
     out: dict[str, dict[str, Any]] = {}
@@ -251,10 +253,10 @@ def _hyperparameters(v: Any, system: str, src: str, ctx: str) -> dict[str, dict[
 
 def _default_hyperparameters(algo: str, system: str) -> dict[str, Any]:
     if algo == "shac":
-        from .shac import paper_defaults
+        from .shac import paper_defaults  # lazy: torch; planning an experiment needs none
 
         return paper_defaults(system).to_dict()
-    from .baselines import default_hyperparameters
+    from .baselines import default_hyperparameters  # lazy: stable_baselines3
 
     return default_hyperparameters(algo, system)
 
@@ -274,9 +276,8 @@ def load_experiment(path: str | Path) -> Experiment:
 
 def parse_experiment(data: dict[str, Any], path: Path) -> Experiment:
     """Validate the parsed TOML ``data`` of ``path`` and expand its grid."""
-    from reachsafe.systems import UnknownSystemError, get_system
 
-    from .env import INIT_SAMPLING
+    from .env import INIT_SAMPLING  # lazy: torch; planning an experiment needs none
     from .runner import ALGOS, SAFEGUARDS
 
     src = str(path)

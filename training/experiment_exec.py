@@ -25,12 +25,15 @@ torch thread per run) and ``ray`` (``ray.remote(num_cpus=1)``; Ray imported lazi
 
 from __future__ import annotations
 
+import hashlib
 import json
+import multiprocessing as mp
 import os
 import socket
 import sys
 import time
 import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
@@ -38,7 +41,8 @@ from typing import Any, Callable, Optional, Protocol
 from reachsafe.errors import UserError
 from reachsafe.setfile import atomic_write_text
 
-from .experiment import Experiment, RunSpec
+from .experiment import Experiment, RunSpec, spec_json
+from .ray_connect import RayConnection, parse_address
 
 __all__ = [
     "RESULT_FILES",
@@ -72,10 +76,9 @@ def execute_run(spec: RunSpec, run_dir: str, root: str, threads: int = 1) -> dic
     driver records the run as failed and continues with the others).
     """
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    import torch
+    import torch  # lazy: torch; the driver process needs none
 
-    from .experiment import spec_json
-    from .runner import RunDir, train
+    from .runner import RunDir, train  # lazy: torch; the driver process needs none
 
     torch.set_num_threads(threads)
     log: list[str] = []
@@ -110,9 +113,9 @@ def audit_run_dir(run_dir: str | Path, set_path: str | Path) -> tuple[dict[str, 
     audit fields: ``audit`` (per noise mode: verdict, failed steps, ...), ``audit_violations``,
     ``audit_certified``, ``audit_s``, ``audit_tool``.
     """
-    from verification.audit import audit
+    from verification.audit import audit  # lazy: the audit (scipy, sympy) only for finished runs
 
-    from .runner import RunDir
+    from .runner import RunDir  # lazy: torch; the driver process needs none
 
     rd = RunDir(run_dir)
     files: dict[str, str] = {}
@@ -136,7 +139,7 @@ def reaudit(exp: Experiment, spec: RunSpec) -> Optional[dict[str, Any]]:
     set-file check); rewrites its audit files and the audit fields of ``run.json``, keeping
     the training figures.  None (nothing written) when the run directory's rollouts are absent
     (e.g. a fresh clone: only the compact records are committed)."""
-    from .runner import RunDir
+    from .runner import RunDir  # lazy: torch; the driver process needs none
 
     store = ResultsStore(exp)
     rec = store.record(spec)
@@ -166,7 +169,6 @@ class ResultsStore:
 
     def record(self, spec: RunSpec) -> Optional[dict[str, Any]]:
         """The finished run's ``run.json`` or None; a spec mismatch is a :class:`UserError`."""
-        from .experiment import spec_json
 
         p = self.run_path(spec.run_id) / MARKER
         if not p.exists():
@@ -192,7 +194,6 @@ class ResultsStore:
     @staticmethod
     def _migrated(have: dict[str, Any], run_path: Path, spec: RunSpec, want: dict[str, Any]) -> dict[str, Any]:
         """A recorded spec with legacy ``set_sha256`` keys turned into set fingerprints (module docstring)."""
-        import hashlib
 
         if not any(k in have for k in LEGACY_SET_KEYS):
             return have
@@ -243,7 +244,7 @@ class GridStatus:
 
 def grid_status(exp: Experiment) -> GridStatus:
     """Classify every run (raises :class:`UserError` on a finished run with other settings)."""
-    from .runner import RunDir
+    from .runner import RunDir  # lazy: torch; the driver process needs none
 
     store = ResultsStore(exp)
     st = GridStatus()
@@ -279,9 +280,6 @@ class LocalBackend:
     """A pool of ``workers`` local processes (``spawn``), each run with one torch thread."""
 
     def __init__(self, workers: int):
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
         self.slots = workers
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                         initializer=_worker_init)
@@ -290,8 +288,6 @@ class LocalBackend:
         return self.pool.submit(execute_run, spec, run_dir, root, 1)
 
     def wait_one(self, pending: list[Any]) -> tuple[Any, dict[str, Any] | BaseException]:
-        from concurrent.futures import FIRST_COMPLETED, wait
-
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
         fut = next(iter(done))
         exc = fut.exception()
@@ -318,11 +314,10 @@ class RayBackend:
 
     def __init__(self, workers: Optional[int], address: Optional[str]):
         try:
-            import ray
+            import ray  # lazy: ray is optional
         except ImportError:
             raise UserError("--backend ray needs Ray, which is not installed; "
                             "pip install -e '.[ray]' (or use --backend local)") from None
-        from .ray_connect import RayConnection, parse_address
 
         if address:
             parse_address(address)  # a malformed address is bad input before anything starts

@@ -108,7 +108,7 @@ class RayConnection:
         """Ray's single-machine mode: a loopback node address stays loopback (module docstring)."""
         self._setenv(_SINGLE_MACHINE, "0")
         try:  # the flag is read when Ray is imported; a process that imported it earlier needs the constant too
-            import ray._private.ray_constants as rc
+            import ray._private.ray_constants as rc  # lazy: ray is optional
 
             if getattr(rc, "ENABLE_RAY_CLUSTER", False):
                 self._constants = (rc, rc.ENABLE_RAY_CLUSTER)
@@ -121,7 +121,7 @@ class RayConnection:
             return
         self._setenv("RAY_AUTH_MODE", "token")
         try:  # Ray caches its configuration; refresh it for this process
-            from ray._raylet import Config
+            from ray._raylet import Config  # lazy: ray is optional
 
             Config.initialize("")
         except (ImportError, AttributeError):  # pragma: no cover - older Ray without token authentication

@@ -112,10 +112,10 @@ class RunDir:
         rows = self.read_metrics()
         if not rows:
             return
-        import matplotlib
+        import matplotlib  # lazy: matplotlib only for figures
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy: matplotlib only for figures
 
         s = np.array([r["env_steps"] for r in rows])
         m = np.array([r.get("eval_return_mean", np.nan) for r in rows])

@@ -27,16 +27,20 @@ import torch
 
 import reachsafe
 from reachsafe.errors import UserError
+from reachsafe.progress import progress_bar
 from reachsafe.repository import repository_root
 from reachsafe.rollouts import Rollouts
 from reachsafe.safeguard_kinds import KIND_NAMES, SHIELDING_KIND_NAMES
+from reachsafe.safeguards import make_safeguard
+from reachsafe.safeguards.bench import resolve_device
 from reachsafe.setfile import SetFile, atomic_write_text, load_set, set_fingerprint
 from reachsafe.systems import get_system, profile_of
 
 from .backends import StartPoint, TrainingBackend, make_backend, saved_policy
-from .env import SafeEnv
+from .env import INIT_SAMPLING, NOISE_MODES, SafeEnv
 from .evaluate import Policy, run_episodes
 from .rundir import METRIC_COLUMNS, RunDir
+from .shac import paper_defaults
 
 __all__ = ["RunConfig", "RunDir", "train", "evaluate_run", "set_fingerprint", "default_set_path", "git_commit",
            "build_env", "load_policy", "rollout_meta", "EVAL_SEED", "METRIC_COLUMNS", "SAFEGUARDS", "ALGOS"]
@@ -146,7 +150,6 @@ class RunConfig:
         if self.algo != "shac" and (self.passthrough or self.regularize > 0):
             flag = "--passthrough" if self.passthrough else "--regularize"
             raise UserError(f"{flag} changes the policy gradient through the safeguard and applies to --algo shac only")
-        from .env import INIT_SAMPLING
 
         if self.init_sampling not in INIT_SAMPLING:
             raise UserError(f"unknown --init-sampling {self.init_sampling!r}; choose one of {', '.join(INIT_SAMPLING)}")
@@ -155,7 +158,6 @@ class RunConfig:
                             "add --init-set FILE (e.g. data/published/pendulum.json)")
         if self.threads < 1:
             raise UserError(f"--threads must be >= 1, got {self.threads}")
-        from reachsafe.safeguards.bench import resolve_device
 
         resolve_device(self.device)  # one line for a bad name or a CUDA device that does not exist
         if self.algo != "shac" and torch.device(self.device).type != "cpu":
@@ -171,7 +173,6 @@ def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set
                 overrides: Optional[dict[str, Any]] = None) -> tuple[RunConfig, list[str]]:
     """A validated :class:`RunConfig` with the system's defaults (its profile, :mod:`reachsafe.systems.profile`)
     filled in, and notes for the user."""
-    from .shac import paper_defaults
 
     get_system(system)  # unknown system -> one-line error
     notes: list[str] = []
@@ -185,7 +186,7 @@ def make_config(system: str, algo: str = "shac", safeguard: str = "none", *, set
         shac_cfg.regularize = float(regularize)
         hp = shac_cfg.to_dict()
     elif algo in ("ppo", "sac"):
-        from .baselines import default_hyperparameters
+        from .baselines import default_hyperparameters  # lazy: stable_baselines3, only for the SB3 algorithms
 
         hp = default_hyperparameters(algo, system)
     else:
@@ -245,15 +246,13 @@ def build_env(cfg: RunConfig, num_envs: int, noise: str, seed: int,
     sf, init = sets if sets is not None else load_sets(cfg)
     sg = None
     if cfg.safeguard != "none":
-        from reachsafe.safeguards import make_safeguard
-
         sg = make_safeguard(cfg.safeguard, cfg.system, sf, passthrough=cfg.passthrough, outside="fallback")
     return SafeEnv(cfg.system, sf, num_envs, safeguard=sg, init_set=init, init_sampling=cfg.init_sampling, noise=noise,
                    seed=seed, dtype=dtype, device=device)
 
 
 def _provenance(cfg: RunConfig, sf: SetFile, init: Optional[SetFile]) -> dict[str, Any]:
-    import stable_baselines3
+    import stable_baselines3  # lazy: stable_baselines3, only for the SB3 algorithms
 
     d = asdict(cfg)
     d.update(
@@ -306,7 +305,6 @@ def evaluate_run(run_dir: str | os.PathLike, episodes: int = 16, noise: str = "u
     :param overwrite: allow replacing the run's final rollouts (``rollouts*.npz``, the audit's input).
     :returns: the summary (:meth:`reachsafe.rollouts.Rollouts.summary`) and the rollouts path.
     """
-    from .env import NOISE_MODES
 
     if episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {episodes}")
@@ -353,8 +351,6 @@ class _Driver:
 
     def __init__(self, ctx: RunContext, backend: TrainingBackend, start: StartPoint, rows: list[dict[str, float]],
                  progress: bool):
-        from reachsafe.progress import progress_bar
-
         cfg = ctx.cfg
         self.ctx, self.cfg, self.backend = ctx, cfg, backend
         self.rows = rows

@@ -46,6 +46,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from reachsafe.errors import UserError
 from reachsafe.safeguards.base import regularizer
 
 from .env import SafeEnv
@@ -240,8 +241,6 @@ def train_shac(
     N, H = env.num_envs, cfg.horizon
     dev = env.device
     if agent.device != dev:
-        from reachsafe.errors import UserError
-
         raise UserError(f"the agent is on {agent.device}, the environment on {dev}: put both on one device")
     steps = start_steps
     if reset:
