@@ -28,14 +28,17 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
+from .recorder import RolloutRecorder
 from .rollouts import Rollouts, RolloutsError
+from .setfile import SetFile, load_set, set_fingerprint
 
 __all__ = ["audit", "as_rollouts"]
 
 
 def as_rollouts(rollouts: Any, setfile: Any) -> Rollouts | str | os.PathLike:
     """A :class:`Rollouts` (or a path, left to the audit) from any accepted input (module docstring)."""
-    from .recorder import RolloutRecorder
 
     if isinstance(rollouts, (Rollouts, str, os.PathLike)):
         return rollouts
@@ -44,10 +47,6 @@ def as_rollouts(rollouts: Any, setfile: Any) -> Rollouts | str | os.PathLike:
     if hasattr(type(rollouts), "recorder"):  # a shield (Shield, ShieldVectorEnv, ShieldVecEnv) with record=True
         return rollouts.recorder.rollouts()
     if isinstance(rollouts, Mapping):
-        import numpy as np
-
-        from .setfile import set_fingerprint
-
         missing = [k for k in ("states", "actions") if k not in rollouts]
         if missing:
             raise RolloutsError(f"audit: arrays need 'states' [E, T+1, n] and 'actions' [E, T, m]; missing "
@@ -67,8 +66,6 @@ def as_rollouts(rollouts: Any, setfile: Any) -> Rollouts | str | os.PathLike:
 
 
 def _array(v: Any) -> Any:
-    import numpy as np
-
     if type(v).__module__.startswith("torch"):
         v = v.detach().cpu().numpy()
     a = np.asarray(v)
@@ -80,7 +77,6 @@ def audit(rollouts: Any, setfile: Any, **kw: Any) -> Any:
 
     :param kw: ``recheck``, ``tol``, ``model_rtol``, ``max_failures`` of :func:`verification.audit.audit`.
     """
-    from .setfile import SetFile, load_set
 
     sf = setfile if isinstance(setfile, SetFile) else load_set(setfile, check_fingerprint=False,
                                                                check_certificate=False)  # check 1 reports both

@@ -24,6 +24,9 @@ import sys
 from typing import Iterator, Sequence
 
 from . import __version__
+from .errors import UserError
+from .setfile import SetFileError
+from .systems import ModelError, UnknownSystemError
 
 # (name, module under reachsafe.commands, one-line help) in the order --help lists them
 COMMANDS: list[tuple[str, str, str]] = [
@@ -120,9 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``reachsafe`` console script; returns the exit code."""
-    from .errors import UserError
-    from .setfile import SetFileError
-    from .systems import ModelError, UnknownSystemError
 
     parser = build_parser()
     args = parser.parse_args(argv)

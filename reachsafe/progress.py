@@ -36,7 +36,7 @@ def progress_bar(iterable: Iterable | None = None, *, file: TextIO | None = None
     """``tqdm(iterable, file=..., disable=..., **kw)`` on a terminal, else :class:`PlainProgress`."""
     stream = sys.stderr if file is None else file
     if not disable and _is_terminal(stream):
-        from tqdm import tqdm
+        from tqdm import tqdm  # lazy: tqdm is optional
 
         return tqdm(iterable, file=stream, **kw)
     return PlainProgress(iterable, file=stream, disable=disable, desc=kw.get("desc"), total=kw.get("total"),

@@ -33,6 +33,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .rollouts import Rollouts, RolloutsError
+from .setfile import SetFile, load_set, set_fingerprint
+from .systems import get_system
 
 __all__ = ["RolloutRecorder"]
 
@@ -56,9 +58,6 @@ class RolloutRecorder:
     """
 
     def __init__(self, system: Any, invariant_set: Any, noise: str = "unknown", **extra: Any) -> None:
-        from .setfile import SetFile, load_set, set_fingerprint
-        from .systems import get_system
-
         sf = invariant_set if isinstance(invariant_set, SetFile) else load_set(invariant_set)
         self.system = get_system(str(system)) if isinstance(system, (str, Path)) else system
         self.system_name, self.model_fingerprint = self.system.name, self.system.fingerprint

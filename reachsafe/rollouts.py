@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
+from .intervention import intervened
+from .setfile import atomic_write_bytes
 
 __all__ = ["Rollouts", "RolloutsError", "ROLLOUTS_NAME", "REQUIRED_ARRAYS", "REQUIRED_META", "resolve_rollouts_path"]
 
@@ -146,7 +148,6 @@ class Rollouts:
         if self.outside_P is None or self.outside_X is None:
             raise RolloutsError("these rollouts carry no outside_P / outside_X flags (only the trainer records "
                                 "them); audit them with 'reachsafe audit' instead")
-        from .intervention import intervened
 
         iv = self.intervened if self.intervened is not None else intervened(self.policy_actions, self.actions)
         r = self.returns
@@ -224,7 +225,6 @@ class Rollouts:
 
     def save(self, path: str | Path) -> Path:
         """Validate, then write ``path`` atomically (compressed ``.npz``); returns the path."""
-        from .setfile import atomic_write_bytes
 
         self.validate()
         buf = io.BytesIO()

@@ -79,7 +79,7 @@ class SafeguardKind:
         :raises TypeError: it is not a concrete :class:`~reachsafe.safeguards.base.Safeguard`
             subclass, or its ``kind`` / ``shields`` disagree with the entry.
         """
-        # imported here: the safeguards need torch, and listing kinds must not
+        # lazy: the safeguards need torch, and listing kinds must not
         from .safeguards.base import Safeguard
 
         cls = self.implementation

@@ -26,6 +26,9 @@ from typing import Any, Union
 
 import numpy as np
 
+from .setfile import SetFile, load_set
+from .systems import get_system
+
 __all__ = ["PolytopeSampler", "sample_states", "sample_noise", "as_generator"]
 
 RngLike = Union[None, int, np.random.Generator]
@@ -43,7 +46,7 @@ def as_generator(rng: RngLike) -> np.random.Generator:
 def _convert(x: np.ndarray, dtype: Any) -> Any:
     """``x`` (float64) as a numpy array of ``dtype``, or a torch tensor if ``dtype`` is a torch dtype."""
     if type(dtype).__module__.startswith("torch"):
-        import torch
+        import torch  # lazy: torch; `import reachsafe` stays torch-free
 
         return torch.as_tensor(x, dtype=dtype)
     return np.asarray(x, dtype=dtype)
@@ -54,9 +57,7 @@ def _halfspaces(invariant_set: Any) -> tuple[np.ndarray, np.ndarray]:
 
     :raises reachsafe.sets.UnsupportedSetError: (a ``TypeError``) for anything else.
     """
-    # imported here: reachsafe.sets needs scipy, which ``import reachsafe`` does not load
-    from .sets.convert import as_hpolytope
-    from .setfile import SetFile, load_set
+    from .sets.convert import as_hpolytope  # lazy: reachsafe.sets needs scipy, which `import reachsafe` does not load
 
     if isinstance(invariant_set, (str, os.PathLike)):
         invariant_set = load_set(invariant_set)
@@ -83,7 +84,7 @@ class PolytopeSampler:
     """
 
     def __init__(self, A: Any, b: Any) -> None:
-        from .sets import HPolytope
+        from .sets import HPolytope  # lazy: scipy, as above
 
         poly = HPolytope(A, b)
         box = poly.bounding_box()
@@ -141,8 +142,6 @@ def sample_noise(system: Any, N: int, rng: RngLike = None, dtype: Any = np.float
     :param system: a :class:`~reachsafe.systems.CompiledSystem` or a system name / model file.
     """
     if isinstance(system, (str, os.PathLike)):
-        from .systems import get_system
-
         system = get_system(str(system))
     gen = as_generator(rng)
     lo, hi = np.asarray(system.noise_lo, dtype=np.float64), np.asarray(system.noise_hi, dtype=np.float64)

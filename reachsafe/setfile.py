@@ -31,6 +31,7 @@ half-written set file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -40,6 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .certificate import artifact_path, certificate_problem
+from .systems import UnknownSystemError, available_systems, get_system, installed_systems, is_model_path, model_file_of
 
 __all__ = ["SetFile", "SetFileError", "FORMAT_VERSION", "load_set", "atomic_write_text", "atomic_write_bytes",
            "set_fingerprint", "set_fingerprint_arrays", "install_certified_set"]
@@ -92,14 +96,14 @@ class SetFile:
 
     def polytope(self):
         """The set as :class:`reachsafe.sets.HPolytope`."""
-        from .sets import HPolytope
+        from .sets import HPolytope  # lazy: reachsafe.sets needs scipy, off `import reachsafe`
+
 
         return HPolytope(self.A, self.b)
 
     @classmethod
     def for_system(cls, system, A: np.ndarray, b: np.ndarray, **kw: Any) -> "SetFile":
         """A set file for a :class:`~reachsafe.systems.CompiledSystem` (boxes filled in from the model)."""
-        from .systems import model_file_of
 
         src = model_file_of(system)
         kw.setdefault("model_file", str(src) if src is not None else None)
@@ -150,7 +154,6 @@ def set_fingerprint_arrays(A: Any, b: Any, model_fingerprint: str) -> str:
     Identifies exactly which set (and model) guarded a run; rollouts record it and the
     audit compares it with the set file it is given.
     """
-    import hashlib
 
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(A, dtype="<f8").tobytes())
@@ -175,7 +178,6 @@ def install_certified_set(candidate: str | os.PathLike, out: str | os.PathLike) 
 
     :returns: True if the new files were installed, False if the existing ones were kept.
     """
-    from .certificate import artifact_path
 
     cand, out = Path(candidate), Path(out)
     new = load_set(cand)
@@ -277,8 +279,6 @@ def _reject_constant(token: str) -> float:
 
 
 def _model_file_or_name(compiled) -> str:
-    from .systems import model_file_of
-
     src = model_file_of(compiled)
     return str(src) if src is not None else compiled.name
 
@@ -291,7 +291,6 @@ def _model_of(p: str, name: str, model_file: str | None, system: str | None):
     else the system registered under ``name`` (built-in, installed, or loaded by path
     earlier in this process).
     """
-    from .systems import UnknownSystemError, available_systems, get_system, installed_systems, is_model_path
 
     if system is not None and is_model_path(system):
         return get_system(system)
@@ -431,7 +430,6 @@ def load_set(
             or not math.isfinite(volume["value"])
         ):
             raise _fail(p, "field 'volume' must be an object with a finite 'value'")
-    from .certificate import certificate_problem
 
     sf.certificate_problem = certificate_problem(sf)
     if check_certificate and sf.certificate_problem is not None:

@@ -20,6 +20,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import UserError
+from ..rollouts import Rollouts
+from ..setfile import load_set
+from ._common import check_output_path
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("rollouts", metavar="ROLLOUTS", help="rollouts .npz file or a run directory holding rollouts.npz")
@@ -36,30 +41,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..setfile import load_set
-    from ._common import check_output_path
-
     for opt in ("json", "html"):
         if getattr(args, opt):
             check_output_path(getattr(args, opt), f"--{opt}")
     if args.max_failures < 0:
         raise UserError(f"--max-failures must be >= 0, got {args.max_failures}")
 
-    from verification.audit import audit
-
-    from ..rollouts import Rollouts
+    from verification.audit import audit  # lazy: verification stays off the CLI start-up path
 
     ro = Rollouts.load(args.rollouts)
     sf = load_set(args.setfile, check_fingerprint=False, check_certificate=False)  # check 1 reports it
     res = audit(ro, sf, recheck=not args.no_recheck, tol=args.tol, max_failures=args.max_failures)
     _print_summary(res)
     if args.json:
-        from verification.audit.report import write_json
+        from verification.audit.report import write_json  # lazy: verification stays off the CLI start-up path
 
         print(f"json          {write_json(res, args.json)}")
     if args.html:
-        from verification.audit.report import write_html
+        from verification.audit.report import write_html  # lazy: verification stays off the CLI start-up path
 
         print(f"html          {write_html(res, args.html)}")
     return res.exit_code

@@ -20,6 +20,16 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+from pathlib import Path
+
+from ..certificate import artifact_path
+from ..errors import UserError
+from ..setfile import atomic_write_text, load_set
+from ..workdir import remove_stale_workdirs
+from ._common import check_output_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,25 +46,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _write_json(path, payload: dict) -> None:
-    import json
-
-    from ..setfile import atomic_write_text
-
     atomic_write_text(path, json.dumps(payload, indent=1, allow_nan=False, default=str) + "\n")
 
 
 def _finite(v):
-    import math
-
     return v if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
 def _recheck(args: argparse.Namespace, sf) -> int:
-    from verification.certification.certifier import artifact_path_for
+    from verification.certification.certifier import artifact_path_for  # lazy: off the CLI start-up path
     from verification.certification.recheck import RecheckResult, file_sha256, recheck_artifact
-
-    from ..certificate import artifact_path
-    from ..errors import UserError
 
     cert = sf.certificate or {}
     if not cert:
@@ -88,13 +89,6 @@ def _recheck(args: argparse.Namespace, sf) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-    from pathlib import Path
-
-    from ..errors import UserError
-    from ..setfile import load_set
-    from ._common import check_output_path
-
     if args.json:
         check_output_path(args.json, "--json")
     if args.budget < 1:
@@ -103,8 +97,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--time-budget must be > 0, got {args.time_budget}")
     sf = load_set(args.setfile, check_certificate=False)  # certifying (or re-checking) does not rely on it
     if not args.recheck and not args.no_write:
-        from ..workdir import remove_stale_workdirs
-
         folder = Path(args.setfile).parent
         if not os.access(folder, os.W_OK | os.X_OK):
             raise UserError(f"{args.setfile}: folder {folder} is not writable, so the certificate and proof artifact "
@@ -113,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if args.recheck:
         return _recheck(args, sf)
 
-    from verification.certification.certifier import certify
+    from verification.certification.certifier import certify  # lazy: off the CLI start-up path
 
     res = certify(sf, budget=args.budget, time_budget=args.time_budget, progress=not args.quiet,
                   write=not args.no_write)

@@ -21,6 +21,11 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
+
+from ..errors import UserError
+from ..systems import get_system
+from ._common import check_output_dir, check_output_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,12 +52,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from ..errors import UserError
-    from ..systems import get_system
-    from ._common import check_output_dir, check_output_path
-
     system = get_system(args.system)
     if args.out is None:  # the default folder is created (sets/ in the current folder)
         check_output_dir("sets", "the default output folder").mkdir(exist_ok=True)
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--time-budget must be positive (seconds)")
     if args.facets is not None and args.facets < 2 * system.n:
         raise UserError(f"--facets must be at least {2 * system.n} (the constraint box) for {system.name}")
-    from verification.synthesis.driver import compute_certified_invariant
+    from verification.synthesis.driver import compute_certified_invariant  # lazy: off the CLI start-up path
 
     outcome = compute_certified_invariant(system, out, facets=args.facets, time_budget=args.time_budget,
                                           seed=args.seed, margin=args.margin, progress=not args.quiet)

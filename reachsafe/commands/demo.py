@@ -21,8 +21,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
+from ..errors import UserError
 from ..repository import repository_root
+from ..setfile import SetFileError, load_set
+from ..systems import get_system
+from ._common import check_output_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,8 +44,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _set_for_demo(out, progress: bool):
     """``(SetFile, note)``: the repository's certified pendulum set, or one computed into ``out``."""
-    from ..setfile import SetFileError, load_set
-    from ..systems import get_system
 
     root = repository_root()
     repo_set = root / "data" / "pendulum.json" if root is not None else None
@@ -53,23 +56,17 @@ def _set_for_demo(out, progress: bool):
             reason = f"{repo_set} is not certified"
         except SetFileError as exc:
             reason = str(exc)
-    from verification.synthesis.driver import compute_certified_invariant
+    from verification.synthesis.driver import compute_certified_invariant  # lazy: off the CLI start-up path
 
     target = out / "pendulum.json"
     print(f"computing a certified pendulum set into {target} ({reason})", flush=True)
     oc = compute_certified_invariant(get_system("pendulum"), target, time_budget=600.0, progress=progress)
     if oc.code != 0:
-        from ..errors import UserError
-
         raise UserError(f"could not certify a pendulum set: {oc.message}")
     return load_set(target, system="pendulum"), f"certified set {target} (computed now)"
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..errors import UserError
-
     if args.steps <= 0:
         raise UserError(f"--steps must be positive, got {args.steps}")
     default_out = (repository_root() or Path.cwd()) / "runs" / time.strftime("demo-%Y%m%d-%H%M%S")
@@ -77,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
     out = out.resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} exists and is not an empty folder; choose a new one")
-    from ._common import check_output_dir
 
     check_output_dir(out, "--out")  # not a file, and creatable in a writable folder (before any work)
     t0 = time.perf_counter()
@@ -86,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     sf, note = _set_for_demo(out, not args.no_progress)
     print(f"[1/4] set     {note}", flush=True)
 
-    from training.runner import make_config, train
+    from training.runner import make_config, train  # lazy: torch, off the CLI start-up
 
     cfg, _ = make_config("pendulum", "shac", "raymask", set_path=str(sf.path), seed=args.seed, steps=args.steps,
                          eval_every=max(1, args.steps // 5), threads=1)
@@ -97,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"        return {u['return_mean']:.2f} +- {u['return_std']:.2f} over {u['episodes']} episodes in "
           f"{summary['wall_time_s']:.0f} s; interventions {100 * u['intervention_rate']:.1f}% of steps", flush=True)
 
-    from verification.audit import audit
+    from verification.audit import audit  # lazy: off the CLI start-up path
     from verification.audit.report import write_html, write_json
 
     print("[3/4] audit   every recorded step against the certified set (proof re-checked)", flush=True)

@@ -18,6 +18,11 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from ..errors import UserError
+from ._common import check_output_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,12 +37,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from ..errors import UserError
-    from ._common import check_output_path
-
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.json").is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.json); pass the --out of a 'reachsafe train' run")
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out and target.exists() and not args.overwrite:
         what = " (the run's final rollouts: the audit's input)" if target.name.startswith("rollouts") else ""
         raise UserError(f"--out {target} exists{what}; choose another --out, or replace it with --overwrite")
-    from training.runner import evaluate_run
+    from training.runner import evaluate_run  # lazy: training (torch) stays off the CLI start-up path
 
     s, path = evaluate_run(args.run_dir, args.episodes, args.noise, target, overwrite=args.overwrite)
     cfg = json.loads((Path(args.run_dir) / "config.json").read_text())

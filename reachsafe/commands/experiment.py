@@ -34,6 +34,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from ..errors import UserError
+from ..progress import progress_bar
+from ..setfile import load_set
+from ._common import check_output_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,10 +70,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..errors import UserError
-
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     if args.address and args.backend != "ray":
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if sum(map(bool, (args.dry_run, args.report, args.reaudit))) > 1:
         raise UserError("--dry-run, --report and --reaudit exclude each other")
 
-    from training.experiment import load_experiment
+    from training.experiment import load_experiment  # lazy: torch, off the CLI start-up
     from training.experiment_exec import grid_status
 
     exp = load_experiment(args.config)
@@ -87,8 +90,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"experiment {exp.name}: {n} runs ({len(status.finished)} finished, {len(status.partial)} partial, "
           f"{len(status.new)} new); results {exp.results_dir}, run directories {exp.runs_dir}")
     if args.only:
-        from fnmatch import fnmatchcase
-
         picked = {s.run_id for s in exp.runs if any(fnmatchcase(s.run_id, o) for o in args.only)}
         if not picked:
             raise UserError(f"--only {' '.join(args.only)} matches no run id of the grid (see --dry-run)")
@@ -132,8 +133,6 @@ def run(args: argparse.Namespace) -> int:
 def _check_outputs(exp, args) -> None:
     """Before any work: the results and run folders can be written, and every set in use loads with a
     certificate that binds to its proof artifact (a set never certified passes; training warns)."""
-    from ..setfile import load_set
-    from ._common import check_output_dir
 
     check_output_dir(exp.results_dir, "--results-dir" if args.results_dir else "[experiment] results_dir")
     if args.report:
@@ -144,9 +143,7 @@ def _check_outputs(exp, args) -> None:
 
 
 def _execute(exp, status, args) -> list:
-    from ..progress import progress_bar
-
-    from training.experiment_exec import make_backend, run_grid
+    from training.experiment_exec import make_backend, run_grid  # lazy: torch, off the CLI start-up
 
     todo = status.todo
     n = len(exp.runs)
@@ -188,9 +185,7 @@ def _execute(exp, status, args) -> list:
 
 
 def _reaudit(exp, finished, args, command) -> int:
-    from ..progress import progress_bar
-
-    from training.experiment_exec import reaudit
+    from training.experiment_exec import reaudit  # lazy: torch, off the CLI start-up
 
     if not finished:
         print("nothing to audit: no selected run is finished")
@@ -223,7 +218,7 @@ def _print_violations(exp, unsafe: list[tuple[str, int]]) -> None:
 
 
 def _report(exp, command) -> int:
-    from training.aggregate import aggregate, table_markdown, write_report
+    from training.aggregate import aggregate, table_markdown, write_report  # lazy: torch, off the CLI start-up
 
     stats = aggregate(exp)
     if not stats:

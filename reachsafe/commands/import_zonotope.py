@@ -18,6 +18,18 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import UserError
+from ..setfile import SetFile, SetFileError, load_set
+from ..sets import Zonotope
+from ..systems import get_system
+from ._common import check_output_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,13 +39,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _read_zonotope(path: str, system: str):
-    import json
-    from pathlib import Path
-
-    import numpy as np
-
-    from ..errors import UserError
-
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -62,9 +67,6 @@ def _read_zonotope(path: str, system: str):
 
 def _holds_zonotope(out, system, c, G) -> bool:
     """True if the set file ``out`` exists, loads for ``system`` and records exactly the zonotope ``(c, G)``."""
-    import numpy as np
-
-    from ..setfile import SetFileError, load_set
 
     if not out.is_file():
         return False
@@ -82,15 +84,6 @@ def _holds_zonotope(out, system, c, G) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    import datetime
-
-    from .. import __version__
-    from ..errors import UserError
-    from ..sets import Zonotope
-    from ..setfile import SetFile
-    from ..systems import get_system
-    from ._common import check_output_path
-
     system = get_system(args.system)
     out = check_output_path(args.out, "--out")
     c, G, entry = _read_zonotope(args.file, args.system)

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import argparse
 
+from ..setfile import load_set
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("setfile", help="set file (JSON)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..setfile import load_set
-
     sf = load_set(args.setfile, check_certificate=False)
     vol = sf.volume or {}
     print(f"set file      {args.setfile}")

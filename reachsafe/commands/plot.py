@@ -10,6 +10,11 @@ Example:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ..errors import UserError
+from ..setfile import load_set
+from ._common import check_output_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,12 +24,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..errors import UserError
-    from ..setfile import load_set
-    from ._common import check_output_path
-
     out = check_output_path(args.out)
     sets = [load_set(p, check_fingerprint=False, check_certificate=False) for p in args.setfiles]
     if len({s.system for s in sets}) != 1:
@@ -34,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if len(labels) != len(sets):
         raise UserError(f"--labels has {len(labels)} entries for {len(sets)} set files")
-    from verification.plots import plot_sets
+    from verification.plots import plot_sets  # lazy: verification stays off the CLI start-up path
 
     plot_sets(sets, labels, out, title=f"{sets[0].system}: invariant sets")
     print(f"wrote {out}")

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import argparse
 
+from ..systems import available_systems, get_system, installed_systems, model_file_of
+from ._common import fmt_box, format_table
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="*", metavar="MODEL.py", help="model files of your own to check and list")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..systems import available_systems, get_system, installed_systems, model_file_of
-    from ._common import fmt_box, format_table
-
     systems = [get_system(spec) for spec in list(args.models) + available_systems() + installed_systems()]
     rows = []
     for s in systems:

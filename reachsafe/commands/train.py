@@ -31,8 +31,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from ..errors import UserError
 from ..safeguard_kinds import KIND_NAMES
+from ..setfile import load_set
+from ..systems import get_system, is_model_path
+from ._common import check_output_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -95,11 +100,6 @@ def _user_system(args: argparse.Namespace) -> str:
     'reachsafe evaluate' finds the model again.  A user system's default --set is
     data/NAME.json in the current folder (where 'reachsafe compute-invariant PATH' writes).
     """
-    from pathlib import Path
-
-    from ..errors import UserError
-    from ..setfile import load_set
-    from ..systems import get_system, is_model_path
 
     if not is_model_path(args.system):
         return args.system
@@ -118,10 +118,8 @@ def _user_system(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ._common import check_output_dir
-
     check_output_dir(args.out, "--out")  # before any work
-    from training.runner import make_config, train
+    from training.runner import make_config, train  # lazy: training (torch) stays off the CLI start-up path
 
     args.system = _user_system(args)
     cfg, notes = make_config(

@@ -24,7 +24,7 @@ __all__ = ["Shield", "ShieldVectorEnv", "ShieldVecEnv", "ShieldError", "check_st
 
 def __getattr__(name: str) -> Any:
     if name == "ShieldVecEnv":
-        from .sb3 import ShieldVecEnv
+        from .sb3 import ShieldVecEnv  # lazy: stable_baselines3 is optional
 
         return ShieldVecEnv
     raise AttributeError(f"module 'reachsafe.gym' has no attribute {name!r}")

@@ -50,7 +50,7 @@ class EnvAccess:
 
     def check_wrappers(self, env: Any) -> None:
         """Refuse an observation wrapper inside the shield when observations come from ``default_obs``."""
-        import gymnasium as gym
+        import gymnasium as gym  # lazy: gymnasium is optional
 
         if self.start != "sample" or self.obs_fn is not None:
             return

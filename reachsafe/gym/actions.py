@@ -31,7 +31,7 @@ class ActionMap:
     """
 
     def __init__(self, space: Any, m: int) -> None:
-        import gymnasium as gym
+        import gymnasium as gym  # lazy: gymnasium is optional
 
         if not isinstance(space, gym.spaces.Box):
             raise ShieldError(f"the shield needs a Box action space, got {type(space).__name__}; the model's actions "

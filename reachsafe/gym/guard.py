@@ -24,13 +24,17 @@ uniform sampler of P (:meth:`sample`).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Union
 
 import numpy as np
 
+from ..intervention import intervened
 from ..safeguard_kinds import SAFEGUARD_KINDS, SHIELDING_KIND_NAMES
 from ..sampling import PolytopeSampler, as_generator
+from ..setfile import SetFile, load_set
+from ..systems import CompiledSystem, get_system
 from .actions import ActionMap
 from .state import ShieldError
 
@@ -65,11 +69,9 @@ class Guard:
 
     def __init__(self, invariant_set: Any, system: Any = None, *, action_space: Any, safeguard: str = "projection",
                  outside: str = "raise", tighten: float | None = None) -> None:
-        import torch
+        import torch  # lazy: torch; `import reachsafe.gym` stays torch-free
 
-        from ..safeguards import make_safeguard
-        from ..setfile import SetFile, load_set
-        from ..systems import CompiledSystem, get_system
+        from ..safeguards import make_safeguard  # lazy: torch; `import reachsafe.gym` stays torch-free
 
         if safeguard in SAFEGUARD_KINDS and not SAFEGUARD_KINDS[safeguard].shields:
             names = [repr(k) for k in SHIELDING_KIND_NAMES]
@@ -87,8 +89,6 @@ class Guard:
                 f"the set must be a SetFile or the path of a set file, got {type(invariant_set).__name__}"
             )
         if not sf.certified:
-            import warnings
-
             warnings.warn(f"{sf.path or 'set file'}: the set is not certified; the shield keeps states in it, but "
                           "nothing proves it invariant (run 'reachsafe certify')", RuntimeWarning, stacklevel=3)
         self.setfile = sf
@@ -123,7 +123,6 @@ class Guard:
 
     def act(self, x: np.ndarray, u_policy: np.ndarray) -> GuardStep:
         """Safe actions for states ``x [B, n]`` and policy actions ``u_policy [B, m]`` (module docstring)."""
-        from ..intervention import intervened
 
         torch = self._torch
         a_pol = self.actions.to_unit(u_policy)

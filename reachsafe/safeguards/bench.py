@@ -34,6 +34,7 @@ import argparse
 import os
 import statistics
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -42,11 +43,15 @@ import torch
 
 from ..commands._common import format_table
 from ..errors import UserError
-from ..setfile import SetFile, load_set
 from ..repository import repository_root
+from ..setfile import SetFile, load_set
 from ..sets.rows import normalize_rows
 from ..systems import available_systems, get_system
 from . import KINDS, make_safeguard
+from .actionset import tolerances
+from .base import MAX_ACTIONS
+from .projection import project
+from .raymask import ray_mask
 
 __all__ = ["run", "sample_states", "cvxpylayers_projection"]
 
@@ -96,7 +101,7 @@ def states_with_safe_actions(sf: SetFile, system, N: int, rng: np.random.Generat
 def cvxpylayers_projection(M: int, m: int):
     """A cvxpylayers layer ``(G [B, M, m], h [B, M], a [B, m]) -> z [B, m]``, or None if not installed."""
     try:
-        import cvxpy as cp
+        import cvxpy as cp  # lazy: cvxpy only for the cvxpylayers baseline
         from cvxpylayers.torch import CvxpyLayer
     except ImportError:
         return None
@@ -266,9 +271,6 @@ def random_polytopes(
 def bench_actions(ms: list[int], batches: list[int], repeats: int, cvx_budget: float, use_cvx: bool, seed: int,
                   device: torch.device, K: int = 12) -> str:
     """Maps alone on random polytopes for m >= 3 (module docstring): ours vs. cvxpylayers, float64."""
-    from .actionset import tolerances
-    from .projection import project
-    from .raymask import ray_mask
 
     rng = np.random.default_rng(seed)
     tol = tolerances(torch.float64)
@@ -325,8 +327,6 @@ def bench_actions(ms: list[int], batches: list[int], repeats: int, cvx_budget: f
 
 
 def run(args: argparse.Namespace) -> int:
-    import warnings
-
     warnings.filterwarnings(
         "ignore", message="safeguard: S\\(x\\) is empty"
     )  # non-invariant sets: states are resampled
@@ -345,7 +345,6 @@ def run(args: argparse.Namespace) -> int:
         ms = [int(s) for s in str(args.actions).split(",") if s.strip()]
     except ValueError:
         raise UserError(f"--actions must be comma-separated integers, e.g. 3,4,6; got {args.actions!r}") from None
-    from .base import MAX_ACTIONS
 
     if any(not 1 <= m <= MAX_ACTIONS for m in ms):
         raise UserError(f"--actions: each m must be in 1..{MAX_ACTIONS}, got {args.actions!r}")

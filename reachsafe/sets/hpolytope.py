@@ -270,7 +270,7 @@ class HPolytope(ConvexSet):
                 return np.empty((0, 1))
             bb = self.bounding_box()
             return np.unique(np.array([[bb.lo[0]], [bb.hi[0]]]), axis=0)
-        import pypoman
+        import pypoman  # lazy: pypoman is optional
 
         try:
             verts = pypoman.compute_polytope_vertices(np.array(self.A), np.array(self.b))
@@ -325,7 +325,7 @@ class HPolytope(ConvexSet):
             return shoelace_area(V)
         if V.shape[0] < n + 1:
             return 0.0
-        from scipy.spatial import ConvexHull, QhullError
+        from scipy.spatial import ConvexHull, QhullError  # lazy: scipy.spatial only for hulls
 
         try:
             return float(ConvexHull(V).volume)

@@ -43,7 +43,7 @@ def _lambdify(args: Sequence[sp.Symbol], exprs: Sequence[sp.Expr], backend: str)
     if backend == "numpy":
         np_mod = {"sqrt": lambda u: np.sqrt(np.maximum(u, 1e-30))}
         return sp.lambdify(list(args), list(exprs), modules=[np_mod, "numpy"], cse=True)
-    import torch
+    import torch  # lazy: torch; `import reachsafe` stays torch-free
 
     mod: dict[str, Any] = {k: getattr(torch, v) for k, v in _TORCH_FUNCS.items()}
     mod["pi"] = math.pi
@@ -97,7 +97,7 @@ class _Batched:
         """``P [q, k]`` with ``P[j, varying[j]] = 1``: ``var @ P`` puts the varying columns in their places (exact)."""
         key = ("placement", dtype, device)
         if key not in self._torch_cache:
-            import torch
+            import torch  # lazy: torch; `import reachsafe` stays torch-free
 
             P = torch.zeros(len(self.varying), self.k, dtype=dtype, device=device)
             P[torch.arange(len(self.varying), device=device), torch.tensor(self.varying, device=device)] = 1.0
@@ -153,7 +153,7 @@ class _Batched:
     def _lin_tensors(self, dtype: Any, device: Any) -> tuple[Any, Any, Any]:
         key = ("lin", dtype, device)
         if key not in self._torch_cache:
-            import torch
+            import torch  # lazy: torch; `import reachsafe` stays torch-free
 
             lin = self._linear_in_atoms()
             self._torch_cache[key] = tuple(
@@ -163,7 +163,7 @@ class _Batched:
 
     def _torch_linear(self, x: Any) -> Any:
         """Forward of :meth:`_linear_in_atoms` for ``x [B, n]`` (torch), ``[B, k]``."""
-        import torch
+        import torch  # lazy: torch; `import reachsafe` stays torch-free
 
         lin = self._linear_in_atoms()
         c0, L, N = self._lin_tensors(x.dtype, x.device)
@@ -177,7 +177,7 @@ class _Batched:
 
     def _torch_linear_vjp(self, x: Any, g: Any) -> Any:
         """``dL/dx`` for ``g = dL/dout`` ``[B, k]`` (see :meth:`_linear_in_atoms`)."""
-        import torch
+        import torch  # lazy: torch; `import reachsafe` stays torch-free
 
         lin = self._linear_in_atoms()
         _, L, N = self._lin_tensors(x.dtype, x.device)
@@ -195,7 +195,7 @@ class _Batched:
         """Cached ``(constant vector [k], index of the varying columns [q])`` for a dtype/device."""
         key = (dtype, device)
         if key not in self._torch_cache:
-            import torch
+            import torch  # lazy: torch; `import reachsafe` stays torch-free
 
             self._torch_cache[key] = (torch.tensor(self.constants, dtype=dtype, device=device),
                                       torch.tensor(self.varying, dtype=torch.long, device=device))
@@ -206,7 +206,7 @@ class _Batched:
             raise TypeError(f"expected {len(self.groups)} array arguments, got {len(arrays)}")
         is_torch = any(type(a).__module__.startswith("torch") for a in arrays)
         if is_torch:
-            import torch
+            import torch  # lazy: torch; `import reachsafe` stays torch-free
 
             ref = next(a for a in arrays if isinstance(a, torch.Tensor))
             if self.vjp and ref.dim() == 2 and len(self.shape) == 1:
@@ -248,7 +248,7 @@ class _Batched:
 
 
 def _make_vjp_function() -> Any:
-    import torch
+    import torch  # lazy: torch; `import reachsafe` stays torch-free
 
     class _BatchedVJPFn(torch.autograd.Function):
         """``_Batched`` of one argument ``x [B, n]`` with its closed-form vector-Jacobian product
@@ -410,7 +410,7 @@ class CompiledSystem:
         if not self.wrap:
             return x
         if type(x).__module__.startswith("torch"):
-            import torch
+            import torch  # lazy: torch; `import reachsafe` stays torch-free
 
             cols = list(torch.unbind(x, dim=-1))
             for i, (lo, per) in self.wrap.items():

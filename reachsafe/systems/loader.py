@@ -229,7 +229,7 @@ def load_model_file(path: str | os.PathLike, builtin: set[str]) -> CompiledSyste
 
 # ----------------------------------------------------------------------------- entry points
 def _entry_points() -> dict[str, object]:
-    from importlib.metadata import entry_points
+    from importlib.metadata import entry_points  # lazy: slow to import, needed only to list plug-ins
 
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
