@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linprog
 
-from reachsafe.sets.rows import safe_action_rows
+from reachsafe.sets.rows import margin_lp, safe_action_rows
 
 from . import intervals as ia
 from .intervals import CertModel, Iv
@@ -74,32 +74,19 @@ class Counterexample:
         return out
 
 
-def _rhs_float(A: np.ndarray, b: np.ndarray, c: np.ndarray, B: np.ndarray, E: np.ndarray,
-               w_lo: np.ndarray, w_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``M = A B`` and ``r = b - A c - h_W`` in floats for one state.
-
-    The float rows come from the core (:func:`reachsafe.sets.rows.safe_action_rows`): they only
-    guide the search for a dual ``y``; the proof (:func:`farkas_margin`) recomputes every term in
-    the certifier's own outward-rounded arithmetic, so sharing them weakens nothing.
-    """
-    M, r = safe_action_rows(A, b, c[None], B[None], E[None], w_lo, w_hi)
-    return M[0], r[0]
-
-
 def safe_action_lp(A: np.ndarray, b: np.ndarray, c: np.ndarray, B: np.ndarray, E: np.ndarray,
                    w_lo: np.ndarray, w_hi: np.ndarray) -> SafeActionLP:
-    """Float LP ``max s`` s.t. ``A B a + s ||A_i|| <= b - A c - h_W``, ``a in [-1,1]^m`` (see module doc)."""
-    M, r = _rhs_float(A, b, c, B, E, w_lo, w_hi)
-    m = M.shape[1]
-    nrm = np.linalg.norm(A, axis=1)
-    obj = np.zeros(m + 1)
-    obj[-1] = -1.0
-    res = linprog(obj, A_ub=np.hstack([M, nrm[:, None]]), b_ub=r,
-                  bounds=[(-1.0, 1.0)] * m + [(None, None)], method="highs")
-    if res.status != 0:
-        return SafeActionLP(-np.inf, np.zeros(m), np.zeros(len(b)), int(res.status))
-    y = np.maximum(-np.asarray(res.ineqlin.marginals), 0.0)
-    return SafeActionLP(float(res.x[-1]), np.asarray(res.x[:m]), y, 0)
+    """Float LP ``max s`` s.t. ``A B a + s ||A_i|| <= b - A c - h_W``, ``a in [-1,1]^m`` (see module doc).
+
+    The LP is the core's :func:`reachsafe.sets.rows.margin_lp` (the one float implementation,
+    also the synthesis search's), at one state, with ``s`` free; its duals ``y`` only guide
+    the proof (:func:`farkas_margin` re-checks them in outward-rounded arithmetic).
+    """
+    M, r = safe_action_rows(A, b, c[None], B[None], E[None], w_lo, w_hi)
+    lp = margin_lp(M, r, np.linalg.norm(A, axis=1))
+    if lp.status != 0 or lp.s is None or lp.a is None or lp.y is None:
+        return SafeActionLP(-np.inf, np.zeros(M.shape[2]), np.zeros(len(b)), lp.status)
+    return SafeActionLP(float(lp.s[0]), np.asarray(lp.a[0]), lp.y[0], 0)
 
 
 def in_polytope(A: np.ndarray, b: np.ndarray, x: np.ndarray) -> bool:

@@ -12,15 +12,18 @@ sparse, separable LP (HiGHS), which maximises each ``s`` independently.
 
 This is a search tool (synthesis, kernel comparisons): it is not rigorous.  Proofs are the
 certifier's job (:mod:`verification.certification.certifier`).
+
+The LP itself is :func:`reachsafe.sets.rows.margin_lp`, the one float implementation, which
+the certifier's counterexample search also uses
+(:func:`verification.certification.per_state.safe_action_lp`, one state, rows scaled by
+``||A_i||``, ``s`` free, with the duals); here the rows are unit-norm and ``s <= cap``.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sps
-from scipy.optimize import linprog
 
-from reachsafe.sets.rows import normalize_rows, safe_action_rows
+from reachsafe.sets.rows import margin_lp, normalize_rows, safe_action_rows
 
 __all__ = ["robust_margins", "normalize_rows"]  # normalize_rows: re-exported from reachsafe.sets.rows
 
@@ -46,21 +49,9 @@ def robust_margins(system, A: np.ndarray, b: np.ndarray, X: np.ndarray, cap: flo
 
 
 def _margins_chunk(system, A, b, X, cap):
-    N, k, m = len(X), A.shape[0], system.m
     c, B, E = system.affine(X)
     G, r = safe_action_rows(A, b, c, B, E, system.noise_lo, system.noise_hi)  # [N, k, m], [N, k]
-    nv = m + 1  # per state: a (m), s
-    # constraint rows: state j, facet i:  G[j,i,:] a_j + s_j <= r[j,i]
-    rows = np.repeat(np.arange(N * k), m + 1)
-    var_base = np.repeat(np.arange(N) * nv, k)  # [N*k]
-    cols = (var_base[:, None] + np.arange(nv)[None, :]).ravel()
-    vals = np.concatenate([G.reshape(N * k, m), np.ones((N * k, 1))], axis=1).ravel()
-    M = sps.csr_matrix((vals, (rows, cols)), shape=(N * k, N * nv))
-    cost = np.zeros(N * nv)
-    cost[m::nv] = -1.0
-    bounds = np.tile(np.array([[-1.0, 1.0]] * m + [[-1e6, cap]]), (N, 1))
-    res = linprog(cost, A_ub=M, b_ub=r.ravel(), bounds=bounds, method="highs")
-    if res.status != 0:
-        raise RuntimeError(f"robust_margins: LP failed ({res.message})")
-    z = res.x.reshape(N, nv)
-    return z[:, m], z[:, :m]
+    lp = margin_lp(G, r, None, (-1e6, cap))
+    if lp.status != 0 or lp.s is None or lp.a is None:
+        raise RuntimeError(f"robust_margins: LP failed ({lp.message})")
+    return lp.s, lp.a
