@@ -43,6 +43,12 @@ def progress_bar(iterable: Iterable | None = None, *, file: TextIO | None = None
                          initial=kw.get("initial", 0), unit=kw.get("unit", "it"))
 
 
+def _count(x: float) -> str:
+    """A count as plain lines show it: whole numbers in full (``1179648``, where ``:g`` would
+    print ``1.17965e+06``), others as ``:g``."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 class PlainProgress:
     """tqdm's interface (module docstring), reporting with plain lines at most every :data:`INTERVAL_S`."""
 
@@ -65,7 +71,7 @@ class PlainProgress:
 
     # ---------------------------------------------------------------- reporting
     def _line(self) -> str:
-        count = f"{self.n:g}/{self.total:g}" if self.total else f"{self.n:g}"
+        count = f"{_count(self.n)}/{_count(self.total)}" if self.total else _count(self.n)
         extra = f", {self.postfix}" if self.postfix else ""
         head = f"{self.desc}: " if self.desc else ""
         return f"{head}{count} {self.unit} [{time.monotonic() - self.t0:.1f} s{extra}]"

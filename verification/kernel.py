@@ -19,7 +19,10 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["KernelEstimate", "grid_kernel", "exit_time_kernel"]
+__all__ = ["KernelEstimate", "grid_kernel", "exit_time_kernel", "estimate_kernel", "default_resolution",
+           "DEFAULT_CELLS"]
+
+DEFAULT_CELLS = {2: 400, 3: 80, 4: 26, 5: 14, 6: 9}  # per axis: 400^2 in 2-D, else about 500,000 cells
 
 
 def _viable_fixed_point(succ: np.ndarray, max_iters: int,
@@ -54,9 +57,10 @@ class KernelEstimate:
     cells: int
     actions: int
     iterations: int
-    viable: np.ndarray  # bool [cells, cells], indexed [i_x0, i_x1]
+    viable: np.ndarray  # bool [cells] * n, indexed [i_x0, i_x1, ...]
     lo: np.ndarray
     hi: np.ndarray
+    method: str = "centre map"  # or "exit-time"
 
     @property
     def fraction(self) -> float:
@@ -73,12 +77,8 @@ def grid_kernel(system, cells: int = 400, actions: int = 81, max_iters: int = 10
     g0 = lo[0] + (np.arange(cells) + 0.5) * h[0]
     g1 = lo[1] + (np.arange(cells) + 0.5) * h[1]
     centres = np.stack(np.meshgrid(g0, g1, indexing="ij"), -1).reshape(-1, 2)  # [C, 2]
-    if system.m == 1:
-        acts = np.linspace(-1, 1, actions)[:, None]
-    else:
-        per = max(2, int(round(actions ** (1 / system.m))))
-        acts = np.array(list(itertools.product(np.linspace(-1, 1, per), repeat=system.m)))
-    noise = np.array(list(itertools.product(*zip(system.noise_lo, system.noise_hi))))  # [V, p]
+    acts = _action_grid(system.m, actions if system.m == 1 else max(2, int(round(actions ** (1 / system.m)))))
+    noise = _noise_vertices(np.asarray(system.noise_lo, float), np.asarray(system.noise_hi, float), None, None)
     C = len(centres)
     nxt = system.step_unwrapped(centres[:, None, None, :], acts[None, :, None, :], noise[None, None, :, :])  # [C,K,V,2]
     idx = np.floor((nxt - lo) / h).astype(np.int64)
@@ -95,19 +95,24 @@ def grid_kernel(system, cells: int = 400, actions: int = 81, max_iters: int = 10
 
 # ------------------------------------------------------------------ n-D: exit-time abstraction
 def _action_grid(m: int, per_axis: int) -> np.ndarray:
-    """``per_axis**m`` normalised actions in ``[-1, 1]^m`` (a product grid), shape ``[K, m]``."""
+    """``per_axis**m`` normalised actions in ``[-1, 1]^m`` (a product grid), shape ``[K, m]``
+    (one empty action when ``m = 0``)."""
+    if m == 0:
+        return np.zeros((1, 0))
     g = np.linspace(-1.0, 1.0, per_axis)
     return np.array(list(itertools.product(g, repeat=m))).reshape(-1, m)
 
 
-def _noise_vertices(lo: np.ndarray, hi: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
-    """The vertices of the noise box ``W`` (all when ``2^p <= cap``, else ``cap`` of them:
-    the two opposite corners and random others), shape ``[V, p]``."""
+def _noise_vertices(lo: np.ndarray, hi: np.ndarray, cap: int | None,
+                    rng: np.random.Generator | None) -> np.ndarray:
+    """The vertices of the noise box ``W`` (all when ``cap`` is None or ``2^p <= cap``, else
+    ``cap`` of them: the two opposite corners and random others from ``rng``), shape ``[V, p]``."""
     p = lo.size
     if p == 0:
         return np.zeros((1, 0))
-    if 2 ** p <= cap:
+    if cap is None or 2 ** p <= cap:
         return np.array(list(itertools.product(*zip(lo, hi))))
+    assert rng is not None, "a random generator is needed to pick some of the vertices"
     bits = rng.random((cap, p)) < 0.5
     bits[0], bits[1] = False, True
     return np.where(bits, hi, lo)
@@ -147,7 +152,7 @@ def exit_time_kernel(system, cells: int, actions_per_axis: int = 5, horizon: int
     h = (hi - lo) / cells
     C = cells ** n
     rng = np.random.default_rng(seed)
-    acts = _action_grid(system.m, actions_per_axis) if system.m else np.zeros((1, 0))
+    acts = _action_grid(system.m, actions_per_axis)
     noise = _noise_vertices(np.asarray(system.noise_lo, float), np.asarray(system.noise_hi, float), noise_cap, rng)
     K, V = len(acts), len(noise)
     total = C * K * V
@@ -183,4 +188,24 @@ def exit_time_kernel(system, cells: int, actions_per_axis: int = 5, horizon: int
     box = float(np.prod(hi - lo))
     kept = viable.reshape((cells,) * n)
     return KernelEstimate(area=float(kept.mean() * box), box_area=box, cells=cells, actions=K,
-                          iterations=it, viable=kept, lo=lo, hi=hi)
+                          iterations=it, viable=kept, lo=lo, hi=hi, method="exit-time")
+
+
+def default_resolution(n: int, m: int) -> tuple[int, int]:
+    """``(cells per axis, actions)`` of ``reachsafe kernel`` for ``n`` states and ``m`` actions:
+    2-D 400 cells and 81 actions; else :data:`DEFAULT_CELLS` and 9 values per action axis for
+    one action, 5 for more."""
+    return DEFAULT_CELLS[n], (81 if n == 2 else (9 if m == 1 else 5))
+
+
+def estimate_kernel(system, cells: int | None = None, actions: int | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> KernelEstimate:
+    """The kernel estimate ``reachsafe kernel`` prints: :func:`grid_kernel` in 2-D, else
+    :func:`exit_time_kernel`; unset ``cells`` / ``actions`` from :func:`default_resolution`.
+    ``progress(done, total)`` reports the n-D trajectories (the 2-D estimate is quick)."""
+    d_cells, d_actions = default_resolution(system.n, system.m)
+    cells = d_cells if cells is None else cells
+    actions = d_actions if actions is None else actions
+    if system.n == 2:
+        return grid_kernel(system, cells=cells, actions=actions)
+    return exit_time_kernel(system, cells=cells, actions_per_axis=actions, progress=progress)

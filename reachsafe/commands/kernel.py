@@ -25,8 +25,6 @@ from ..setfile import atomic_write_text
 from ..systems import get_system
 from ._common import check_output_path
 
-DEFAULT_CELLS = {3: 80, 4: 26, 5: 14, 6: 9}  # about 500,000 cells
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("system", help="a built-in system or a model file of your own (.py), 2 to 6 states")
@@ -44,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
     n = system.n
     if not 2 <= n <= 6:
         raise UserError(f"kernel estimates are for 2 to 6 states; {system.name} has {n}")
-    cells = args.cells if args.cells is not None else (400 if n == 2 else DEFAULT_CELLS[n])
-    actions = args.actions if args.actions is not None else (81 if n == 2 else (9 if system.m == 1 else 5))
+    from verification.kernel import default_resolution, estimate_kernel  # lazy: verification off the CLI start-up path
+
+    d_cells, d_actions = default_resolution(n, system.m)
+    cells = args.cells if args.cells is not None else d_cells
+    actions = args.actions if args.actions is not None else d_actions
     if cells < 4 or actions < 2:
         raise UserError("--cells must be >= 4 and --actions >= 2")
     if cells ** n > 20_000_000:
@@ -53,24 +54,17 @@ def run(args: argparse.Namespace) -> int:
                         f"{int(20_000_000 ** (1 / n))} per axis")
     if args.json:
         check_output_path(args.json, "--json")
-    from verification.kernel import exit_time_kernel, grid_kernel  # lazy: verification stays off the CLI start-up path
-
-    if n == 2:
-        k = grid_kernel(system, cells=cells, actions=actions)
-        method = "centre map"
-    else:
-        with progress_bar(desc="kernel", unit="trajectories", disable=args.quiet) as bar:
-            def report(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-            k = exit_time_kernel(system, cells=cells, actions_per_axis=actions, progress=report)
-        method = "exit-time"
+    with progress_bar(desc="kernel", unit="trajectories", disable=args.quiet or n == 2) as bar:
+        def report(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+        k = estimate_kernel(system, cells=cells, actions=actions, progress=report)
     grid = "x".join([str(cells)] * n)
     print(f"{system.name}: kernel volume {k.area:.6g} of {k.box_area:.6g} ({100 * k.fraction:.1f} % of X), "
-          f"{grid} cells, {k.actions} actions, {k.iterations} iterations ({method})")
+          f"{grid} cells, {k.actions} actions, {k.iterations} iterations ({k.method})")
     if args.json:
         atomic_write_text(args.json, json.dumps({"system": system.name, "area": k.area, "box_area": k.box_area,
                                                  "fraction": k.fraction, "cells": cells, "dims": n,
                                                  "actions": k.actions, "iterations": k.iterations,
-                                                 "method": method}, indent=1))
+                                                 "method": k.method}, indent=1))
     return 0

@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 
 from reachsafe.commands._common import check_output_path, format_table
-from reachsafe.commands.kernel import DEFAULT_CELLS
 from reachsafe.repository import repository_root
 from reachsafe.setfile import atomic_write_text
 from reachsafe.systems import available_systems, get_system
 
-from ..kernel import exit_time_kernel, grid_kernel
+from ..kernel import estimate_kernel
 
 __all__ = ["add_arguments", "run_bench", "default_systems"]
 
@@ -52,13 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _kernel_fraction(system) -> float | None:
     """Kernel estimate as a fraction of X (``reachsafe kernel`` defaults), or None above 4-D."""
-
-    if system.n == 2:
-        return grid_kernel(system).fraction
-    if system.n <= KERNEL_MAX_DIM:
-        return exit_time_kernel(system, cells=DEFAULT_CELLS[system.n],
-                                actions_per_axis=9 if system.m == 1 else 5).fraction
-    return None
+    return estimate_kernel(system).fraction if system.n <= KERNEL_MAX_DIM else None
 
 
 def run_bench(args: argparse.Namespace) -> int:
