@@ -12,7 +12,7 @@ from reachsafe import get_system, load_set
 from reachsafe.sets import HPolytope
 from verification.synthesis.invariant import SynthesisConfig, boundary_samples, shrink_to_invariant
 from verification.kernel import exit_time_kernel, grid_kernel
-from verification.synthesis.margins import normalize_rows, robust_margins
+from verification.synthesis.margins import normalize_rows, one_action_margins, robust_margins
 from verification.synthesis.plans import plan_for
 from verification.synthesis.scaling import ScaledSystem
 from verification.synthesis.templates import box_normals, closed_loop_normals, fan, template
@@ -44,6 +44,32 @@ def test_batched_margins_match_per_state_lp(name):
     ref = np.array([_margin_by_linprog(system, A, b, x) for x in X])
     np.testing.assert_allclose(s, ref, atol=1e-7)
     assert np.all(np.abs(a) <= 1 + 1e-9)
+
+
+@pytest.mark.parametrize("case", ["mixed", "all_up", "all_down", "flat", "capped"])
+def test_one_action_margins_match_an_lp_per_state(case):
+    """m = 1 closed form vs. HiGHS, one LP per state: max s s.t. g_i a + s <= r_i, |a| <= 1, s in [-1e6, cap]."""
+    rng = np.random.default_rng(len(case))
+    N, k = 60, 12
+    g = rng.normal(size=(N, k))
+    g[:, :2] = 0.0  # rows the action cannot move
+    g[:, 2] *= 1e-9  # nearly flat rows
+    r = rng.uniform(-0.5, 2.0, (N, k))
+    if case == "all_up":
+        g = -np.abs(g)
+    elif case == "all_down":
+        g = np.abs(g)
+    elif case == "flat":
+        g[:] = 0.0
+    cap = 0.05 if case == "capped" else 1.0
+    s, a = one_action_margins(g[..., None], r, cap)
+    for n in range(N):
+        res = linprog([0.0, -1.0], A_ub=np.c_[g[n], np.ones(k)], b_ub=r[n], bounds=[(-1, 1), (-1e6, cap)],
+                      method="highs")
+        assert s[n] == pytest.approx(res.x[1], abs=1e-9)
+    assert np.all(np.abs(a) <= 1.0)
+    achieved = np.minimum(cap, (r - g * a).min(axis=1))  # the returned action attains the margin
+    np.testing.assert_allclose(achieved, s, atol=1e-12)
 
 
 def test_published_pendulum_margin_matches_reference_figure(published_pendulum):
@@ -141,3 +167,18 @@ def test_plot_writes_png(tmp_path, published_pendulum):
     out = tmp_path / "p.png"
     assert main(["plot", str(published_pendulum), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_default_margin_fits_dimension_and_actuation():
+    """2-D systems get a 1e-4 cap, larger ones 1e-3; slow actuation lowers it further (normalised units)."""
+    from verification.synthesis.driver import MARGIN_CAP, MARGIN_CAP_2D, default_margin
+    from verification.synthesis.scaling import one_step_authority
+
+    pend = plan_for(get_system("pendulum"))[0]
+    assert default_margin(pend, 2) == MARGIN_CAP_2D == 1e-4
+    quad = plan_for(get_system("quadrotor"))[0]  # a 4-D part of a 6-D system
+    assert default_margin(quad, 6) == min(MARGIN_CAP, 0.05 * one_step_authority(quad.scaled).max())
+    assert MARGIN_CAP == 1e-3
+    mc = plan_for(get_system(str(ROOT / "examples" / "mountaincar.py")))[0]
+    auth = one_step_authority(mc.scaled).max()
+    assert default_margin(mc, 2) == pytest.approx(min(MARGIN_CAP_2D, 0.05 * auth))

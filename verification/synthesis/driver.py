@@ -50,6 +50,8 @@ from .templates import template
 __all__ = ["Outcome", "compute_certified_invariant", "default_margin", "LINEAR_MARGIN"]
 
 LINEAR_MARGIN = 1e-4  # room left by the linear-feedback route, normalised units
+MARGIN_CAP = 1e-3  # default shrinking margin (normalised units) of systems with three or more states
+MARGIN_CAP_2D = 1e-4  # ... and of 2-D systems (default_margin)
 SHRINK_MAX_DIM = 4  # template shrinking is tried on parts of at most this many coordinates (or without equilibrium)
 CERTIFY_SHARE = 0.5  # of the remaining budget one certification may use while a retry could still follow
 MIN_CERTIFY_S = 60.0  # the shortest certification slice worth starting
@@ -76,16 +78,20 @@ class _Candidate:
     info: dict
 
 
-def default_margin(part: PlanPart) -> float:
-    """Shrinking margin (normalised units): ``min(1e-3, 0.05 max_i authority_i)``.
+def default_margin(part: PlanPart, n_system: int | None = None) -> float:
+    """Shrinking margin (normalised units): ``min(cap, 0.05 max_i authority_i)``.
 
-    1e-3 of each half-range leaves the certifier room for rounding and cell enclosures;
-    where the action moves no coordinate by more than 2 % of its half-range per step (slow
+    ``cap`` is 1e-3 of each half-range, which leaves the certifier room for rounding and cell
+    enclosures in three or more dimensions; a 2-D system (``n_system == 2``) gets 1e-4, because
+    its certifier refines a plane, where a thinner margin costs a few more cells, and a thick
+    one costs coverage (MountainCar 88 % -> 95 % of its kernel estimate, Pendulum-v1 91 % -> 98 %).
+    Where the action moves no coordinate by more than 2 % of its half-range per step (slow
     actuation, e.g. a mountain car), the margin shrinks with it so that the action can
     still produce it.
     """
+    cap = MARGIN_CAP_2D if (n_system if n_system is not None else part.scaled.n) == 2 else MARGIN_CAP
     auth = one_step_authority(part.scaled)
-    return float(min(1e-3, 0.05 * auth.max())) if auth.max() > 0 else 1e-3
+    return float(min(cap, 0.05 * auth.max())) if auth.max() > 0 else cap
 
 
 class _Log:
@@ -174,7 +180,7 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
     plan = plan_for(system)
     if len(plan) > 1:
         log("split into " + " x ".join(p.describe() for p in plan) + " (coupling terms as bounded noise)")
-    margins = [margin if margin is not None else default_margin(p) for p in plan]
+    margins = [margin if margin is not None else default_margin(p, system.n) for p in plan]
     lin_margins = [LINEAR_MARGIN] * len(plan)
     counterexamples: list[np.ndarray] = []
     last = "no candidate"

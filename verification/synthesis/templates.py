@@ -7,8 +7,8 @@ trade off:
 
 * **pair fans** (:func:`fan`): for every pair ``(i, j)`` that the linearisation couples
   (``M_ij`` or ``M_ji`` non-zero), ``K`` normals strictly inside each quadrant of the
-  ``(z_i, z_j)`` plane, e.g. ``theta + alpha omega <= beta``, the braking corners of an
-  (angle, velocity) box;
+  ``(z_i, z_j)`` plane (default 48 in a 2-D part, 3 in 3-D, 2 above), e.g.
+  ``theta + alpha omega <= beta``, the braking corners of an (angle, velocity) box;
 * **closed-loop normals** (:func:`closed_loop_normals`): with an LQR gain at an operating
   point, ``M_cl = M + B K``; for a linear system the maximal admissible set of
   ``z+ = M_cl z`` is ``{d^T M_cl^t z <= beta}``, so ``(M_cl^T)^t d`` for the box normals and
@@ -29,6 +29,8 @@ import numpy as np
 import scipy.linalg as sla
 
 from .scaling import ScaledSystem
+
+FAN_PER_QUADRANT_2D = 48  # default fan normals per quadrant in a plane: a polygon hugs a curved kernel boundary
 
 __all__ = ["box_normals", "fan", "closed_loop_normals", "rotation_normals", "dedupe", "template",
            "coupled_pairs", "linearisation"]
@@ -160,7 +162,7 @@ def template(sys: ScaledSystem, operating: tuple[np.ndarray, np.ndarray], facets
     M, _ = linearisation(sys, z_e, a_e)
     pairs = coupled_pairs(M)
     if facets is None:
-        K = 8 if n <= 2 else 3 if n == 3 else 2
+        K = FAN_PER_QUADRANT_2D if n <= 2 else 3 if n == 3 else 2
     else:
         K = max(1, (facets - 2 * n) // max(1, 4 * len(pairs)))
     rng = np.random.default_rng(seed)
