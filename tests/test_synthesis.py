@@ -182,3 +182,12 @@ def test_default_margin_fits_dimension_and_actuation():
     mc = plan_for(get_system(str(ROOT / "examples" / "mountaincar.py")))[0]
     auth = one_step_authority(mc.scaled).max()
     assert default_margin(mc, 2) == pytest.approx(min(MARGIN_CAP_2D, 0.05 * auth))
+
+
+def test_dense_plane_fans_only_for_two_dimensional_systems():
+    """48 fan normals per quadrant when the whole system is 2-D; a 2-D part of a 6-D system keeps 8."""
+    parts = plan_for(get_system("quadrotor"))
+    plane = next(p for p in parts if p.scaled.n == 2)
+    _, whole = template(plane.scaled, plane.operating)
+    _, part = template(plane.scaled, plane.operating, system_dim=6)
+    assert whole["fan_per_quadrant"] == 48 and part["fan_per_quadrant"] == 8

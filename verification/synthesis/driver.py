@@ -114,9 +114,11 @@ def _mc_fraction(A: np.ndarray, b: np.ndarray, n: int, seed: int, samples: int =
 
 
 def _shrink(part: PlanPart, facets: int | None, margin: float, seed: int, deadline: float, log: _Log,
-            extra: np.ndarray | None, start: np.ndarray | None, normals: np.ndarray | None) -> _Candidate | str:
+            extra: np.ndarray | None, start: np.ndarray | None, normals: np.ndarray | None,
+            system_dim: int | None = None) -> _Candidate | str:
     """Template shrinking for one part: a candidate, or why there is none."""
-    A0, tinfo = template(part.scaled, part.operating, facets, seed) if normals is None else (normals, {})
+    A0, tinfo = (template(part.scaled, part.operating, facets, seed, system_dim) if normals is None
+                 else (normals, {}))
     cfg = SynthesisConfig(margin=margin, step=5e-4, seed=seed, max_iters=1_000_000)
     last = [time.monotonic()]
 
@@ -201,7 +203,7 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
             if part.scaled.n <= SHRINK_MAX_DIM or not cands:
                 sub = deadline if not cands else time.monotonic() + min(SHRINK_CAP_S,
                                                                          SHRINK_SHARE * (deadline - time.monotonic()))
-                sh = _shrink(part, facets, margins[k], seed, sub, log, extra_z, None, None)
+                sh = _shrink(part, facets, margins[k], seed, sub, log, extra_z, None, None, system.n)
                 if isinstance(sh, str):
                     why.append(f"template shrinking: {sh}")
                 else:

@@ -7,8 +7,8 @@ trade off:
 
 * **pair fans** (:func:`fan`): for every pair ``(i, j)`` that the linearisation couples
   (``M_ij`` or ``M_ji`` non-zero), ``K`` normals strictly inside each quadrant of the
-  ``(z_i, z_j)`` plane (default 48 in a 2-D part, 3 in 3-D, 2 above), e.g.
-  ``theta + alpha omega <= beta``, the braking corners of an (angle, velocity) box;
+  ``(z_i, z_j)`` plane (default 48 in a 2-D system, 8 in a 2-D part of a larger one, 3 in
+  3-D, 2 above), e.g. ``theta + alpha omega <= beta``, the braking corners of an (angle, velocity) box;
 * **closed-loop normals** (:func:`closed_loop_normals`): with an LQR gain at an operating
   point, ``M_cl = M + B K``; for a linear system the maximal admissible set of
   ``z+ = M_cl z`` is ``{d^T M_cl^t z <= beta}``, so ``(M_cl^T)^t d`` for the box normals and
@@ -150,11 +150,14 @@ def dedupe(A: np.ndarray, tol: float = 1e-6) -> np.ndarray:
 
 
 def template(sys: ScaledSystem, operating: tuple[np.ndarray, np.ndarray], facets: int | None = None,
-             seed: int = 0) -> tuple[np.ndarray, dict]:
+             seed: int = 0, system_dim: int | None = None) -> tuple[np.ndarray, dict]:
     """The template of a (part of a) system and a record of what went into it.
 
     :param operating: operating point ``(z_e, a_e)`` in normalised coordinates.
     :param facets: size hint; scales the number of fan normals per quadrant.
+    :param system_dim: states of the whole system (default: the part's).  A 2-D system gets
+        ``FAN_PER_QUADRANT_2D`` fan normals per quadrant; a 2-D part of a larger system 8, since
+        every facet of a factor is a facet of the product the certifier refines in n dimensions.
     :returns: (unit normals [k, n], provenance dict).
     """
     n = sys.n
@@ -162,7 +165,8 @@ def template(sys: ScaledSystem, operating: tuple[np.ndarray, np.ndarray], facets
     M, _ = linearisation(sys, z_e, a_e)
     pairs = coupled_pairs(M)
     if facets is None:
-        K = FAN_PER_QUADRANT_2D if n <= 2 else 3 if n == 3 else 2
+        dense = (system_dim if system_dim is not None else n) <= 2
+        K = (FAN_PER_QUADRANT_2D if dense else 8) if n <= 2 else 3 if n == 3 else 2
     else:
         K = max(1, (facets - 2 * n) // max(1, 4 * len(pairs)))
     rng = np.random.default_rng(seed)
