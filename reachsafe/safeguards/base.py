@@ -381,6 +381,7 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         self._ws: dict[str, Tensor] = {}
         self._ws_key: tuple | None = None
         self._consts: dict[tuple, Tensor] = {}
+        self._cast_cache: dict[tuple, tuple[Tensor, Tensor]] = {}
         self._arena = Arena()  # scratch buffers of the structure passes
         self.last_info: SafeguardInfo | None = None
         self._warned_empty = False
@@ -511,7 +512,24 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
 
     # ---------------------------------------------------------------- internals
     def _cast(self, t: Tensor, like: Tensor) -> Tensor:
-        return t.to(dtype=like.dtype, device=like.device)
+        """The constant ``t`` (a buffer) in the dtype and on the device of ``like``.
+
+        Conversions are cached per buffer, dtype and device (the cache entry holds the source tensor
+        and is used only while the buffer is that very tensor, e.g. not after ``.to(device)``); a buffer
+        that already matches is returned as is.  Either way no ``aten::to`` dispatch per call.
+        """
+        if t.dtype == like.dtype and t.device == like.device:
+            return t
+        key = (id(t), like.dtype, like.device)
+        hit = self._cast_cache.get(key)
+        if hit is not None and hit[0] is t:
+            return hit[1]
+        out = t.to(dtype=like.dtype, device=like.device)
+        if not t.requires_grad:
+            if len(self._cast_cache) > 256:
+                self._cast_cache.clear()
+            self._cast_cache[key] = (t, out)
+        return out
 
     def _chunk_size(self) -> int:
         # float64 rows of all facets, plus ~8 tensors of the O(M^2) step (M: typical working-set size)
