@@ -603,7 +603,8 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
             pos = pos.cumsum_(-1)
             K = int(pos[:, -1].max()) if B else 0
             idx = torch.searchsorted(pos, self._slots(B, K, pos.dtype, xd.device)).clamp_max_(k)
-            Gk = torch.stack([col.gather(1, idx) if col.dim() == 2 else col[idx] for col in cols], -1)
+            # (a constant column is gathered from a batch view: advanced indexing col[idx] costs several gathers)
+            Gk = torch.stack([(col if col.dim() == 2 else col.expand(B, -1)).gather(1, idx) for col in cols], -1)
             rhs_k = rhs.gather(1, idx)
             bG, bh = box_rows(self._cast(self.a_lo, xd), self._cast(self.a_hi, xd), B, tol.tighten)
             G, h = torch.cat([Gk, bG], 1), torch.cat([rhs_k - tol.tighten, bh], 1)
