@@ -183,26 +183,38 @@ class Chunk:
             dL/dB = A_loc^T dL/dG_k,    dL/dc = -A_loc^T dL/dh_k,
             dL/dE = -A_loc^T (dL/dh_k (sign(A_k E) w_r + w_c)^T)      (state-dependent noise only)
 
-        returned flattened like :meth:`~reachsafe.systems.CompiledSystem.affine_flat`.
+        returned flattened like :meth:`~reachsafe.systems.CompiledSystem.affine_flat`
+        (:meth:`_vjp_rows`).
         """
         B, K = self.idx.shape
-        n, m = self.Bx.shape[1], self.Bx.shape[2]
-        p = self.E.shape[-1]
+        n = self.Bx.shape[1]
         if K == 0:
-            return gh.new_zeros(B, n + n * m + n * p)
+            return gh.new_zeros(B, self.cBE.shape[-1])
         Ap = self.guard._cast(self.guard.Ap, gh)
         A_loc = torch.index_select(Ap, 0, self.idx.reshape(-1),
                                    out=self.guard._arena.get("A_loc", (B * K, n), Ap.dtype, Ap.device)).view(B, K, n)
-        AT = A_loc.transpose(1, 2)
-        ghk = gh[:, :K]
-        parts = [-(AT @ ghk.unsqueeze(-1)).squeeze(-1), (AT @ gG[:, :K]).reshape(B, -1)]
+        return self._vjp_rows(A_loc, gG[:, :K], gh[:, :K])
+
+    def rows_vjp(self, loc: Tensor, gG: Tensor, gh: Tensor) -> Tensor:
+        """``dL/dcBE`` from the gradients ``gG [B, q, m]``, ``gh [B, q]`` of the local rows ``loc [B, q]`` (all
+        valid indices; any number of them, repeats add up): :meth:`local_vjp` restricted to these rows, without
+        the ``[B, K + 2m, m]`` scatter (the box rows and the padding have zero rows of ``A``)."""
+        return self._vjp_rows(self.A_rows(loc), gG, gh)
+
+    def _vjp_rows(self, Aq: Tensor, gG: Tensor, gh: Tensor) -> Tensor:
+        """``[dL/dc, dL/dB, dL/dE]`` flattened, ``[B, n + n m + n p]``, from rows ``Aq [B, q, n]`` of ``A`` and the
+        gradients ``gG [B, q, m]``, ``gh [B, q]`` of ``G_q = A_q B(x)``, ``h_q = b_q - A_q c(x) - h_W(x)_q``
+        (formulas of :meth:`local_vjp`; one batched product ``A_q^T [dL/dh_q, dL/dG_q]``, ``[n, q] @ [q, 1 + m]``)."""
+        B, q, n = Aq.shape
+        m, p = gG.shape[-1], self.E.shape[-1]
+        AT = Aq.transpose(1, 2)
         if self.guard._const_noise:
-            parts.append(gh.new_zeros(B, n * p))
-        else:
-            w_r, w_c = self.guard._cast(self.guard.w_r, gh), self.guard._cast(self.guard.w_c, gh)
-            dh = torch.sign(A_loc @ self.E.detach()) * w_r + w_c  # d h_W(x)_k / d (A_k E), [B, K, p]
-            parts.append(-(AT @ (ghk.unsqueeze(-1) * dh)).reshape(B, -1))
-        return torch.cat(parts, -1)
+            o = AT @ torch.cat([gh.unsqueeze(-1), gG], -1)  # [B, n, 1 + m]
+            return torch.cat([-o[..., 0], o[..., 1:].reshape(B, n * m), gh.new_zeros(B, n * p)], -1)
+        w_r, w_c = self.guard._cast(self.guard.w_r, gh), self.guard._cast(self.guard.w_c, gh)
+        dh = torch.sign(Aq @ self.E.detach()) * w_r + w_c  # d h_W(x)_q / d (A_q E), [B, q, p]
+        o = AT @ torch.cat([gh.unsqueeze(-1), gG, gh.unsqueeze(-1) * dh], -1)  # [B, n, 1 + m + p]
+        return torch.cat([-o[..., 0], o[..., 1:1 + m].reshape(B, n * m), -o[..., 1 + m:].reshape(B, n * p)], -1)
 
     def A_rows(self, loc: Tensor) -> Tensor:
         """Rows of the set's ``A`` behind local rows ``loc [B, q]`` of all states (zero for the box and padding)."""
@@ -316,7 +328,7 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
     AB0: Tensor
     bhp: Tensor
     neg_bp: Tensor
-    depth0: Tensor
+    top0: Tensor
     a_mid: Tensor
     a_rad: Tensor
 
@@ -369,6 +381,7 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         self._ws: dict[str, Tensor] = {}
         self._ws_key: tuple | None = None
         self._consts: dict[tuple, Tensor] = {}
+        self._cast_cache: dict[tuple, tuple[Tensor, Tensor]] = {}
         self._arena = Arena()  # scratch buffers of the structure passes
         self.last_info: SafeguardInfo | None = None
         self._warned_empty = False
@@ -401,9 +414,16 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         AB0 = Ap @ B0  # [k + 1, m]
         self.register_buffer("Ap", torch.tensor(Ap, dtype=f64), persistent=False)
         self.register_buffer("AB0", torch.tensor(AB0, dtype=f64), persistent=False)
+        # column j's state-dependent rows of B(x) as one strided slice r0:r1 (a view, no gather); rows of the
+        # slice whose entry is constant get a zero row of A_var (their value is in A B_0: adding 0 B_0 is exact)
+        self._var_span: list[tuple[int, int]] = []
         for j, rows in enumerate(self._var_rows):
-            self.register_buffer(f"A_var{j}", torch.tensor(Ap[:, rows].T.copy(), dtype=f64), persistent=False)
-            self.register_buffer(f"B_rows{j}", torch.tensor(rows, dtype=torch.long), persistent=False)
+            r0, r1 = (min(rows), max(rows) + 1) if rows else (0, 0)
+            A_var = np.zeros((r1 - r0, k + 1))
+            for i in rows:
+                A_var[i - r0] = Ap[:, i]
+            self._var_span.append((r0, r1))
+            self.register_buffer(f"A_var{j}", torch.tensor(A_var, dtype=f64), persistent=False)
         lo, hi = self.system.action_lo, self.system.action_hi
         mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
         self._box_symmetric = bool(np.all(mid == 0))
@@ -413,7 +433,7 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         top0 = sum((np.abs(AB0[:k, j]) * rad[j] + AB0[:k, j] * mid[j] for j in const_cols), np.zeros(k))
         self.register_buffer("bhp", torch.tensor(np.r_[bh, _BIG], dtype=f64), persistent=False)
         self.register_buffer("neg_bp", torch.tensor(-np.r_[b, _BIG], dtype=f64), persistent=False)
-        self.register_buffer("depth0", torch.tensor(np.r_[top0 - bh, -_BIG], dtype=f64), persistent=False)
+        self.register_buffer("top0", torch.tensor(np.r_[top0, 0.0], dtype=f64), persistent=False)
         self.register_buffer("a_mid", torch.tensor(mid, dtype=f64), persistent=False)
         self.register_buffer("a_rad", torch.tensor(rad, dtype=f64), persistent=False)
 
@@ -492,7 +512,24 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
 
     # ---------------------------------------------------------------- internals
     def _cast(self, t: Tensor, like: Tensor) -> Tensor:
-        return t.to(dtype=like.dtype, device=like.device)
+        """The constant ``t`` (a buffer) in the dtype and on the device of ``like``.
+
+        Conversions are cached per buffer, dtype and device (the cache entry holds the source tensor
+        and is used only while the buffer is that very tensor, e.g. not after ``.to(device)``); a buffer
+        that already matches is returned as is.  Either way no ``aten::to`` dispatch per call.
+        """
+        if t.dtype == like.dtype and t.device == like.device:
+            return t
+        key = (id(t), like.dtype, like.device)
+        hit = self._cast_cache.get(key)
+        if hit is not None and hit[0] is t:
+            return hit[1]
+        out = t.to(dtype=like.dtype, device=like.device)
+        if not t.requires_grad:
+            if len(self._cast_cache) > 256:
+                self._cast_cache.clear()
+            self._cast_cache[key] = (t, out)
+        return out
 
     def _chunk_size(self) -> int:
         # float64 rows of all facets, plus ~8 tensors of the O(M^2) step (M: typical working-set size)
@@ -533,7 +570,7 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         1e-10)``, so they are neither needed by the maps nor re-checked by the safety net (the float64
         rounding of ``depth``, ~1e-14 relative, is far below 1e-10).  The others (K per state at most,
         none in the interior of a typical set) become the local rows ``G, h``, compacted per state by
-        a prefix sum (no sort).
+        a prefix sum and a binary search per slot (no sort, no scatter).
         """
         tol = self.tolerances(dtype)
         tol64 = dataclasses.replace(tolerances(torch.float64), tighten=tol.tighten)
@@ -557,17 +594,18 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
                     f"(largest distance {float(dist_out.max()):.3g} > outside_tol={self.outside_tol:g}); the "
                     "safeguard is only defined on the set: reset such states, or pass outside='fallback'"
                 )
-            cols, Ac, depth = self._facet_pass(cd, Bd, E.detach(), ws)
+            cols, rhs, depth = self._facet_pass(cd, Bd, E.detach(), ws)
             theta = min(-tol.tighten, -self.margin - 1e-10)
-            sel = torch.gt(depth, theta, out=ws["sel"]) if ws else depth > theta
-            # slot of each selected facet: its rank among the state's selected facets (1, 2, ...), 0 for the
-            # others, which all land in the discarded slot 0
-            slot = torch.cumsum(sel, -1, out=ws["pos"]) if ws else sel.long().cumsum(-1)
-            K = int(slot[:, -1].max()) if B else 0
-            slots = torch.full((B, K + 1), k, dtype=torch.long, device=xd.device)
-            idx = slots.scatter_(1, slot.mul_(sel), self._arange(k + 1, xd.device).expand(B, k + 1))[:, 1:]
-            Gk = torch.stack([col.gather(1, idx) if col.dim() == 2 else col[idx] for col in cols], -1)
-            rhs_k = self._cast(self.bhp, xd)[idx] - Ac.gather(1, idx)  # Ac holds A c(x) + h_W(x) for state noise
+            # pos[:, i]: how many of facets 0..i are selected (float64 counts, exact; no bool-to-long copy); the s-th
+            # selected facet of a state is the first i with pos[:, i] >= s (a binary search per slot: no scatter, no
+            # sort); missing slots get k (padding)
+            pos = torch.gt(depth, theta, out=ws["pos"]) if ws else (depth > theta).to(depth.dtype)
+            pos = pos.cumsum_(-1)
+            K = int(pos[:, -1].max()) if B else 0
+            idx = torch.searchsorted(pos, self._slots(B, K, pos.dtype, xd.device)).clamp_max_(k)
+            # (a constant column is gathered from a batch view: advanced indexing col[idx] costs several gathers)
+            Gk = torch.stack([(col if col.dim() == 2 else col.expand(B, -1)).gather(1, idx) for col in cols], -1)
+            rhs_k = rhs.gather(1, idx)
             bG, bh = box_rows(self._cast(self.a_lo, xd), self._cast(self.a_hi, xd), B, tol.tighten)
             G, h = torch.cat([Gk, bG], 1), torch.cat([rhs_k - tol.tighten, bh], 1)
         return Chunk(cBE=cBE, c=c, Bx=Bx, E=E, idx=idx, G=G, h=h, rhs=rhs_k, tol=tol, tol64=tol64, outside=outside,
@@ -587,55 +625,61 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         if self._ws_key != key:
             f64 = torch.float64
             kp = k + 1
-            self._ws = {name: torch.empty(B, kp, dtype=f64, device=device) for name in ("xA", "Ac", "depth", "tmp")}
-            self._ws["sel"] = torch.empty(B, kp, dtype=torch.bool, device=device)
-            self._ws["pos"] = torch.empty(B, kp, dtype=torch.long, device=device)
+            self._ws = {name: torch.empty(B, kp, dtype=f64, device=device) for name in ("xA", "rhs", "depth", "tmp")}
+            self._ws["pos"] = torch.empty(B, kp, dtype=f64, device=device)
             for j, rows in enumerate(self._var_rows):
                 if rows:
                     self._ws[f"col{j}"] = torch.empty(B, kp, dtype=f64, device=device)
             self._ws_key = key
         return self._ws
 
-    def _arange(self, n: int, device: torch.device) -> Tensor:
-        key = ("arange", n, device)
+    def _slots(self, B: int, K: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """``[B, K]``, row ``[1, 2, ..., K]`` in every state (contiguous: :func:`torch.searchsorted` values)."""
+        key = ("slots", B, K, dtype, device)
         if key not in self._consts:
-            self._consts[key] = torch.arange(n, device=device)
+            if len(self._consts) > 64:
+                self._consts.clear()
+            self._consts[key] = torch.arange(1, K + 1, dtype=dtype, device=device).expand(B, K).contiguous()
         return self._consts[key]
 
     @torch.no_grad()
     def _facet_pass(self, c: Tensor, Bx: Tensor, E: Tensor,
                     ws: dict[str, Tensor] | None = None) -> tuple[list[Tensor], Tensor, Tensor]:
-        """``(cols, Ac, depth)`` for the k facets and the padding facet (:meth:`_prepare`), float64, no gradient.
+        """``(cols, rhs, depth)`` for the k facets and the padding facet (:meth:`_prepare`), float64, no gradient.
 
         ``cols[j]``: column j of ``A B(x)``, ``[B, k + 1]`` (or ``[k + 1]`` when it does not depend on the
-        state); ``Ac = A c(x)`` (plus ``h_W(x)`` for state-dependent noise) ``[B, k + 1]``, so that the
-        right-hand sides are ``rhs = bh - Ac`` (``bh = b - h_W`` or ``b``); ``depth = max_U (A B(x)) a - rhs``
-        ``[B, k + 1]``.  With ``ws`` (:meth:`_workspace`) the results live in its buffers (valid until
-        the next call).
+        state); ``rhs = b - A c(x) - h_W(x)`` ``[B, k + 1]`` (``+_BIG`` for the padding facet);
+        ``depth = max_U (A B(x)) a - rhs = top0 + sum_j (|col_j| rad_j + col_j mid_j) - rhs`` ``[B, k + 1]``
+        (``top0``: the constant columns' part; the sum over the state-dependent columns).  With ``ws``
+        (:meth:`_workspace`) the results live in its buffers (valid until the next call).
         """
         ws = ws or {}
         Ap = self._cast(self.Ap, c)
-        Ac = torch.mm(c, Ap.T, out=ws["Ac"]) if ws else c @ Ap.T
-        if not self._const_noise:
+        if self._const_noise:  # rhs = (b - h_W) - A c(x): one product
+            bhp = self._cast(self.bhp, c)
+            rhs = torch.addmm(bhp, c, Ap.T, alpha=-1.0, out=ws["rhs"]) if ws else torch.addmm(bhp, c, Ap.T, alpha=-1.0)
+        else:
             p, n = E.shape[-1], Ap.shape[1]
             AE = (E.transpose(1, 2).reshape(-1, n) @ Ap.T).view(E.shape[0], p, -1).transpose(1, 2)
-            Ac = Ac + rowdot(AE.abs(), self._cast(self.w_r, c)) + rowdot(AE, self._cast(self.w_c, c))
-        depth0 = self._cast(self.depth0, c)
-        depth = torch.add(Ac, depth0, out=ws["depth"]) if ws else Ac + depth0
+            Ac = c @ Ap.T + rowdot(AE.abs(), self._cast(self.w_r, c)) + rowdot(AE, self._cast(self.w_c, c))
+            rhs = self._cast(self.bhp, c) - Ac
+        top0 = self._cast(self.top0, c)
+        depth = torch.sub(top0, rhs, out=ws["depth"]) if ws else top0 - rhs
         cols: list[Tensor] = []
         AB0 = self._cast(self.AB0, c)
         for j, rows in enumerate(self._var_rows):
             if not rows:
                 cols.append(AB0[:, j])
                 continue
-            Bv, Av = Bx[:, getattr(self, f"B_rows{j}").to(c.device), j], self._cast(getattr(self, f"A_var{j}"), c)
+            r0, r1 = self._var_span[j]
+            Bv, Av = Bx[:, r0:r1, j], self._cast(getattr(self, f"A_var{j}"), c)
             col = torch.addmm(AB0[:, j], Bv, Av, out=ws[f"col{j}"]) if ws else torch.addmm(AB0[:, j], Bv, Av)
             cols.append(col)
             term = torch.abs(col, out=ws["tmp"]) if ws else col.abs()
             depth.add_(term, alpha=float(self.a_rad[j]))
             if not self._box_symmetric:
                 depth.add_(col, alpha=float(self.a_mid[j]))
-        return cols, Ac, depth
+        return cols, rhs, depth
 
     def _forward_chunk(self, states: Tensor, actions: Tensor) -> tuple[Tensor, SafeguardInfo]:
         """Steps 1-4 of the module docstring on one chunk: prepare, map, safety net (or, for a kind
@@ -692,10 +736,10 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
                                     "x+ in P for all noise); use a certified set, or pass empty='fallback'")
                 e = f[empty]
                 ce = ch.c.detach()[e]
-                cols, Ac, _ = self._facet_pass(ce, ch.Bx.detach()[e], ch.E.detach()[e])
+                cols, rhs_e, _ = self._facet_pass(ce, ch.Bx.detach()[e], ch.E.detach()[e])
                 k = self.n_facets
                 AB = torch.stack([col[:, :k] if col.dim() == 2 else col[:k].expand(len(e), -1) for col in cols], -1)
-                rhs = self._cast(self.bhp, ce)[:k] - Ac[:, :k]
+                rhs = rhs_e[:, :k]
                 ABe, rhse = relevant_rows(AB, rhs, lo64, hi64, -ch.tol64.tighten)
                 a_mm, _ = minmax_action(ABe, rhse, lo64, hi64, ch.tol64)
                 cand[empty] = a_mm.to(out.dtype).to(torch.float64)

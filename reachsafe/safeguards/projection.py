@@ -186,8 +186,8 @@ class ProjectionTail(torch.autograd.Function):
 class StateProjectionTail(torch.autograd.Function):
     """:class:`ProjectionTail` for a safeguard, differentiable in ``a`` and ``cBE`` (the model's
     :meth:`~reachsafe.systems.CompiledSystem.affine_flat`): the active rows are ``N = A_q B(x)``,
-    ``h_N = b_q - A_q c(x) - h_W(x)_q``, and :meth:`~reachsafe.safeguards.base.Chunk.local_vjp` maps ``dL/dN,
-    dL/dh_N`` (accumulated on the local rows) to ``dL/dcBE``: one autograd node for the
+    ``h_N = b_q - A_q c(x) - h_W(x)_q``, and :meth:`~reachsafe.safeguards.base.Chunk.rows_vjp` maps ``dL/dN,
+    dL/dh_N`` of these rows to ``dL/dcBE``: one autograd node for the
     whole map.  Inputs ``a [B, m]``, ``cBE``, then without gradient ``z, lam, idx, ok`` as in
     :class:`ProjectionTail` (``idx [B, q]`` the active local rows, -1 empty), the active rows' values
     ``N [B, q, m]`` and the chunk (:class:`~reachsafe.safeguards.base.Chunk`).
@@ -210,11 +210,7 @@ class StateProjectionTail(torch.autograd.Function):
         Pv, gN, gh = _vjp(N, valid, lam, z, v)
         gcBE = None
         if ctx.needs_input_grad[1]:
-            ch = ctx.chunk
-            B, M, m = ch.G.shape
-            loc = idx.clamp_min(0)  # empty slots carry zero gradients
-            gG = gN.new_zeros(B, M, m).scatter_add_(1, loc.unsqueeze(-1).expand(*loc.shape, m), gN)
-            gcBE = ch.local_vjp(gG, gh.new_zeros(B, M).scatter_add_(1, loc, gh))
+            gcBE = ctx.chunk.rows_vjp(idx.clamp_min(0), gN, gh)  # empty slots carry zero gradients
         return Pv.to(ctx.a_dtype), gcBE, None, None, None, None, None, None
 
 

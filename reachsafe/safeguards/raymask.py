@@ -113,7 +113,7 @@ def _polygon_centroid(G: Tensor, h: Tensor, rows_at: RowsAt, tol: Tolerances, bo
         e0 = edge.to(torch.int8).argmax(-1, keepdim=True)
         i = torch.arange(M, device=G.device).expand(b, M)
         I = torch.where(edge, i, e0)
-        J = torch.where(edge.repeat(1, 2), torch.cat([j_lo, j_hi], 1), j_lo.gather(1, e0))
+        J = torch.where(torch.cat([edge, edge], 1), torch.cat([j_lo, j_hi], 1), j_lo.gather(1, e0))
         w = edge.to(G.dtype)
     Gq, hq = rows_at(torch.cat([I, J], 1), f)
     c = _Centroid.apply(Gq[:, :M], hq[:, :M], Gq[:, M:], hq[:, M:], w, tol.geom)
