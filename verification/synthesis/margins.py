@@ -52,7 +52,7 @@ def robust_margins(system, A: np.ndarray, b: np.ndarray, X: np.ndarray, cap: flo
     return np.concatenate(s_all), np.concatenate(a_all)
 
 
-_FLOOR = -1e6  # lower bound of s, as in the LP
+_FLOOR = -1e6  # lower bound of s: the LP's bound and the closed form's clip
 
 
 def one_action_margins(G: np.ndarray, r: np.ndarray, cap: float, bisections: int = 60) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +63,7 @@ def one_action_margins(G: np.ndarray, r: np.ndarray, cap: float, bisections: int
     (increasing), so ``phi`` is concave and ``min(U, L)`` is largest where ``U - L`` changes
     sign: at ``a = -1`` if ``U(-1) <= L(-1)``, at ``a = 1`` if ``U(1) >= L(1)``, else at the
     crossing, which bisection brackets and the crossing of the two lines active there fixes.
-    Vectorised over the N states; ``s`` is clipped to ``[-1e6, cap]`` like the LP's bounds.
+    Vectorised over the N states; ``s`` is clipped to ``[_FLOOR, cap]``, the LP's bounds.
 
     :param G: ``[N, k, 1]`` rows (unit-norm facets, normalised action).
     :param r: ``[N, k]`` right-hand sides.
@@ -110,7 +110,7 @@ def _margins_chunk(system, A, b, X, cap):
     G, r = safe_action_rows(A, b, c, B, E, system.noise_lo, system.noise_hi)  # [N, k, m], [N, k]
     if G.shape[-1] == 1:
         return one_action_margins(G, r, cap)
-    lp = margin_lp(G, r, None, (-1e6, cap))
+    lp = margin_lp(G, r, None, (_FLOOR, cap))
     if lp.status != 0 or lp.s is None or lp.a is None:
         raise RuntimeError(f"robust_margins: LP failed ({lp.message})")
     return lp.s, lp.a
