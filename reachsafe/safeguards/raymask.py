@@ -51,8 +51,7 @@ from torch import Tensor
 from .actionset import _BIG, Tolerances, tolerances
 from .base import Chunk, Safeguard
 from .centre import analytic_centre, differentiable_centre, row_weights
-from .polygon import edge_rows
-from .raytail import RowsRayTail, StateRayTail, _centroid, _centroid_vjp, ray_plan
+from .raytail import RowsRayTail, StateRayTail, _centre_rows, _centroid, _centroid_vjp, ray_plan
 
 __all__ = ["RayMaskSafeguard", "TanhRayMaskSafeguard", "ray_mask", "safe_centre"]
 
@@ -73,51 +72,41 @@ def _gather(G: Tensor, h: Tensor) -> RowsAt:
 def _centre(G: Tensor, h: Tensor, rows_at: RowsAt, tol: Tolerances, box_last: bool = False) -> Tensor:
     """The centre ``[B, m]`` of ``{a : G a <= h}`` (module docstring); structure from the float64 ``G, h``,
     values from ``rows_at``.  NaN where an analytic centre (m >= 3) does not exist.  ``box_last``: the
-    last 2m rows are the box (always so for m >= 3; for m = 2 it enables a shortcut)."""
+    last 2m rows are the box (always so for m >= 3; for m = 2 it enables a shortcut).
+
+    m <= 2: the rows that fix the centre are those of the safeguard's ray tail
+    (:func:`reachsafe.safeguards.raytail._centre_rows`), only their values come from ``rows_at``."""
     B, M, m = G.shape
-    if m == 1:
-        g = G[..., 0]
-        ratio = h / (g + (g == 0).to(g.dtype))  # up to _BIG / 1 for padding rows: masked by far larger values
-        i_hi = (ratio + 1e300 * (g <= tol.parallel).to(g.dtype)).argmin(-1)
-        i_lo = (ratio - 1e300 * (g >= -tol.parallel).to(g.dtype)).argmax(-1)
-        Gq, hq = rows_at(torch.stack([i_lo, i_hi], -1))
-        return 0.5 * (hq[:, :1] / Gq[:, :1, 0] + hq[:, 1:] / Gq[:, 1:, 0])
-    if m == 2:
-        return _polygon_centroid(G, h, rows_at, tol, box_last)
+    if m <= 2:
+        with torch.no_grad():
+            f, rows, w, _, _ = _centre_rows(G, h, tol, box_last)
+        if m == 1:  # the midpoint of [lo, hi]: rows of the lower and upper bound
+            Gq, hq = rows_at(rows)
+            return 0.5 * (hq[:, :1] / Gq[:, :1, 0] + hq[:, 1:] / Gq[:, 1:, 0])
+        return _polygon_centroid(h, rows_at, f, rows, w, tol)
     return _analytic(rows_at(torch.arange(M, device=G.device).expand(B, M)), G, h)
 
 
-def _polygon_centroid(G: Tensor, h: Tensor, rows_at: RowsAt, tol: Tolerances, box_last: bool = False) -> Tensor:
-    """Area centroid of the polygon ``{a : G a <= h}`` from its edges (module docstring), ``[B, 2]``.
+def _polygon_centroid(h: Tensor, rows_at: RowsAt, f: Tensor | None, rows: Tensor, w: Tensor | None,
+                      tol: Tolerances) -> Tensor:
+    """Area centroid ``[B, 2]`` of the polygon ``{a : G a <= h}`` from its edges (module docstring).
 
-    ``box_last``: the last four rows are the box ``[I; -I]``; states whose other rows are all zero
-    (padding) have the box as their polygon and get its centre without the edge formula.
+    ``f, rows, w``: the states with a polygon other than the box, each slot's edge row and the rows that
+    end the edges ``[b, 3M]``, and the edge weights (:func:`~reachsafe.safeguards.raytail._centre_rows`).
+    ``f`` is given only when the last four rows are the box ``[I; -I]`` (``box_last``): the other states
+    (their remaining rows are all padding) have the box as their polygon and get its centre without the
+    edge formula.
     """
-    B, M, _ = G.shape
-    with torch.no_grad():
-        f = None
-        if box_last:
-            K = M - 4
-            hb = h[:, K:]
-            box_centre = 0.5 * (hb[:, :2] - hb[:, 2:])
-            if K == 0:
-                return box_centre
-            has = (G[:, :K, 0].abs() + G[:, :K, 1].abs()).amax(-1) > 0
-            f = has.nonzero().squeeze(-1)
-            if f.numel() == 0:
-                return box_centre
-            G, h = G[f], h[f]
-        edge, j_lo, j_hi, _ = edge_rows(G, h, tol)
-        b = G.shape[0]
-        # slots that are not edges repeat the first edge's start vertex (finite, weight 0)
-        e0 = edge.to(torch.int8).argmax(-1, keepdim=True)
-        i = torch.arange(M, device=G.device).expand(b, M)
-        I = torch.where(edge, i, e0)
-        J = torch.where(torch.cat([edge, edge], 1), torch.cat([j_lo, j_hi], 1), j_lo.gather(1, e0))
-        w = edge.to(G.dtype)
-    Gq, hq = rows_at(torch.cat([I, J], 1), f)
-    c = _Centroid.apply(Gq[:, :M], hq[:, :M], Gq[:, M:], hq[:, M:], w, tol.geom)
-    return c if f is None else box_centre.index_put((f,), c)
+    M = rows.shape[1] // 3
+
+    def centroid(sub: Tensor | None) -> Tensor:
+        Gq, hq = rows_at(rows, sub)
+        return _Centroid.apply(Gq[:, :M], hq[:, :M], Gq[:, M:], hq[:, M:], w, tol.geom)
+
+    if f is None:
+        return centroid(None)
+    box_centre = 0.5 * (h[:, -4:-2] - h[:, -2:]).detach()  # the box rows are constants: no gradient
+    return box_centre if f.numel() == 0 else box_centre.index_put((f,), centroid(f))
 
 
 class _Centroid(torch.autograd.Function):
