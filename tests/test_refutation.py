@@ -16,7 +16,9 @@ import pytest
 from reachsafe.setfile import SetFile, load_set
 from reachsafe.systems import get_system
 from verification.certification.certifier import certify
-from verification.certification.per_state import prove_no_safe_action
+from verification.certification import cell_loop
+from verification.certification.cells import cell_center
+from verification.certification.per_state import prove_no_safe_action, safe_action_lp
 from verification.certification.intervals import CertModel
 
 from .conftest import DATA
@@ -62,3 +64,45 @@ def test_a_quadrotor_mutant_is_refuted(tmp_path):
 @pytest.mark.parametrize("name", ["weak_thrust", "weak_roll"])
 def test_more_quadrotor_mutants_are_refuted(tmp_path, name):
     _refute(tmp_path, name)
+
+
+def _pendulum_with_a_sliver():
+    """``data/pendulum.json`` with one facet pushed out until a thin sliver has no safe action.
+
+    Returns (system, A, b, a state of the sliver); None if no facet gives one.
+    """
+    sf = load_set(DATA / "pendulum.json")
+    system = get_system("pendulum")
+    A0, b0 = np.asarray(sf.A), np.asarray(sf.b)
+    lo, hi = np.asarray(system.constraint_lo, float), np.asarray(system.constraint_hi, float)
+    X = np.random.default_rng(0).uniform(lo, hi, size=(40_000, 2))
+    for i in range(len(b0)):
+        b = b0.copy()
+        b[i] += 0.05 * np.linalg.norm(A0[i])
+        inside = X[np.all(X @ A0.T <= b, axis=1)]
+        for x in inside[np.argsort(-(inside @ A0[i]))[:200]]:
+            c, B, E = system.affine(x)
+            if safe_action_lp(A0, b, c, B, E, system.noise_lo, system.noise_hi).slack < 0:
+                return system, A0, b, x
+    return None
+
+
+def test_a_cell_whose_centre_is_safe_still_finds_the_sliver_without_safe_actions():
+    """The small-cell point test descends from the centre (per-state LP value), so cells
+    around a thin unsafe sliver end in a Farkas-proven counterexample instead of splitting forever."""
+    found = _pendulum_with_a_sliver()
+    assert found is not None
+    system, A, b, x_bad = found
+    model = CertModel(system.definition)
+    lo0, hi0 = np.asarray(system.constraint_lo, float), np.asarray(system.constraint_hi, float)
+    cell_loop._setup(model, system, A, b, hi0 - lo0, True, cell_center(A, b, lo0, hi0))
+    half = 0.1 * (hi0 - lo0)
+    cell = cell_loop.Cell(x_bad - half, x_bad + half)
+    centre = cell_center(A, b, cell.lo, cell.hi)
+    c, B, E = system.affine(centre)
+    assert safe_action_lp(A, b, c, B, E, system.noise_lo, system.noise_hi).slack > 0  # the centre alone misses it
+    assert prove_no_safe_action(model, system, A, b, centre) is None
+    ce = cell_loop._point_test(cell)
+    assert ce is not None and ce.reason == "no_safe_action" and ce.margin > 0
+    assert np.all(A @ ce.x <= b)
+    assert prove_no_safe_action(model, system, A, b, ce.x) is not None

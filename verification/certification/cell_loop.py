@@ -44,13 +44,15 @@ import numpy as np
 from . import intervals as ia
 from .cells import cell_center, find_witness
 from .intervals import CertModel
-from .per_state import Counterexample, prove_no_safe_action
+from .per_state import Counterexample, local_search, prove_no_safe_action
 from .recheck import CellWitness, cell_terms
 
 __all__ = ["Cell", "CellOutcome", "prove_cells", "default_workers"]
 
 MIN_REL_WIDTH = 1e-7  # a cell narrower than this (relative to the root box) ends the search: undecided
 POINT_TEST_WIDTH = 1.0 / 32  # failing cells at most this wide are tested for a counterexample
+POINT_TEST_MEAN_WIDTH = 1.0 / 8  # ... and failing cells whose geometric-mean relative width is at most this
+LOCAL_SEARCH_ITERS = 12  # descent steps of the per-state LP value from such a cell's centre
 
 
 @dataclass
@@ -151,9 +153,27 @@ def _worker_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _setup(model, compiled, A, b, root_w, point_tests: bool) -> None:
+def _setup(model, compiled, A, b, root_w, point_tests: bool, interior: np.ndarray | None = None) -> None:
     _STATE.update(model=model, compiled=compiled, A=A, b=b, nrm=np.linalg.norm(A, axis=1), root_w=root_w,
-                  point_tests=point_tests)
+                  point_tests=point_tests, interior=interior)
+
+
+def _point_test(cell: Cell) -> Counterexample | None:
+    """Look for a state without a safe action from a failing cell's centre (Farkas-proven, or None).
+
+    The centre itself, then a descent of the per-state LP value (:func:`.per_state.local_search`):
+    a thin sliver of P without safe actions (a candidate that is not RCI there) is rarely hit by a
+    centre, and the cells around it would otherwise be split forever.
+    """
+    model, compiled, A, b = _STATE["model"], _STATE["compiled"], _STATE["A"], _STATE["b"]
+    x = cell_center(A, b, cell.lo, cell.hi)
+    if x is None:
+        return None
+    ce = prove_no_safe_action(model, compiled, A, b, x)
+    if ce is not None or _STATE.get("interior") is None:
+        return ce
+    xs, val = local_search(compiled, A, b, x, _STATE["interior"], _STATE["root_w"], iters=LOCAL_SEARCH_ITERS)
+    return prove_no_safe_action(model, compiled, A, b, xs) if val < 0 else None
 
 
 def _process(cell: Cell) -> CellOutcome:
@@ -169,10 +189,11 @@ def _process(cell: Cell) -> CellOutcome:
         rec = {"lo": cell.lo.tolist(), "hi": cell.hi.tolist(), "kind": "witness",
                "witness": search.witness.to_json(), "min_slack": slack}
         return CellOutcome(rec, slack, -1, None, None, search.lps)
-    rel = float(np.max((cell.hi - cell.lo) / np.where(root_w > 0, root_w, 1.0)))
-    if _STATE["point_tests"] and rel <= POINT_TEST_WIDTH:
-        x = cell_center(A, b, cell.lo, cell.hi)
-        ce = prove_no_safe_action(model, _STATE["compiled"], A, b, x) if x is not None else None
+    rel_w = (cell.hi - cell.lo) / np.where(root_w > 0, root_w, 1.0)
+    rel = float(np.max(rel_w))
+    mean_w = float(np.exp(np.mean(np.log(np.maximum(rel_w, 1e-300)))))
+    if _STATE["point_tests"] and (rel <= POINT_TEST_WIDTH or mean_w <= POINT_TEST_MEAN_WIDTH):
+        ce = _point_test(cell)
         if ce is not None:
             return CellOutcome(None, np.nan, -1, None, ce, search.lps)
     if rel < MIN_REL_WIDTH:
@@ -288,7 +309,7 @@ def prove_cells(model: CertModel, compiled, A: np.ndarray, b: np.ndarray, root: 
     lps = 0
     workers = default_workers() if workers is None else max(1, int(workers))
     bar = _Progress(progress)
-    _setup(model, compiled, A, b, root_w, True)
+    _setup(model, compiled, A, b, root_w, True, cell_center(A, b, lo0, hi0))
     pool = None
     try:
         if workers > 1:
