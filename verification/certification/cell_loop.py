@@ -21,8 +21,11 @@ or split in two.  Where to split is read off the failed check:
 
 Cells are processed generation by generation in a fixed order; a generation is spread
 over worker processes (``fork``), and its results are taken in cell order, so the proof
-artifact is the same whatever the number of workers.  Small failing cells are tested for
-a counterexample (a state whose safe-action set is empty, proven by Farkas).
+artifact is the same whatever the number of workers.  Small failing cells (at most 1/32 of the
+root box along every side, or 1/8 in geometric mean) are tested for a counterexample (a
+state whose safe-action set is empty, proven by Farkas): the cell's centre, then a descent
+of the per-state LP value from it, which finds thin slivers without safe actions that no
+centre hits.
 
 Progress: cells proven and queued, the fraction of the root box settled, and an estimate
 of the time left from the rate at which the box is settled (an estimate, not a bound).
