@@ -54,7 +54,8 @@ MARGIN_CAP = 1e-3  # default shrinking margin (normalised units) of systems with
 MARGIN_CAP_2D = 1e-4  # ... and of 2-D systems (default_margin)
 SHRINK_MAX_DIM = 4  # template shrinking is tried on parts of at most this many coordinates (or without equilibrium)
 CERTIFY_SHARE = 0.5  # of the remaining budget one certification may use while a retry could still follow
-MIN_CERTIFY_S = 60.0  # the shortest certification slice worth starting
+MIN_CERTIFY_S = 60.0
+REFINE_KEEP = 64  # boundary samples refined per clean shrinking iteration, parts of 3 or more coordinates  # the shortest certification slice worth starting
 SHRINK_SHARE = 0.4  # of the remaining budget that one part's shrinking may use when a linear candidate exists
 LINEAR_SHARE = 0.4  # of the remaining budget that one part's linear-feedback route may use
 LINEAR_CAP_S = 300.0  # ... and at most this many seconds (slowly contracting loops need thousands of steps)
@@ -120,7 +121,10 @@ def _shrink(part: PlanPart, facets: int | None, margin: float, seed: int, deadli
     """Template shrinking for one part: a candidate, or why there is none."""
     A0, tinfo = (template(part.scaled, part.operating, facets, seed, system_dim) if normals is None
                  else (normals, {}))
-    cfg = SynthesisConfig(margin=margin, step=5e-4, seed=seed, max_iters=1_000_000)
+    # boundary refinement (invariant.refine_boundary) from 3-D up: in 2-D the 3000 rays of an
+    # iteration already cover the boundary densely, and those sets certify as sampled
+    cfg = SynthesisConfig(margin=margin, step=5e-4, seed=seed, max_iters=1_000_000,
+                          refine_keep=REFINE_KEEP if part.scaled.n >= 3 else 0)
     last = [time.monotonic()]
 
     def report(info: dict) -> None:
