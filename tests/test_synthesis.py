@@ -10,7 +10,8 @@ from scipy.optimize import linprog
 
 from reachsafe import get_system, load_set
 from reachsafe.sets import HPolytope
-from verification.synthesis.invariant import SynthesisConfig, boundary_samples, refine_boundary, shrink_to_invariant
+from verification.synthesis.invariant import (SynthesisConfig, boundary_samples, refine_boundary, shrink_to_invariant,
+                                              vertex_samples)
 from verification.kernel import exit_time_kernel, grid_kernel
 from verification.synthesis.margins import normalize_rows, one_action_margins, robust_margins
 from verification.synthesis.plans import plan_for
@@ -217,3 +218,17 @@ def test_boundary_refinement_finds_the_thin_slivers_that_few_rays_miss():
         assert sr.min() <= dense.min() + 1e-3, (i, sr.min(), dense.min())
         missed_then_found += bool(s.min() > 0 > sr.min())
     assert missed_then_found >= 1
+
+
+def test_vertex_samples_are_the_vertices_pulled_inside_and_skipped_where_enumeration_is_out_of_reach():
+    square = HPolytope(np.vstack([np.eye(2), -np.eye(2)]), np.array([1.0, 2.0, 1.0, 2.0]))
+    centre = np.array([0.0, 0.0])
+    V = vertex_samples(square, centre)
+    corners = np.array([[1.0, 2.0], [1.0, -2.0], [-1.0, 2.0], [-1.0, -2.0]])
+    assert len(V) == 4 and np.all(square.contains(V))
+    for c in corners:  # each corner, moved towards the centre by a relative 1e-9
+        assert np.min(np.linalg.norm(V - c * (1 - 1e-9), axis=1)) < 1e-12
+    cube5 = HPolytope(np.vstack([np.eye(5), -np.eye(5)]), np.ones(10))
+    assert vertex_samples(cube5, np.zeros(5)).shape == (0, 5)  # 5-D: not enumerated
+    many = HPolytope(fan(2, 0, 1, 120), np.ones(4 * 120))
+    assert len(many.b) > 400 and vertex_samples(many, centre).shape == (0, 2)
