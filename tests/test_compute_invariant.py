@@ -155,9 +155,9 @@ def test_committed_set_is_reproduced(name, tmp_path):
 
 
 @pytest.mark.slow
-def test_quadrotor_general_route_certifies_within_five_minutes(tmp_path):
+def test_quadrotor_general_route_certifies_within_ten_minutes(tmp_path):
     """No per-system code: the split comes from the model, and the first candidate certifies
-    (723.7 in 144 s at load 2-3 when this was written; issue 17's target is >= 900)."""
+    (723.7 in 144 s at load 2-3 when this was written; issue 17's targets are >= 900 in <= 5 min)."""
     out = tmp_path / "quadrotor.json"
     t0 = time.monotonic()
     assert main(["compute-invariant", "quadrotor", "--out", str(out), "--time-budget", "600"]) == 0

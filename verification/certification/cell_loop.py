@@ -173,7 +173,7 @@ def _point_test(cell: Cell) -> Counterexample | None:
     if x is None:
         return None
     ce = prove_no_safe_action(model, compiled, A, b, x)
-    if ce is not None or _STATE.get("interior") is None:
+    if ce is not None or _STATE["interior"] is None:
         return ce
     xs, val = local_search(compiled, A, b, x, _STATE["interior"], _STATE["root_w"], iters=LOCAL_SEARCH_ITERS)
     return prove_no_safe_action(model, compiled, A, b, xs) if val < 0 else None
@@ -194,7 +194,8 @@ def _process(cell: Cell) -> CellOutcome:
         return CellOutcome(rec, slack, -1, None, None, search.lps)
     rel_w = (cell.hi - cell.lo) / np.where(root_w > 0, root_w, 1.0)
     rel = float(np.max(rel_w))
-    mean_w = float(np.exp(np.mean(np.log(np.maximum(rel_w, 1e-300)))))
+    # geometric mean over the coordinates the root box spans (a flat one would make every cell "small")
+    mean_w = float(np.exp(np.mean(np.log(np.maximum(rel_w[root_w > 0], 1e-300))))) if np.any(root_w > 0) else 0.0
     if _STATE["point_tests"] and (rel <= POINT_TEST_WIDTH or mean_w <= POINT_TEST_MEAN_WIDTH):
         ce = _point_test(cell)
         if ce is not None:

@@ -55,7 +55,6 @@ MARGIN_CAP_2D = 1e-4  # ... and of 2-D systems (default_margin)
 SHRINK_MAX_DIM = 4  # template shrinking is tried on parts of at most this many coordinates (or without equilibrium)
 CERTIFY_SHARE = 0.5  # of the remaining budget one certification may use while a retry could still follow
 MIN_CERTIFY_S = 60.0  # the shortest certification slice worth starting
-REFINE_KEEP = 64  # boundary samples refined per clean shrinking iteration, parts of 3 or more coordinates
 SHRINK_SHARE = 0.4  # of the remaining budget that one part's shrinking may use when a linear candidate exists
 LINEAR_SHARE = 0.4  # of the remaining budget that one part's linear-feedback route may use
 LINEAR_CAP_S = 300.0  # ... and at most this many seconds (slowly contracting loops need thousands of steps)
@@ -124,7 +123,7 @@ def _shrink(part: PlanPart, facets: int | None, margin: float, seed: int, deadli
     # boundary refinement (invariant.refine_boundary) from 3-D up: in 2-D the 3000 rays of an
     # iteration already cover the boundary densely, and those sets certify as sampled
     cfg = SynthesisConfig(margin=margin, step=5e-4, seed=seed, max_iters=1_000_000,
-                          refine_keep=REFINE_KEEP if part.scaled.n >= 3 else 0)
+                          refine_keep=SynthesisConfig.refine_keep if part.scaled.n >= 3 else 0)
     last = [time.monotonic()]
 
     def report(info: dict) -> None:

@@ -131,8 +131,6 @@ def vertex_samples(P: HPolytope, center: np.ndarray) -> np.ndarray:
         V = P.vertices()
     except Exception:  # a heuristic source of samples: cdd may fail on degenerate input
         return np.zeros((0, n))
-    if len(V) == 0:
-        return np.zeros((0, n))
     return center[None, :] + (1 - 1e-9) * (V - center[None, :])
 
 
