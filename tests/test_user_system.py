@@ -87,10 +87,10 @@ BROKEN = {
         "unknown symbol(s) ['gain']",
     ),
     "uncertifiable_function": (
-        lambda t: t.replace("- c_3 * v**3", "- c_3 * sympy.tanh(v)").replace(
+        lambda t: t.replace("- c_3 * v**3", "- c_3 * sympy.Abs(v) * v").replace(
             "from __future__ import annotations\n", "from __future__ import annotations\nimport sympy\n"
         ),
-        "tanh",
+        "Abs",
     ),
     "syntax_error": (lambda t: t + "\ndef broken(:\n    pass\n", "syntax error"),
     "import_error": (

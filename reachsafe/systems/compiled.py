@@ -35,7 +35,8 @@ __all__ = ["CompiledSystem", "AffineEnclosure"]
 
 _TORCH_FUNCS = {
     "sin": "sin", "cos": "cos", "tan": "tan", "exp": "exp", "log": "log", "sqrt": "sqrt",
-    "Abs": "abs", "tanh": "tanh", "atan2": "atan2", "sign": "sign",
+    "Abs": "abs", "tanh": "tanh", "atan2": "atan2", "sign": "sign", "atan": "atan", "sinh": "sinh",
+    "cosh": "cosh", "asinh": "asinh",
 }
 
 

@@ -12,6 +12,13 @@ Floating point is handled conservatively:
 * integer powers, ``sin``, ``cos`` and ``sqrt`` are widened by a relative ``8 k eps``
   plus the smallest subnormal, far above the documented error of the C library
   (< 1 ulp for glibc's ``sin``/``cos``, correctly rounded ``sqrt``);
+* the monotone elementary functions ``exp``, ``log``, ``tan``, ``tanh``, ``atan``, ``sinh``,
+  ``asinh``, ``cosh`` and rational powers ``u^(p/q)`` (:func:`_elementary`) are evaluated at
+  the interval's ends (``cosh`` also at 0) and widened by a relative ``16 eps`` (rational
+  powers also by ``|p/q| |ln u| eps`` for the rounding of the exponent); where the function is
+  not defined on the whole interval (``log`` or a rational power of an interval reaching
+  below 0, ``tan`` across a pole) the enclosure is ``[-inf, inf]``: true for every real, so a
+  proof that needs a bound there fails instead of using a wrong one;
 * rational constants that are not doubles (``981/100``, ``1/12``) and ``pi`` become
   enclosing intervals one ulp wide;
 * overflow keeps every bound valid, never NaN: an interval stands for finite reals, so an
@@ -149,6 +156,63 @@ def _sqrt(a: Interval) -> Interval:
     return _down(np.sqrt(np.maximum(lo, 0.0))), _up(np.sqrt(hi))
 
 
+_INCREASING = {sp.exp: np.exp, sp.log: np.log, sp.tanh: np.tanh, sp.atan: np.arctan, sp.sinh: np.sinh,
+               sp.asinh: np.arcsinh, sp.tan: np.tan}
+_ELEMENTARY_ULPS = 16.0  # numpy's SIMD exp/log/tanh/... err by a few ulps at most
+
+
+def _no_information(shape: tuple[int, ...]) -> Interval:
+    return np.full(shape, -np.inf), np.full(shape, np.inf)
+
+
+def _elementary(func: type, a: Interval) -> Interval:
+    """Range of ``exp``, ``log``, ``tan``, ``tanh``, ``atan``, ``sinh``, ``asinh`` or ``cosh`` over ``[lo, hi]``.
+
+    All but ``cosh`` increase on their domain, so ``[f(lo), f(hi)]`` widened outward bounds the
+    range; ``cosh`` decreases to 1 at 0 and increases after.  ``[-inf, inf]`` where ``log``'s
+    interval reaches 0 or below, or ``tan``'s may contain a pole ``pi/2 + k pi`` (checked with a
+    margin towards "contains").
+    """
+    lo, hi = (np.asarray(v, dtype=np.float64) for v in np.broadcast_arrays(*a))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if func is sp.cosh:
+            clo, chi = np.cosh(lo), np.cosh(hi)
+            rlo = np.where((lo <= 0) & (hi >= 0), 1.0, np.minimum(clo, chi))
+            rlo, rhi = _widen(rlo, np.maximum(clo, chi), _ELEMENTARY_ULPS)
+            return np.maximum(rlo, 1.0), rhi
+        fn = _INCREASING[func]
+        rlo, rhi = _widen(fn(lo), fn(hi), _ELEMENTARY_ULPS)
+    undefined = np.zeros(lo.shape, dtype=bool)
+    if func is sp.log:
+        undefined = ~(lo > 0)
+    elif func is sp.tan:
+        with np.errstate(invalid="ignore"):
+            undefined = ~((hi - lo) < math.pi) | _contains_point(lo, hi, math.pi / 2) \
+                | _contains_point(lo, hi, -math.pi / 2) | ~np.isfinite(lo) | ~np.isfinite(hi)
+    if func is sp.tanh:
+        rlo, rhi = np.maximum(rlo, -1.0), np.minimum(rhi, 1.0)
+    return np.where(undefined, -np.inf, rlo), np.where(undefined, np.inf, rhi)
+
+
+def _rational_pow(a: Interval, e: sp.Rational) -> Interval:
+    """``u^(p/q)`` (``q > 1``) over ``[lo, hi]``, defined for ``u >= 0`` (``[-inf, inf]`` where ``lo < 0``).
+
+    Monotone in ``u``; ``np.power`` with the rounded exponent ``fl(p/q)`` differs from the exact
+    power by a relative ``|p/q - fl(p/q)| |ln u| <= |p/q| eps |ln u|``, which the widening covers.
+    """
+    lo, hi = (np.asarray(v, dtype=np.float64) for v in np.broadcast_arrays(*a))
+    ef = float(e)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        plo, phi = np.power(np.maximum(lo, 0.0), ef), np.power(np.maximum(hi, 0.0), ef)
+        vlo, vhi = np.minimum(plo, phi), np.maximum(plo, phi)
+        ulps = _ELEMENTARY_ULPS + abs(ef) * np.maximum(np.abs(np.log(np.maximum(lo, _TINY))),
+                                                       np.abs(np.log(np.maximum(hi, _TINY))))
+        wlo = np.where(vlo == 0.0, 0.0, vlo - np.abs(vlo) * ulps * _EPS - _TINY)
+        whi = vhi + np.abs(vhi) * ulps * _EPS + _TINY
+    undefined = ~(lo >= 0) | np.isnan(wlo) | np.isnan(whi)
+    return np.where(undefined, -np.inf, np.maximum(wlo, 0.0)), np.where(undefined, np.inf, whi)
+
+
 def _contains_point(lo: np.ndarray, hi: np.ndarray, phase: float) -> np.ndarray:
     """True where ``[lo, hi]`` may contain ``phase + 2 k pi`` for some integer k.
 
@@ -181,8 +245,9 @@ def _sin(a: Interval, phase_shift: float = 0.0) -> Interval:
 def evaluate(expr: sp.Expr, env: Mapping[sp.Symbol, Interval], _memo: dict | None = None) -> Interval:
     """Natural interval extension of ``expr`` with symbol ranges ``env``.
 
-    :param expr: a sympy expression built from + * ** (integer or 1/2 exponents), sin,
-        cos, sqrt, numbers and ``pi``; parameters must already be substituted.
+    :param expr: a sympy expression built from + * ** (integer or rational exponents), sin,
+        cos, sqrt, exp, log, tan, tanh, atan, sinh, asinh, cosh, numbers and ``pi``; parameters
+        must already be substituted.
     :param env: symbol -> (lo, hi) arrays (broadcastable).
     :raises NotImplementedError: for an operation the evaluator cannot bound rigorously.
     """
@@ -218,12 +283,16 @@ def evaluate(expr: sp.Expr, env: Mapping[sp.Symbol, Interval], _memo: dict | Non
             out = _sqrt(b)
         elif ex == sp.Rational(-1, 2):
             out = _reciprocal(_sqrt(b))
+        elif ex.is_Rational:
+            out = _rational_pow(b, ex)
         else:
             raise NotImplementedError(f"interval evaluation: exponent {ex} is not supported in {expr}")
     elif isinstance(expr, sp.sin):
         out = _sin(evaluate(expr.args[0], env, memo))
     elif isinstance(expr, sp.cos):
         out = _sin(evaluate(expr.args[0], env, memo), phase_shift=math.pi / 2)
+    elif expr.func in _INCREASING or expr.func is sp.cosh:
+        out = _elementary(expr.func, evaluate(expr.args[0], env, memo))
     else:
         raise NotImplementedError(f"interval evaluation: {type(expr).__name__} is not supported ({expr})")
     memo[expr] = out

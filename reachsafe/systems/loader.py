@@ -150,16 +150,19 @@ def _execute(path: Path, digest: str) -> SystemDefinition:
     return d
 
 
-_CERTIFIABLE = (sp.Add, sp.Mul, sp.sin, sp.cos)
+_CERTIFIABLE = (sp.Add, sp.Mul, sp.sin, sp.cos, sp.tan, sp.exp, sp.log, sp.tanh, sp.atan, sp.sinh, sp.asinh,
+                sp.cosh)
 
 
 def check_certifiable(compiled: CompiledSystem, where: str) -> None:
     """Refuse dynamics the rigorous interval arithmetic cannot bound.
 
     The certifier and the interval enclosures evaluate ``c(x)``, ``B(x)``, ``E(x)`` and
-    ``dc/dx`` with ``+``, ``*``, integer powers, ``sin``, ``cos``, numbers and ``pi`` only
-    (outward rounded); any other function (``exp``, ``tanh``, ``Abs``, fractional powers)
-    would fail in the middle of a proof, so it is refused up front, naming the term.
+    ``dc/dx`` with ``+``, ``*``, integer and rational powers (``sqrt``), ``sin``, ``cos``,
+    ``tan``, ``exp``, ``log``, ``tanh``, ``atan``, ``sinh``, ``asinh``, ``cosh``, numbers and
+    ``pi`` (outward rounded); any other function (``Abs``, ``sign``, ``Min``, ``atan2``,
+    irrational exponents) would fail in the middle of a proof, so it is refused up front,
+    naming the term.
     """
     exprs = list(compiled.c_exprs) + list(compiled.B_exprs) + list(compiled.E_exprs)
     state = compiled.definition.state
@@ -168,7 +171,7 @@ def check_certifiable(compiled: CompiledSystem, where: str) -> None:
         for node in sp.preorder_traversal(e):
             if node.is_Symbol or node.is_number:
                 continue
-            if node.is_Pow and node.args[1].is_Integer:
+            if node.is_Pow and node.args[1].is_Rational:
                 continue
             if isinstance(node, _CERTIFIABLE):
                 continue
@@ -176,7 +179,8 @@ def check_certifiable(compiled: CompiledSystem, where: str) -> None:
             at = f"step[{row}]" if row is not None else "the dynamics"
             raise ModelError(
                 f"{where}: {at} uses {node} ({type(node).__name__}), which the certifier cannot bound rigorously; "
-                "write the dynamics with +, *, integer powers, sin and cos (reward and observation may use anything)"
+                "write the dynamics with +, *, rational powers, sin, cos, tan, exp, log, tanh, atan, sinh, asinh "
+                "and cosh (reward and observation may use anything)"
             )
 
 

@@ -14,6 +14,12 @@ result:
 * ``sin``/``cos`` are evaluated with :func:`math.sin`/``cos`` (glibc, < 1 ulp) and widened
   by 8 ulps relative plus the smallest subnormal; interior extrema are detected with a
   margin that errs towards including them;
+* ``exp``, ``log``, ``tan``, ``tanh``, ``atan``, ``sinh``, ``asinh`` (increasing) and ``cosh``
+  (least at 0) are evaluated with :mod:`math` at the interval's ends and widened by 16 ulps
+  relative; rational powers ``u^(p/q)`` with :func:`math.pow` and the rounded exponent, widened
+  also by ``|p/q| |ln u|`` ulps (the exponent's rounding).  Where the function is not defined
+  on the whole interval (``log`` or a rational power reaching below 0, ``tan`` across a pole)
+  the enclosure is ``[-inf, inf]``, true for every real: a proof that needs it fails;
 * exact constants (``981/100``, ``pi``) become the tightest enclosing double intervals;
 * overflow never produces NaN: the endpoints bound finite reals, so an endpoint product
   ``0 * inf`` is 0, rounding a lower bound ``+inf`` down gives the largest finite double
@@ -260,6 +266,76 @@ def _trig(a: Iv, which: str) -> Iv:
     return Iv(rlo, rhi)
 
 
+def _safe(fn: Callable[[float], float]) -> Callable[[float], float]:
+    """``fn`` with an overflow returning an infinity of the right sign (``math.exp(1e3)`` raises)."""
+    def g(v: float) -> float:
+        try:
+            return fn(v)
+        except OverflowError:
+            return math.copysign(math.inf, v) if fn is not math.cosh else math.inf
+    return g
+
+
+_MONOTONE = {"exp": math.exp, "log": math.log, "tan": math.tan, "tanh": math.tanh, "atan": math.atan,
+             "sinh": math.sinh, "asinh": math.asinh}
+_MONO_ULPS = 16.0
+
+
+def _mono(a: Iv, name: str) -> Iv:
+    """Range of an increasing elementary function (``cosh``: least at 0) over [lo, hi], see module docstring."""
+    lo, hi = np.broadcast_arrays(np.asarray(a.lo, float), np.asarray(a.hi, float))
+    with np.errstate(invalid="ignore"):
+        if name == "log":
+            bad = ~(lo > 0) | ~(hi < np.inf)
+        elif name == "tan":
+            bad = ~((hi - lo) < 3.0) | ~(np.abs(lo) < 1e6) | ~(np.abs(hi) < 1e6)
+            bad = bad | _may_contain(np.where(bad, 0.0, lo), np.where(bad, 0.0, hi), math.pi / 2) \
+                | _may_contain(np.where(bad, 0.0, lo), np.where(bad, 0.0, hi), -math.pi / 2)
+        else:
+            bad = np.isnan(lo) | np.isnan(hi)
+    lo_s, hi_s = np.where(bad, 1.0, lo), np.where(bad, 1.0, hi)
+    fn = np.frompyfunc(_safe(math.cosh if name == "cosh" else _MONOTONE[name]), 1, 1)
+    ylo, yhi = np.asarray(fn(lo_s), dtype=np.float64), np.asarray(fn(hi_s), dtype=np.float64)
+    if name == "cosh":
+        ylo, yhi = np.where((lo_s <= 0) & (hi_s >= 0), 1.0, np.minimum(ylo, yhi)), np.maximum(ylo, yhi)
+    r = _widen(ylo, yhi, _MONO_ULPS)
+    rlo, rhi = r.lo, r.hi
+    if name == "cosh":
+        rlo = np.maximum(rlo, 1.0)
+    elif name == "tanh":
+        rlo, rhi = np.maximum(rlo, -1.0), np.minimum(rhi, 1.0)
+    return Iv(np.where(bad, -np.inf, rlo), np.where(bad, np.inf, rhi))
+
+
+def _rpow(a: Iv, e: Fraction) -> Iv:
+    """``u^e`` for a non-integer rational ``e`` over [lo, hi] (``[-inf, inf]`` where ``lo < 0``)."""
+    lo, hi = np.broadcast_arrays(np.asarray(a.lo, float), np.asarray(a.hi, float))
+    ef = float(e)
+    with np.errstate(invalid="ignore"):
+        bad = ~(lo >= 0) | np.isnan(hi)
+    lo_s, hi_s = np.where(bad, 1.0, lo), np.where(bad, 1.0, hi)
+
+    def pw(u: float) -> float:
+        if u == 0.0:
+            return 0.0 if ef > 0 else math.inf
+        if u == math.inf:
+            return math.inf if ef > 0 else 0.0
+        try:
+            return math.pow(u, ef)
+        except OverflowError:
+            return math.inf
+
+    f = np.frompyfunc(pw, 1, 1)
+    p1, p2 = np.asarray(f(lo_s), dtype=np.float64), np.asarray(f(hi_s), dtype=np.float64)
+    vlo, vhi = np.minimum(p1, p2), np.maximum(p1, p2)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lnmax = np.maximum(np.abs(np.log(np.maximum(lo_s, _TINY))), np.abs(np.log(np.maximum(hi_s, _TINY))))
+        ulps = _MONO_ULPS + abs(ef) * lnmax
+        wlo = np.where(vlo == 0.0, 0.0, vlo - np.abs(vlo) * ulps * _EPS - _TINY)
+        whi = vhi + np.abs(vhi) * ulps * _EPS + _TINY
+    return Iv(np.where(bad, -np.inf, np.maximum(wlo, 0.0)), np.where(bad, np.inf, whi))
+
+
 # ------------------------------------------------------------------ expression evaluation
 def _compile(expr: sp.Expr) -> Callable[[dict], Iv]:
     """Closure evaluating ``expr`` on an environment {symbol: Iv}."""
@@ -285,14 +361,20 @@ def _compile(expr: sp.Expr) -> Callable[[dict], Iv]:
         return f_mul
     if expr.is_Pow:
         base, ex = expr.args
-        if not (ex.is_Integer):
-            raise CertModelError(f"unsupported power {expr} (only integer exponents)")
-        k = int(ex)
-        return lambda env: _ipow(args[0](env), k)
+        if ex.is_Integer:
+            k = int(ex)
+            return lambda env: _ipow(args[0](env), k)
+        if ex.is_Rational:
+            q = Fraction(int(ex.p), int(ex.q))
+            return lambda env: _rpow(args[0](env), q)
+        raise CertModelError(f"unsupported power {expr} (only rational exponents)")
     if isinstance(expr, sp.sin):
         return lambda env: _trig(args[0](env), "sin")
     if isinstance(expr, sp.cos):
         return lambda env: _trig(args[0](env), "cos")
+    name = expr.func.__name__
+    if name in _MONOTONE or name == "cosh":
+        return lambda env: _mono(args[0](env), name)
     raise CertModelError(f"unsupported function {expr.func.__name__} in {expr}")
 
 
