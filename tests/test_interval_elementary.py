@@ -115,3 +115,10 @@ def test_model_with_elementary_functions_is_accepted_and_enclosed(tmp_path) -> N
     assert np.all(enc["c"].lo <= c) and np.all(c <= enc["c"].hi)
     clo, chi = core.enclose(list(system.c_exprs), list(system.definition.state), lo, hi)
     assert np.all(clo <= c) and np.all(c <= chi)
+
+
+def test_division_by_an_interval_containing_zero_gives_no_information() -> None:
+    for elo, ehi in _both(1 / u, -1.0, 2.0):
+        assert elo == -math.inf and ehi == math.inf
+    for elo, ehi in _both(1 / u, 2.0, 4.0):
+        assert elo <= 0.25 <= elo + 1e-15 and ehi >= 0.5 >= ehi - 1e-15

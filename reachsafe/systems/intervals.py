@@ -9,15 +9,15 @@ Floating point is handled conservatively:
 * every ``+``, ``-``, ``*``, ``/`` result is rounded outward by one ulp
   (``nextafter``); IEEE 754 round-to-nearest errs by at most half an ulp, so the
   widened bound contains the exact result;
-* integer powers, ``sin``, ``cos`` and ``sqrt`` are widened by a relative ``8 k eps``
+* integer powers, ``sin`` and ``cos`` are widened by a relative ``8 k eps``
   plus the smallest subnormal, far above the documented error of the C library
-  (< 1 ulp for glibc's ``sin``/``cos``, correctly rounded ``sqrt``);
+  (< 1 ulp for glibc's ``sin``/``cos``);
 * the monotone elementary functions ``exp``, ``log``, ``tan``, ``tanh``, ``atan``, ``sinh``,
-  ``asinh``, ``cosh`` and rational powers ``u^(p/q)`` (:func:`_elementary`) are evaluated at
-  the interval's ends (``cosh`` also at 0) and widened by a relative ``16 eps`` (rational
+  ``asinh``, ``cosh`` (:func:`_elementary`) and rational powers ``u^(p/q)`` such as ``sqrt``
+  (:func:`_rational_pow`) are evaluated at the interval's ends (``cosh`` also at 0) and widened by a relative ``16 eps`` (rational
   powers also by ``|p/q| |ln u| eps`` for the rounding of the exponent); where the function is
   not defined on the whole interval (``log`` or a rational power of an interval reaching
-  below 0, ``tan`` across a pole) the enclosure is ``[-inf, inf]``: true for every real, so a
+  below 0, ``1/u`` or ``tan`` across a pole) the enclosure is ``[-inf, inf]``: true for every real, so a
   proof that needs a bound there fails instead of using a wrong one;
 * rational constants that are not doubles (``981/100``, ``1/12``) and ``pi`` become
   enclosing intervals one ulp wide;
@@ -143,17 +143,12 @@ def _int_pow(a: Interval, k: int) -> Interval:
 
 
 def _reciprocal(a: Interval) -> Interval:
+    """``1 / u``; ``[-inf, inf]`` where the interval contains 0 (undefined there)."""
     lo, hi = np.broadcast_arrays(*a)
-    if np.any((lo <= 0) & (hi >= 0)):
-        raise ZeroDivisionError("interval evaluation: division by an interval containing 0")
-    return _down(1.0 / hi), _up(1.0 / lo)
-
-
-def _sqrt(a: Interval) -> Interval:
-    lo, hi = np.broadcast_arrays(*a)
-    if np.any(hi < 0):
-        raise ValueError("interval evaluation: sqrt of a negative interval")
-    return _down(np.sqrt(np.maximum(lo, 0.0))), _up(np.sqrt(hi))
+    zero = (lo <= 0) & (hi >= 0) | np.isnan(lo) | np.isnan(hi)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rlo, rhi = _down(1.0 / np.where(zero, 1.0, hi)), _up(1.0 / np.where(zero, 1.0, lo))
+    return np.where(zero, -np.inf, rlo), np.where(zero, np.inf, rhi)
 
 
 _INCREASING = {sp.exp: np.exp, sp.log: np.log, sp.tanh: np.tanh, sp.atan: np.arctan, sp.sinh: np.sinh,
@@ -279,10 +274,6 @@ def evaluate(expr: sp.Expr, env: Mapping[sp.Symbol, Interval], _memo: dict | Non
             out = _int_pow(b, int(ex))
         elif ex.is_Integer:
             out = _reciprocal(_int_pow(b, -int(ex)))
-        elif ex == sp.Rational(1, 2):
-            out = _sqrt(b)
-        elif ex == sp.Rational(-1, 2):
-            out = _reciprocal(_sqrt(b))
         elif ex.is_Rational:
             out = _rational_pow(b, ex)
         else:

@@ -18,8 +18,8 @@ result:
   (least at 0) are evaluated with :mod:`math` at the interval's ends and widened by 16 ulps
   relative; rational powers ``u^(p/q)`` with :func:`math.pow` and the rounded exponent, widened
   also by ``|p/q| |ln u|`` ulps (the exponent's rounding).  Where the function is not defined
-  on the whole interval (``log`` or a rational power reaching below 0, ``tan`` across a pole)
-  the enclosure is ``[-inf, inf]``, true for every real: a proof that needs it fails;
+  on the whole interval (``log`` or a rational power reaching below 0, ``1/u`` or ``tan``
+  across a pole) the enclosure is ``[-inf, inf]``, true for every real: a proof that needs it fails;
 * exact constants (``981/100``, ``pi``) become the tightest enclosing double intervals;
 * overflow never produces NaN: the endpoints bound finite reals, so an endpoint product
   ``0 * inf`` is 0, rounding a lower bound ``+inf`` down gives the largest finite double
@@ -234,9 +234,13 @@ def _ipow(a: Iv, k: int) -> Iv:
 
 
 def _recip(a: Iv) -> Iv:
-    if np.any((a.lo <= 0) & (a.hi >= 0)):
-        raise ZeroDivisionError("interval division by an interval containing 0")
-    return Iv(_down(1.0 / a.hi), _up(1.0 / a.lo))
+    """``1 / u``; ``[-inf, inf]`` where the interval contains 0 (undefined there, so never proven)."""
+    lo, hi = np.broadcast_arrays(np.asarray(a.lo, float), np.asarray(a.hi, float))
+    with np.errstate(invalid="ignore"):
+        zero = ~((lo > 0) | (hi < 0))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rlo, rhi = _down(1.0 / np.where(zero, 1.0, hi)), _up(1.0 / np.where(zero, 1.0, lo))
+    return Iv(np.where(zero, -np.inf, rlo), np.where(zero, np.inf, rhi))
 
 
 def _may_contain(lo: np.ndarray, hi: np.ndarray, phase: float) -> np.ndarray:
