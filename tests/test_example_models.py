@@ -20,6 +20,10 @@ MODELS = [
     "pendulum_v1",
     "lane_keeping",
     "tora",
+    "cstr",
+    "bicycle",
+    "quadtank",
+    "pvtol",
 ]
 
 
@@ -34,7 +38,8 @@ def test_example_model_loads(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, min_fraction", [("double_integrator", 0.85), ("drifting_cart", 0.85),
                                                 ("docking_sled", 0.9), ("lane_keeping", 0.5),
-                                                ("cartpole", 0.3), ("mountaincar", 0.65), ("tora", 0.02)])
+                                                ("cartpole", 0.3), ("mountaincar", 0.65), ("tora", 0.02),
+                                                ("cstr", 0.6), ("bicycle", 0.4), ("quadtank", 0.95), ("pvtol", 0.15)])
 def test_example_certifies_with_default_options(tmp_path, name, min_fraction):
     out = tmp_path / f"{name}.json"
     assert main(["compute-invariant", str(EXAMPLES / f"{name}.py"), "--out", str(out), "--quiet"]) == 0

@@ -14,11 +14,12 @@ Floating point is handled conservatively:
   (< 1 ulp for glibc's ``sin``/``cos``);
 * the monotone elementary functions ``exp``, ``log``, ``tan``, ``tanh``, ``atan``, ``sinh``,
   ``asinh``, ``cosh`` (:func:`_elementary`) and rational powers ``u^(p/q)`` such as ``sqrt``
-  (:func:`_rational_pow`) are evaluated at the interval's ends (``cosh`` also at 0) and widened by a relative ``16 eps`` (rational
-  powers also by ``|p/q| |ln u| eps`` for the rounding of the exponent); where the function is
-  not defined on the whole interval (``log`` or a rational power of an interval reaching
-  below 0, ``1/u`` or ``tan`` across a pole) the enclosure is ``[-inf, inf]``: true for every real, so a
-  proof that needs a bound there fails instead of using a wrong one;
+  (:func:`_rational_pow`) are evaluated at the interval's ends (``cosh`` also at 0) and
+  widened by a relative ``16 eps`` (rational powers also by ``|p/q| |ln u| eps`` for the
+  rounding of the exponent); where the function is not defined on the whole interval
+  (``log`` or a rational power of an interval reaching below 0, ``1/u`` or ``tan`` across
+  a pole) the enclosure is ``[-inf, inf]``: true for every real, so a proof that needs a
+  bound there fails instead of using a wrong one;
 * rational constants that are not doubles (``981/100``, ``1/12``) and ``pi`` become
   enclosing intervals one ulp wide;
 * overflow keeps every bound valid, never NaN: an interval stands for finite reals, so an
