@@ -122,3 +122,41 @@ def test_division_by_an_interval_containing_zero_gives_no_information() -> None:
         assert elo == -math.inf and ehi == math.inf
     for elo, ehi in _both(1 / u, 2.0, 4.0):
         assert elo <= 0.25 <= elo + 1e-15 and ehi >= 0.5 >= ehi - 1e-15
+
+
+def test_compiled_torch_step_with_irrational_constants_and_safeguard(tmp_path) -> None:
+    """Torch and numpy steps agree in float64 on a model with ``sqrt(2 g h)`` (the atom carried the
+    constant ``sqrt(218)``, which the torch ``sqrt`` refused) and ``exp(-E/T)``; a safeguard is
+    built without evaluating the model outside X (``exp(-E/0)``)."""
+    import warnings
+
+    import torch
+
+    from reachsafe.safeguards import make_safeguard
+    from reachsafe.setfile import SetFile
+    from reachsafe.systems.loader import load_model_file
+
+    src = tmp_path / "tank.py"
+    src.write_text(
+        "import sympy as sp\n"
+        "from reachsafe.systems.definition import SystemDefinition, exact, symbols\n"
+        "h, T = symbols('h T')\n(a,) = symbols('a')\n(w,) = symbols('w')\n"
+        "DEFINITION = SystemDefinition(name='tank_t', description='t', state=(h, T), action=(a,), noise=(w,),"
+        " step=(h + exact('0.1') * (-sp.sqrt(2 * 981 * h) / 50 + 1 + exact('0.5') * a + w),"
+        " T + exact('0.01') * (350 - T + 10**6 * sp.exp(-exact(5000) / T) + 5 * a)), params={},"
+        " constraint_lo=(1, 340), constraint_hi=(4, 360), noise_lo=(-exact('0.01'),), noise_hi=(exact('0.01'),),"
+        " reward=-h**2, observation=(h, T), dt=exact('0.1'))\n")
+    system = load_model_file(src, builtin=set())
+    rng = np.random.default_rng(1)
+    x = np.c_[rng.uniform(1, 4, 32), rng.uniform(340, 360, 32)]
+    a = rng.uniform(-1, 1, (32, 1))
+    w = rng.uniform(-0.01, 0.01, (32, 1))
+    ref = system.step_unwrapped(x, a, w)
+    out = system.step(torch.tensor(x), torch.tensor(a), torch.tensor(w)).numpy()
+    assert np.allclose(out, ref, rtol=1e-13, atol=1e-12)
+    sf = SetFile.for_system(system, np.vstack([np.eye(2), -np.eye(2)]), np.array([3.0, 355.0, -2.0, -345.0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        sg = make_safeguard("projection", system, sf)
+    xs = torch.tensor(np.c_[rng.uniform(2, 3, 8), rng.uniform(345, 355, 8)])
+    assert torch.isfinite(sg(xs, torch.zeros(8, 1, dtype=torch.float64))).all()

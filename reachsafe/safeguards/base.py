@@ -373,7 +373,8 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         # h_W(x) = |A E| w_r + A E w_c is a constant vector when E does not depend on the state
         self._const_noise = not (self.system.E_exprs.free_symbols & set(self.system.definition.state))
         if self._const_noise:
-            E0 = np.asarray(self.system.affine(np.zeros((1, self.system.n)))[2][0], dtype=np.float64)
+            x_mid = 0.5 * (self.system.constraint_lo + self.system.constraint_hi)  # where the model is defined
+            E0 = np.asarray(self.system.affine(np.asarray(x_mid, dtype=np.float64)[None])[2][0], dtype=np.float64)
             AE = A @ E0
             h_w = np.abs(AE) @ (0.5 * (w_hi - w_lo)) + AE @ (0.5 * (w_lo + w_hi))
             self.register_buffer("h_w", torch.tensor(h_w, dtype=f64), persistent=False)

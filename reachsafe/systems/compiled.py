@@ -50,7 +50,8 @@ def _lambdify(args: Sequence[sp.Symbol], exprs: Sequence[sp.Expr], backend: str)
     mod["pi"] = math.pi
     # sqrt(u) with u clamped at 1e-30: finite value and zero gradient at u = 0 (a distance
     # to a goal the agent starts on), instead of the NaN of d sqrt(u)/du * 0.
-    mod["sqrt"] = lambda u: torch.sqrt(torch.clamp(u, min=1e-30))
+    mod["sqrt"] = lambda u: (torch.sqrt(torch.clamp(u, min=1e-30)) if isinstance(u, torch.Tensor)
+                             else math.sqrt(max(float(u), 1e-30)))
     return sp.lambdify(list(args), list(exprs), modules=[mod, "math"], cse=True)
 
 
@@ -124,7 +125,7 @@ class _Batched:
             rows: list[np.ndarray] = []
             for j, e in enumerate(self.exprs):
                 for term in sp.Add.make_args(sp.expand(e)):
-                    coeff, mono = term.as_coeff_Mul()
+                    coeff, mono = term.as_independent(*xs, as_Add=False)  # sqrt(2) x -> (sqrt(2), x)
                     if not mono.free_symbols:
                         c0[j] += float(coeff * mono)
                     elif mono in index:
