@@ -171,3 +171,31 @@ def test_undecided_says_cells_proven_and_queued(capsys):
     assert main(["certify", str(DATA / "quadrotor.json"), "--time-budget", "1", "--no-write", "--quiet"]) == 3
     out = capsys.readouterr().out
     assert "UNDECIDED: budget exhausted with" in out and "cells proven and" in out and "queued" in out
+
+
+DRIFTER = """
+import sympy as sp
+from reachsafe.systems.definition import SystemDefinition, exact, symbols
+x, th = symbols("x theta")
+(a,) = symbols("a")
+(w,) = symbols("w")
+DEFINITION = SystemDefinition(
+    name="drifter", description="always moving forward: no equilibrium, no convex invariant set",
+    state=(x, th), action=(a,), noise=(w,),
+    step=(x + exact("0.1") * (1 + exact("0.5") * sp.sin(th) + w), th + exact("0.1") * a), params={},
+    constraint_lo=(-exact(2), -exact(1)), constraint_hi=(exact(2), exact(1)),
+    noise_lo=(-exact("0.01"),), noise_hi=(exact("0.01"),), reward=-x**2, observation=(x, th), dt=exact("0.1"))
+"""
+
+
+def test_no_equilibrium_says_to_model_relative_to_a_path(tmp_path, capsys):
+    """A system that can never stay put (a unicycle at constant speed): exit 3, nothing written, and
+    the line says why no convex set exists and what to model instead."""
+    model = tmp_path / "drifter.py"
+    model.write_text(DRIFTER)
+    out = tmp_path / "out" / "d.json"
+    out.parent.mkdir()
+    code = main(["compute-invariant", str(model), "--out", str(out), "--time-budget", "120", "--facets", "12", "--quiet"])
+    assert code == 3 and list(out.parent.iterdir()) == []
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no equilibrium inside X" in last and "relative to a path" in last and "lane_keeping" in last

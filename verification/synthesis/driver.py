@@ -276,6 +276,11 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
         lin_margins = [10.0 * mg for mg in lin_margins]
     hint = ("try a larger --time-budget" if "undecided" in last or time.monotonic() >= deadline
             else "try a smaller --margin, more --facets, or a larger constraint box X")
+    if "no equilibrium inside X" in last and "became empty" in last:
+        # e.g. a unicycle at constant speed: no state stays put, and a convex set must hold whole orbits
+        hint = ("no state of X can stay where it is under any action, so a convex invariant set must hold whole "
+                "orbits; write the model relative to a path or a moving reference (errors that can be held at 0, "
+                "as in examples/lane_keeping.py), or " + hint)
     timed = "undecided" in last or time.monotonic() >= deadline
     head = f"no certified set within {time_budget:.0f} s" if timed else "no certified set"
     return Outcome(3, f"{system.name}: {head}: {last}; nothing written. "
