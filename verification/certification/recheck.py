@@ -63,7 +63,7 @@ from reachsafe.systems import get_definition
 from . import intervals as ia
 from .intervals import CertModel, Iv
 
-__all__ = ["ARTIFACT_FORMAT", "set_hash", "CellWitness", "CellCheck", "check_cell", "check_empty",
+__all__ = ["ARTIFACT_FORMAT", "set_hash", "CellWitness", "CellCheck", "check_cell", "check_empty", "cell_enclosures",
            "check_root_bounds", "check_coverage", "RecheckResult", "recheck_artifact", "file_sha256",
            "root_bounds"]
 
@@ -162,14 +162,29 @@ def _box_sup(coef: Iv, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return ia.ivdot(coef, Iv(lo[None, :], hi[None, :]), axis=-1).hi
 
 
-def cell_terms(model: CertModel, A: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, Any]:
-    """Witness-independent rigorous quantities of a cell (see module docstring)."""
+def cell_enclosures(model: CertModel, lo: np.ndarray, hi: np.ndarray) -> dict[str, Iv]:
+    """The model's enclosures a cell check needs, for N cells at once (``lo, hi`` [N, n]).
+
+    ``Jc, B, E, DB`` over each box and ``c0, B0`` at its midpoint ``x0 = lo/2 + hi/2``; every
+    entry is an elementwise interval evaluation, so a batch gives exactly the per-cell values.
+    """
+    enc = model.enclose(lo, hi)
+    at0 = model.at_points(0.5 * lo + 0.5 * hi)
+    return {"Jc": enc["Jc"], "B": enc["B"], "E": enc["E"], "DB": enc["DB"], "c0": at0["c"], "B0": at0["B"]}
+
+
+def cell_terms(model: CertModel, A: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+               enc: dict[str, Iv] | None = None) -> dict[str, Any]:
+    """Witness-independent rigorous quantities of a cell (see module docstring).
+
+    :param enc: this cell's entries of :func:`cell_enclosures` (computed here when None).
+    """
     n = model.n
     x0 = 0.5 * lo + 0.5 * hi
-    enc = model.enclose(lo[None], hi[None])
-    Jint, Bint, Eint, DBint = enc["Jc"][0], enc["B"][0], enc["E"][0], enc["DB"][0]
-    at0 = model.at_points(x0[None])
-    c0, B0 = at0["c"][0], at0["B"][0]
+    if enc is None:
+        enc = {key: v[0] for key, v in cell_enclosures(model, lo[None], hi[None]).items()}
+    Jint, Bint, Eint, DBint = enc["Jc"], enc["B"], enc["E"], enc["DB"]
+    c0, B0 = enc["c0"], enc["B0"]
     J, Bm, B0m = Jint.mid, Bint.mid, B0.mid
     dx = ia.sub(ia.point(lo), ia.point(x0)), ia.sub(ia.point(hi), ia.point(x0))
     dx = Iv(dx[0].lo, dx[1].hi)
@@ -432,7 +447,11 @@ def _recheck(model: CertModel, A: np.ndarray, b: np.ndarray, art: dict, progress
     if progress:
         it = progress_bar(it, desc="recheck", unit="cell")
     min_slack = np.inf
+    chunk = 256  # the model's enclosures are evaluated for this many cells at once
+    enc: dict[str, Iv] = {}
     for ci in it:
+        if ci % chunk == 0:
+            enc = cell_enclosures(model, lo[ci:ci + chunk], hi[ci:ci + chunk])
         c = cells[ci]
         if c["kind"] == "empty":
             if not check_empty(A, b, lo[ci], hi[ci], np.array(c["rows"]), np.array(c["y"], float)):
@@ -441,7 +460,8 @@ def _recheck(model: CertModel, A: np.ndarray, b: np.ndarray, art: dict, progress
         if c["kind"] != "witness":
             return RecheckResult(False, f"cell {ci}: unknown kind {c['kind']!r}", bad_cell=ci)
         w = CellWitness.from_json(c["witness"], m, n)
-        chk = check_cell(model, A, b, lo[ci], hi[ci], w)
+        terms = cell_terms(model, A, lo[ci], hi[ci], {key: v[ci % chunk] for key, v in enc.items()})
+        chk = check_cell(model, A, b, lo[ci], hi[ci], w, terms)
         if not chk.ok:
             return RecheckResult(False, f"cell {ci}: witness invalid ({chk.reason}, min slack {chk.min_slack:.3g})",
                                  bad_cell=ci)
