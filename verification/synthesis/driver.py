@@ -275,7 +275,8 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
         margins = [3.0 * mg for mg in margins]
         lin_margins = [10.0 * mg for mg in lin_margins]
     hint = ("try a larger --time-budget" if "undecided" in last or time.monotonic() >= deadline
-            else "try a smaller --margin, more --facets, or a larger constraint box X")
+            else "try a smaller --margin or more --facets; or change X: a box too tight leaves no room to brake, one "
+                 "too wide (or noise too strong for the action) asks the action to hold states it cannot")
     if "no equilibrium inside X" in last and "became empty" in last:
         # e.g. a unicycle at constant speed: no state stays put, and a convex set must hold whole orbits
         hint = ("no state of X can stay where it is under any action, so a convex invariant set must hold whole "
