@@ -24,6 +24,8 @@ MODELS = [
     "bicycle",
     "quadtank",
     "pvtol",
+    "lateral5",
+    "chain3",
 ]
 
 
@@ -39,7 +41,8 @@ def test_example_model_loads(name):
 @pytest.mark.parametrize("name, min_fraction", [("double_integrator", 0.85), ("drifting_cart", 0.85),
                                                 ("docking_sled", 0.9), ("lane_keeping", 0.5),
                                                 ("cartpole", 0.3), ("mountaincar", 0.65), ("tora", 0.02),
-                                                ("cstr", 0.6), ("bicycle", 0.4), ("quadtank", 0.95), ("pvtol", 0.15)])
+                                                ("cstr", 0.6), ("bicycle", 0.4), ("quadtank", 0.95), ("pvtol", 0.15),
+                                                ("lateral5", 0.3), ("chain3", 0.35)])
 def test_example_certifies_with_default_options(tmp_path, name, min_fraction):
     out = tmp_path / f"{name}.json"
     assert main(["compute-invariant", str(EXAMPLES / f"{name}.py"), "--out", str(out), "--quiet"]) == 0
