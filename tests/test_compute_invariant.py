@@ -195,7 +195,8 @@ def test_no_equilibrium_says_to_model_relative_to_a_path(tmp_path, capsys):
     model.write_text(DRIFTER)
     out = tmp_path / "out" / "d.json"
     out.parent.mkdir()
-    code = main(["compute-invariant", str(model), "--out", str(out), "--time-budget", "120", "--facets", "12", "--quiet"])
+    code = main(["compute-invariant", str(model), "--out", str(out), "--time-budget", "120", "--facets", "12",
+                 "--quiet"])
     assert code == 3 and list(out.parent.iterdir()) == []
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "no equilibrium inside X" in last and "relative to a path" in last and "lane_keeping" in last
