@@ -48,7 +48,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import sympy as sp
 
-__all__ = ["Interval", "evaluate", "enclose", "number_interval"]
+__all__ = ["Interval", "evaluate", "enclose", "number_interval", "ELEMENTARY"]
 
 Interval = tuple[np.ndarray, np.ndarray]
 
@@ -154,11 +154,8 @@ def _reciprocal(a: Interval) -> Interval:
 
 _INCREASING = {sp.exp: np.exp, sp.log: np.log, sp.tanh: np.tanh, sp.atan: np.arctan, sp.sinh: np.sinh,
                sp.asinh: np.arcsinh, sp.tan: np.tan}
+ELEMENTARY = (*_INCREASING, sp.cosh)  # the one-argument functions :func:`evaluate` bounds besides sin and cos
 _ELEMENTARY_ULPS = 16.0  # numpy's SIMD exp/log/tanh/... err by a few ulps at most
-
-
-def _no_information(shape: tuple[int, ...]) -> Interval:
-    return np.full(shape, -np.inf), np.full(shape, np.inf)
 
 
 def _elementary(func: type, a: Interval) -> Interval:
@@ -283,7 +280,7 @@ def evaluate(expr: sp.Expr, env: Mapping[sp.Symbol, Interval], _memo: dict | Non
         out = _sin(evaluate(expr.args[0], env, memo))
     elif isinstance(expr, sp.cos):
         out = _sin(evaluate(expr.args[0], env, memo), phase_shift=math.pi / 2)
-    elif expr.func in _INCREASING or expr.func is sp.cosh:
+    elif expr.func in ELEMENTARY:
         out = _elementary(expr.func, evaluate(expr.args[0], env, memo))
     else:
         raise NotImplementedError(f"interval evaluation: {type(expr).__name__} is not supported ({expr})")

@@ -39,6 +39,7 @@ import sympy as sp
 
 from .compiled import CompiledSystem
 from .definition import ModelError, SystemDefinition
+from .intervals import ELEMENTARY
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -150,8 +151,7 @@ def _execute(path: Path, digest: str) -> SystemDefinition:
     return d
 
 
-_CERTIFIABLE = (sp.Add, sp.Mul, sp.sin, sp.cos, sp.tan, sp.exp, sp.log, sp.tanh, sp.atan, sp.sinh, sp.asinh,
-                sp.cosh)
+_CERTIFIABLE = (sp.Add, sp.Mul, sp.sin, sp.cos, *ELEMENTARY)
 
 
 def check_certifiable(compiled: CompiledSystem, where: str) -> None:

@@ -190,6 +190,7 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
     lin_margins = [LINEAR_MARGIN] * len(plan)
     counterexamples: list[np.ndarray] = []
     last = "no candidate"
+    stuck: PlanPart | None = None  # the part no route gave a candidate for
     rounds = 0
     while time.monotonic() < deadline:
         rounds += 1
@@ -214,6 +215,7 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
                     cands.append(sh)
             if not cands:
                 last = f"no candidate for {part.describe()} ({'; '.join(why)})"
+                stuck = part
                 break
             chosen.append(max(cands, key=lambda c: c.volume_fraction))
         if len(chosen) < len(plan):
@@ -274,15 +276,15 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
             counterexamples.append(np.asarray(result.counterexample.x, dtype=np.float64))
         margins = [3.0 * mg for mg in margins]
         lin_margins = [10.0 * mg for mg in lin_margins]
-    hint = ("try a larger --time-budget" if "undecided" in last or time.monotonic() >= deadline
+    timed = "undecided" in last or time.monotonic() >= deadline
+    hint = ("try a larger --time-budget" if timed
             else "try a smaller --margin or more --facets; or change X: a box too tight leaves no room to brake, one "
                  "too wide (or noise too strong for the action) asks the action to hold states it cannot")
-    if "no equilibrium inside X" in last and "became empty" in last:
+    if stuck is not None and not stuck.equilibrium and not timed:
         # e.g. a unicycle at constant speed: no state stays put, and a convex set must hold whole orbits
         hint = ("no state of X can stay where it is under any action, so a convex invariant set must hold whole "
                 "orbits; write the model relative to a path or a moving reference (errors that can be held at 0, "
                 "as in examples/lane_keeping.py), or " + hint)
-    timed = "undecided" in last or time.monotonic() >= deadline
     head = f"no certified set within {time_budget:.0f} s" if timed else "no certified set"
     return Outcome(3, f"{system.name}: {head}: {last}; nothing written. "
                       f"{hint[0].upper() + hint[1:]}.", None, log.lines)
