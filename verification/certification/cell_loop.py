@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from . import intervals as ia
-from .cells import cell_center, find_witness
+from .cells import cell_center, find_witness, neighbour_rows
 from .intervals import CertModel
 from .per_state import Counterexample, local_search, prove_no_safe_action
 from .recheck import CellWitness, cell_terms
@@ -56,6 +56,8 @@ MIN_REL_WIDTH = 1e-7  # a cell narrower than this (relative to the root box) end
 POINT_TEST_WIDTH = 1.0 / 32  # failing cells at most this wide are tested for a counterexample
 POINT_TEST_MEAN_WIDTH = 1.0 / 8  # ... and failing cells whose geometric-mean relative width is at most this
 LOCAL_SEARCH_ITERS = 12  # descent steps of the per-state LP value from such a cell's centre
+NEIGHBOURS_PER_DIM = 6  # a near facet's first LP uses the rows of this many x n nearest normals (cells.neighbour_rows)
+NEIGHBOURS_MIN_FACETS = 40  # ... for sets with more facets than this (smaller LPs are cheap in full)
 
 
 @dataclass
@@ -158,7 +160,9 @@ def _worker_signals() -> None:
 
 def _setup(model, compiled, A, b, root_w, point_tests: bool, interior: np.ndarray | None = None) -> None:
     _STATE.update(model=model, compiled=compiled, A=A, b=b, nrm=np.linalg.norm(A, axis=1), root_w=root_w,
-                  point_tests=point_tests, interior=interior)
+                  point_tests=point_tests, interior=interior,
+                  neighbours=neighbour_rows(A, NEIGHBOURS_PER_DIM * A.shape[1]) if len(A) > NEIGHBOURS_MIN_FACETS
+                  else None)
 
 
 def _point_test(cell: Cell) -> Counterexample | None:
@@ -186,7 +190,7 @@ def _process(cell: Cell) -> CellOutcome:
         rec = {"lo": cell.lo.tolist(), "hi": cell.hi.tolist(), "kind": "empty", "rows": [r], "y": [1.0]}
         return CellOutcome(rec, np.inf, -1, None, None, 0)
     terms = cell_terms(model, A, cell.lo, cell.hi)
-    search = find_witness(model, A, b, nrm, cell.lo, cell.hi, terms, hint=cell.hint)
+    search = find_witness(model, A, b, nrm, cell.lo, cell.hi, terms, hint=cell.hint, neighbours=_STATE["neighbours"])
     if search.witness is not None:
         slack = float(np.min(search.check.facet_slack / nrm))
         rec = {"lo": cell.lo.tolist(), "hi": cell.hi.tolist(), "kind": "witness",
