@@ -26,6 +26,7 @@ MODELS = [
     "pvtol",
     "lateral5",
     "chain3",
+    "unicycle_path",
 ]
 
 
@@ -42,7 +43,8 @@ def test_example_model_loads(name):
                                                 ("docking_sled", 0.9), ("lane_keeping", 0.5),
                                                 ("cartpole", 0.3), ("mountaincar", 0.65), ("tora", 0.02),
                                                 ("cstr", 0.6), ("bicycle", 0.4), ("quadtank", 0.95), ("pvtol", 0.15),
-                                                ("lateral5", 0.3), ("chain3", 0.35)])
+                                                ("lateral5", 0.3), ("chain3", 0.35),
+                                                ("unicycle_path", 0.7)])
 def test_example_certifies_with_default_options(tmp_path, name, min_fraction):
     out = tmp_path / f"{name}.json"
     assert main(["compute-invariant", str(EXAMPLES / f"{name}.py"), "--out", str(out), "--quiet"]) == 0

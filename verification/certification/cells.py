@@ -12,16 +12,18 @@ rows of ``P`` that cut the box):
 
     lambda_i^T D = q_i,   lambda_i^T g + base_i + A_i Bm k <= b_i,     g = (b_R, hi, -lo),
 
-which is linear in ``(K, k, lambda)``: one LP maximises a common slack ``s`` weighted per facet
-by the remainder the check will add to that facet (``s rho_i`` added to every facet row,
-``rho_i = sup A_i (Jint - J)(x - x0) + sum_j |A_i (Bint - Bm)|_j``, the cell's nonlinear term),
-plus a fixed ``1e-12 (1 + |b_i|)`` for rounding.  ``s >= 1`` then leaves each facet room for its
-own remainder; facets whose dynamics are affine need none, and a common slack in units of
-``||A_i||`` would spend on them what the nonlinear ones lack (the committed cart-pole set:
-81 cells instead of 289, a cart-pole with a wider box: certified in 69 cells where the
-unweighted LP left it undecided after 800 s).  The LP uses the check's second-order form of
-``B(x) a(x)`` (``q_i = A_i J + A_i B(x0) K + G_i``, ``G_id = (A_i dB/dx_d)(K x0 + k)``, linear in
-``(K, k)``) without its second-order remainders, which the check adds.
+which is linear in ``(K, k, lambda)``: one LP maximises a common slack ``s`` weighted per
+facet by what the check will add to that facet: ``s rho_i`` is added to every facet row, with
+``rho_i = sup A_i (Jint - J)(x - x0) + sum_j |A_i (Bint - Bm)|_j`` (the cell's nonlinear term)
+plus ``1e-9 (1 + max |x|) ||A_i||`` (the LP solver's tolerance on ``lambda_i^T D = q_i``, a
+residual the check bounds over the box), and a fixed ``1e-12 (1 + |b_i|)`` for rounding.
+``s >= 1`` then leaves each facet room for its own remainder.  Facets whose dynamics are
+affine need little; a common slack in units of ``||A_i||`` would spend on them what the
+nonlinear ones lack (the committed cart-pole set: 81 cells instead of 289; a cart-pole with
+a wider box: certified in 69 cells, where the unweighted LP left it undecided after 800 s).
+The LP uses the check's second-order form of ``B(x) a(x)`` (``q_i = A_i J + A_i B(x0) K +
+G_i``, ``G_id = (A_i dB/dx_d)(K x0 + k)``, linear in ``(K, k)``) without its second-order
+remainders, which the check adds.
 
 **Size.**  A facet that holds over the whole box for every action of twice the admissible
 size (``sup_box A_i J x + base_i + 3 sum_j |A_i Bm|_j <= b_i``) gets multipliers on the box
@@ -51,6 +53,7 @@ from .recheck import CellCheck, CellWitness, check_cell
 __all__ = ["WitnessSearch", "find_witness", "relevant_rows", "cell_center", "feedback_lp", "neighbour_rows"]
 
 S_CAP = 1e3  # cap of the weighted slack s (keeps the LP bounded where no facet has a remainder)
+LP_TOLERANCE = 1e-9  # feasibility tolerance of the LP solver on its equality rows, relative
 ROUNDING_ROOM = 1e-12  # slack every facet keeps, relative to 1 + |b_i|, for the check's outward rounding
 
 
@@ -188,7 +191,9 @@ def feedback_lp(A: np.ndarray, b: np.ndarray, nrm: np.ndarray, lo: np.ndarray, h
     Gk[:k_rows, :nK] = -(ADBx0[:, :, None] * x0[None, None, :]).reshape(k_rows, nK)
     Gk[:k_rows, nK:nK + m] = AB0m - ADBx0
     # slack weights: the facet's nonlinear remainder over the cell (what the check adds to the LP's bound)
-    weight = np.asarray(terms["nonlinear"], dtype=np.float64)
+    # and the LP solver's tolerance on lambda^T D = q (a residual the check bounds over the box)
+    scale = 1.0 + float(np.max(np.maximum(np.abs(lo), np.abs(hi))))
+    weight = np.asarray(terms["nonlinear"], dtype=np.float64) + LP_TOLERANCE * scale * nrm
     Gk[:k_rows, nK + m] = weight
     for t in range(2 * m):
         Gk[k_rows + t, nK + t // 2] = 1.0 if t % 2 == 0 else -1.0
