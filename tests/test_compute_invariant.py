@@ -200,3 +200,32 @@ def test_no_equilibrium_says_to_model_relative_to_a_path(tmp_path, capsys):
     assert code == 3 and list(out.parent.iterdir()) == []
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "no equilibrium inside X" in last and "relative to a path" in last and "lane_keeping" in last
+
+
+GYRO = """
+from reachsafe.systems.definition import SystemDefinition, exact, symbols
+p, q = symbols("p q")
+a1, a2 = symbols("a1 a2")
+w1, w2 = symbols("w1 w2")
+dt = exact("0.1")
+DEFINITION = SystemDefinition(
+    name="gyro", description="p driven by q^2 as a rigid body's rates are by their products", state=(p, q),
+    action=(a1, a2), noise=(w1, w2),
+    step=(p + dt * (2 * q**2 + exact("0.5") * a1 + w1), q + dt * (exact("0.5") * a2 + w2)),
+    params={}, constraint_lo=(-exact("0.5"), -exact("0.5")), constraint_hi=(exact("0.5"), exact("0.5")),
+    noise_lo=(-exact("0.02"),) * 2, noise_hi=(exact("0.02"),) * 2, reward=-p**2, observation=(p, q), dt=dt)
+"""
+
+
+def test_a_split_that_leaves_a_part_without_a_set_is_dropped(tmp_path, capsys):
+    """Regression: at the origin the linearisation does not couple p and q, so the plan split them and
+    bounded the coupling 2 q^2 over all of X: [0, 0.5], the whole authority of a1, and the (p) part got
+    no set (exit 3; a rigid body's rates, coupled by their products, ended the same way).  The split is
+    now dropped and the whole system certifies."""
+    model = tmp_path / "gyro.py"
+    model.write_text(GYRO)
+    out = tmp_path / "gyro.json"
+    code = main(["compute-invariant", str(model), "--out", str(out), "--time-budget", "240"])
+    err = capsys.readouterr().err
+    assert "split into (p) x (q)" in err and "the split is dropped" in err
+    assert code == 0 and load_set(out).certified

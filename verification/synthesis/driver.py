@@ -2,7 +2,9 @@
 
 1. **Plan** (:func:`.plans.plan_for`): the parts of the system found on its linearisation's
    dependency graph (one part for a system that does not split); all work is done in
-   coordinates normalised by X (:mod:`.scaling`).
+   coordinates normalised by X (:mod:`.scaling`).  A split that leaves some part without a
+   candidate (its coupling, bounded over all of X, can take the whole action authority, as
+   a rigid body's gyroscopic terms do) is dropped, and the whole system is one part.
 2. **Candidates per part**, both routes where they apply, the larger kept:
 
    * *linear feedback* (:mod:`.linear_mas`): at an equilibrium with a stabilisable
@@ -42,7 +44,7 @@ from reachsafe.systems import model_file_of
 from ..certification.certifier import certify
 from .invariant import SynthesisConfig, shrink_to_invariant
 from .linear_mas import feedback_candidates
-from .plans import PlanPart, plan_for
+from .plans import PlanPart, plan_for, whole_plan
 from .scaling import one_step_authority
 from .structure import embed
 from .templates import template
@@ -219,6 +221,16 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
                 break
             chosen.append(max(cands, key=lambda c: c.volume_fraction))
         if len(chosen) < len(plan):
+            if len(plan) > 1 and time.monotonic() < deadline:
+                # the coupling bounded over all of X can take the whole action authority of a part
+                # (a rigid body's gyroscopic terms): a split that leaves a part without a candidate
+                # is dropped, and the whole system is tried as one part
+                log(f"{last}; the split is dropped, the whole system is tried as one part")
+                plan = whole_plan(system)
+                margins = [margin if margin is not None else default_margin(p, system.n) for p in plan]
+                lin_margins = [LINEAR_MARGIN] * len(plan)
+                stuck = None
+                continue
             break
         rows = []
         for part, cand in zip(plan, chosen):

@@ -17,7 +17,7 @@ from .linear_mas import find_equilibrium
 from .scaling import ScaledSystem
 from .structure import decompose
 
-__all__ = ["PlanPart", "plan_for"]
+__all__ = ["PlanPart", "plan_for", "whole_plan"]
 
 
 @dataclass
@@ -44,9 +44,14 @@ def _part(system, idx, coupling) -> PlanPart:
     return PlanPart(system, tuple(idx), z, eq, True, coupling)
 
 
+def whole_plan(system) -> list[PlanPart]:
+    """The plan without a split: one part covering every coordinate."""
+    return [_part(system, range(system.n), [])]
+
+
 def plan_for(system) -> list[PlanPart]:
     """The synthesis plan of a compiled system (see module docstring)."""
     parts = decompose(system)
     if parts is None:
-        return [_part(system, range(system.n), [])]
+        return whole_plan(system)
     return [_part(p.system, p.idx, p.coupling) for p in parts]
