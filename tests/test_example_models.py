@@ -27,6 +27,7 @@ MODELS = [
     "lateral5",
     "chain3",
     "unicycle_path",
+    "rigid_body",
 ]
 
 
@@ -44,7 +45,7 @@ def test_example_model_loads(name):
                                                 ("cartpole", 0.3), ("mountaincar", 0.65), ("tora", 0.02),
                                                 ("cstr", 0.6), ("bicycle", 0.4), ("quadtank", 0.95), ("pvtol", 0.15),
                                                 ("lateral5", 0.3), ("chain3", 0.35),
-                                                ("unicycle_path", 0.7)])
+                                                ("unicycle_path", 0.7), ("rigid_body", 0.85)])
 def test_example_certifies_with_default_options(tmp_path, name, min_fraction):
     out = tmp_path / f"{name}.json"
     assert main(["compute-invariant", str(EXAMPLES / f"{name}.py"), "--out", str(out), "--quiet"]) == 0

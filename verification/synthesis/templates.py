@@ -71,6 +71,19 @@ def coupled_pairs(M: np.ndarray, tol: float = 1e-9) -> list[tuple[int, int]]:
     return [(i, j) for i, j in itertools.combinations(range(n), 2) if big[i, j] or big[j, i]]
 
 
+def coupling_over_box(sys: ScaledSystem, M: np.ndarray, seed: int = 0, samples: int = 64) -> np.ndarray:
+    """``max |df/dz|`` over the operating point's ``M`` and random states of ``[-1, 1]^n`` ([n, n]).
+
+    Coordinates that the linearisation at rest does not couple may be coupled away from it (a
+    rigid body's rates, through their products): their pair then still gets fan normals.
+    """
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(-1.0, 1.0, size=(samples, sys.n))
+    w = np.broadcast_to(0.5 * (sys.noise_lo + sys.noise_hi), (samples, sys.p))
+    Jx, _, _ = sys.jacobians(z, np.zeros((samples, sys.m)), w)
+    return np.maximum(np.abs(M), np.abs(Jx).max(axis=0))
+
+
 def lqr_gain(M: np.ndarray, B: np.ndarray, r: float, max_rho: float = 1.0) -> np.ndarray | None:
     """Discrete LQR gain ``K = -(r I + B^T P B)^{-1} B^T P M`` (state weight ``I``, action weight ``r I``).
 
@@ -163,7 +176,7 @@ def template(sys: ScaledSystem, operating: tuple[np.ndarray, np.ndarray], facets
     n = sys.n
     z_e, a_e = operating
     M, _ = linearisation(sys, z_e, a_e)
-    pairs = coupled_pairs(M)
+    pairs = coupled_pairs(coupling_over_box(sys, M, seed))
     if facets is None:
         dense = (system_dim if system_dim is not None else n) <= 2
         K = (FAN_PER_QUADRANT_2D if dense else 8) if n <= 2 else 3 if n == 3 else 2
