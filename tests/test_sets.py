@@ -525,3 +525,31 @@ def test_as_hpolytope_refuses_what_it_does_not_know_with_one_error():
         assert isinstance(exc.value, TypeError) and isinstance(exc.value, UserError) and "\n" not in str(exc.value)
     with pytest.raises(UnsupportedSetError, match="invariant_set must be a SetFile, an HPolytope"):
         as_hpolytope(3, what="invariant_set", also="a SetFile")
+
+
+def test_vertices_survive_cdds_numerical_inconsistency():
+    """Regression: cdd's floating-point double description stopped with "numerical inconsistency" on
+    this 13-facet polygon (a boost converter's candidate), and compute-invariant ended in a traceback,
+    exit 1.  The vertices are now redone in exact rationals; Qhull's half-space intersection is the
+    independent reference."""
+    from scipy.spatial import HalfspaceIntersection
+
+    A = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -0.0], [-0.0, -1.0], [0.9413683377578396, 0.337380575414534],
+                  [0.8875325240794874, 0.460745069101227], [-0.798863478795321, -0.6015123791303365],
+                  [-0.7237845437118899, -0.6900260388447462], [-0.6145411675044251, -0.788884752953369],
+                  [-0.4583719003008858, -0.8887604857409869], [0.6897675877797718, 0.7240308521385499],
+                  [-0.5972792033997903, -0.8020333865782097], [-0.5612882143745239, -0.8276204084024624]])
+    b = np.array([4.999999989999999, 34.99999996, -1.0000000529847951e-08, -15.000000040000002,
+                  16.406271451233838, 20.452806066742077, -9.681484700376473, -11.083451219489447,
+                  -12.614720272998694, -13.937724904598147, 28.701549943102048, -12.79718074208109,
+                  -13.149129021853655])
+    P = HPolytope(A, b)
+    V = P.vertices()
+    centre, _ = P.chebyshev_center()
+    ref = HalfspaceIntersection(np.hstack([A, -b[:, None]]), centre).intersections
+    assert len(V) == 13
+    for v in ref:  # every reference vertex is found
+        assert np.min(np.linalg.norm(V - v, axis=1)) < 1e-7
+    for v in V:  # and nothing else
+        assert np.min(np.linalg.norm(ref - v, axis=1)) < 1e-7
+    assert P.volume_estimate().method == "exact" and P.volume() > 0

@@ -10,6 +10,7 @@ exact for n <= 3 and Monte-Carlo (with a binomial standard error) above:
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -278,6 +279,10 @@ class HPolytope(ConvexSet):
             if "not a polytope" in str(exc):
                 raise UnboundedSetError("vertices: the polyhedron A x <= b is unbounded") from exc
             raise
+        except RuntimeError:
+            # cdd's floating-point double description can stop with "numerical inconsistency"
+            # (a 13-facet polygon of a boost converter did): redo it in exact rationals
+            verts = _vertices_exact(np.asarray(self.A, dtype=np.float64), np.asarray(self.b, dtype=np.float64))
         if len(verts) == 0:
             return np.empty((0, n))
         V = np.asarray(verts, dtype=np.float64).reshape(-1, n)
@@ -393,3 +398,24 @@ class HPolytope(ConvexSet):
             need = N - got
             batch = int(min(max_chunk, max(1024, np.ceil(1.2 * need / max(rate, min_acceptance)))))
         return np.concatenate(chunks, axis=0)[:N]
+
+
+def _vertices_exact(A: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+    """Vertices of ``{x : A x <= b}`` by cdd's double description in exact rational arithmetic.
+
+    Every double is converted to the rational it represents, so the result is the exact vertex
+    set of the given floating-point polytope (rounded back to doubles).
+    :raises UnboundedSetError: when the polyhedron has a ray.
+    """
+    import cdd  # lazy, as pypoman: vertex enumeration is optional
+
+    rows = [[Fraction(float(bi))] + [Fraction(-float(a)) for a in Ai] for Ai, bi in zip(A, b)]
+    mat = cdd.Matrix(rows, number_type="fraction")
+    mat.rep_type = cdd.RepType.INEQUALITY
+    gen = cdd.Polyhedron(mat).get_generators()
+    out = []
+    for i, row in enumerate(gen):
+        if row[0] == 0 or i in gen.lin_set:
+            raise UnboundedSetError("vertices: the polyhedron A x <= b is unbounded")
+        out.append(np.array([float(v) for v in row[1:]]))
+    return out
