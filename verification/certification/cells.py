@@ -107,9 +107,8 @@ def _blocks(rows: list[np.ndarray], A: np.ndarray, b: np.ndarray, lo: np.ndarray
     col = starts[blk] + (np.arange(flat.size) - np.repeat(np.r_[0, np.cumsum(cnt)[:-1]], cnt))
     d = np.arange(n)
     box_col = (starts + cnt)[:, None] + d[None, :]  # [T, n]: the +I columns; the -I ones follow
-    e_rows = np.concatenate([(blk[:, None] * n + d[None, :]).ravel(),
-                             (np.arange(T)[:, None] * n + d[None, :]).ravel(),
-                             (np.arange(T)[:, None] * n + d[None, :]).ravel()])
+    box_rows = (np.arange(T)[:, None] * n + d[None, :]).ravel()  # row t n + d of both I and -I
+    e_rows = np.concatenate([(blk[:, None] * n + d[None, :]).ravel(), box_rows, box_rows])
     e_cols = np.concatenate([np.repeat(col, n), box_col.ravel(), (box_col + n).ravel()])
     e_vals = np.concatenate([A[flat].ravel(), np.ones(T * n), -np.ones(T * n)])
     E = sps.csr_matrix((e_vals, (e_rows, e_cols)), shape=(T * n, width))
@@ -185,7 +184,7 @@ def feedback_lp(A: np.ndarray, b: np.ndarray, nrm: np.ndarray, lo: np.ndarray, h
     EK = sps.vstack([sps.csr_matrix(EKf), EKa]).tocsr()
     A_eq = sps.hstack([EK, E1]).tocsr()
     b_eq = np.r_[AJ.ravel(), np.zeros(2 * m * n)]
-    # inequalities: lambda_blk^T g_blk + (A_i Bm) k + s ||A_i|| <= b_i - base_i;  mu^T g +- k_j <= 1
+    # inequalities: lambda_blk^T g_blk + (A_i Bm) k + s rho_i <= b_i - base_i - room_i;  mu^T g +- k_j <= 1
     Gk = np.zeros((nb, off))
     ADBx0 = ADBm @ x0  # [k, m]
     Gk[:k_rows, :nK] = -(ADBx0[:, :, None] * x0[None, None, :]).reshape(k_rows, nK)
@@ -210,8 +209,7 @@ def feedback_lp(A: np.ndarray, b: np.ndarray, nrm: np.ndarray, lo: np.ndarray, h
     K = x[:nK].reshape(m, n)
     kk = x[nK:nK + m]
     s_w = float(x[nK + m])
-    ratio = weight / nrm  # back to normalised units: the least (s > 0) or most (s < 0) normalised slack
-    ratio = ratio[ratio > 0] if np.any(ratio > 0) else np.ones(1)
+    ratio = weight / nrm  # > 0; back to normalised units: the least (s > 0) or most (s < 0) normalised slack
     s = s_w * float(ratio.min() if s_w > 0 else ratio.max())
     lam_i, lam_r, lam_v, mu_t, mu_r, mu_v = [], [], [], [], [], []
     for blk, rows in enumerate(block_rows):

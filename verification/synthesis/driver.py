@@ -97,6 +97,12 @@ def default_margin(part: PlanPart, n_system: int | None = None) -> float:
     return float(min(cap, 0.05 * auth.max())) if auth.max() > 0 else cap
 
 
+def _initial_margins(plan: list[PlanPart], n_system: int, margin: float | None) -> tuple[list[float], list[float]]:
+    """Per part: the shrinking margin (``margin``, or :func:`default_margin`) and the linear route's."""
+    return ([margin if margin is not None else default_margin(p, n_system) for p in plan],
+            [LINEAR_MARGIN] * len(plan))
+
+
 class _Log:
     """Progress lines on stderr (plain text; one line per event)."""
 
@@ -188,8 +194,7 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
     plan = plan_for(system)
     if len(plan) > 1:
         log("split into " + " x ".join(p.describe() for p in plan) + " (coupling terms as bounded noise)")
-    margins = [margin if margin is not None else default_margin(p, system.n) for p in plan]
-    lin_margins = [LINEAR_MARGIN] * len(plan)
+    margins, lin_margins = _initial_margins(plan, system.n, margin)
     counterexamples: list[np.ndarray] = []
     last = "no candidate"
     stuck: PlanPart | None = None  # the part no route gave a candidate for
@@ -227,8 +232,7 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
                 # is dropped, and the whole system is tried as one part
                 log(f"{last}; the split is dropped, the whole system is tried as one part")
                 plan = whole_plan(system)
-                margins = [margin if margin is not None else default_margin(p, system.n) for p in plan]
-                lin_margins = [LINEAR_MARGIN] * len(plan)
+                margins, lin_margins = _initial_margins(plan, system.n, margin)
                 stuck = None
                 continue
             break
