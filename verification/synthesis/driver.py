@@ -9,7 +9,8 @@
 
    * *linear feedback* (:mod:`.linear_mas`): at an equilibrium with a stabilisable
      linearisation, the robust maximal admissible set of an LQR closed loop, with the
-     linearisation error bounded as extra noise;
+     linearisation error bounded as extra noise, and the LQR weights searched for the
+     largest such set (:data:`.linear_mas.SEARCH_TRIALS` trials per part);
    * *template shrinking* (:mod:`.invariant`): a template (:mod:`.templates`) shrunk from X
      until every sampled state keeps every noisy successor inside (parts of up to three
      coordinates, or where no stabilisable equilibrium exists).
@@ -43,7 +44,7 @@ from reachsafe.systems import model_file_of
 
 from ..certification.certifier import certify
 from .invariant import SynthesisConfig, shrink_to_invariant
-from .linear_mas import feedback_candidates
+from .linear_mas import SEARCH_TRIALS, feedback_candidates
 from .plans import PlanPart, plan_for, whole_plan
 from .scaling import one_step_authority
 from .structure import embed
@@ -162,17 +163,20 @@ def _linear(part: PlanPart, margin: float, seed: int, deadline: float, log: _Log
         log(f"linear feedback {part.describe()}: {why}")
         return why
     cands = feedback_candidates(part.scaled, margin, seed=seed, deadline=deadline,
-                                progress=lambda msg: log(f"linear feedback {part.describe()}: {msg}"))
+                                progress=lambda msg: log(f"linear feedback {part.describe()}: {msg}"),
+                                search_trials=SEARCH_TRIALS)
     if not cands:
         why = ("its time share ran out before the set construction converged (a slowly contracting closed loop)"
                if time.monotonic() >= deadline else "no stabilising gain gave a non-empty set")
         log(f"linear feedback {part.describe()}: {why}")
         return why
     best = max(cands, key=lambda c: c.volume_fraction)
+    q = ", ".join(f"{v:.3g}" for v in best.state_weight)
     log(f"linear feedback {part.describe()}: {100 * best.volume_fraction:.1f} % of X "
-        f"({len(best.b)} facets, action weight {best.action_weight:g}, {best.steps} steps)")
+        f"({len(best.b)} facets, action weight {best.action_weight:.3g}, state weights {q}, {best.steps} steps)")
     return _Candidate("linear feedback", best.A, best.b, best.volume_fraction,
-                      {"action_weight": best.action_weight, "steps": best.steps, "margin": margin})
+                      {"action_weight": float(best.action_weight),
+                       "state_weight": [float(v) for v in best.state_weight], "steps": best.steps, "margin": margin})
 
 
 def _volume(P: HPolytope, seed: int) -> dict:

@@ -84,15 +84,18 @@ def coupling_over_box(sys: ScaledSystem, M: np.ndarray, seed: int = 0, samples: 
     return np.maximum(np.abs(M), np.abs(Jx).max(axis=0))
 
 
-def lqr_gain(M: np.ndarray, B: np.ndarray, r: float, max_rho: float = 1.0) -> np.ndarray | None:
-    """Discrete LQR gain ``K = -(r I + B^T P B)^{-1} B^T P M`` (state weight ``I``, action weight ``r I``).
+def lqr_gain(M: np.ndarray, B: np.ndarray, r: float, max_rho: float = 1.0,
+             q: np.ndarray | None = None) -> np.ndarray | None:
+    """Discrete LQR gain ``K = -(r I + B^T P B)^{-1} B^T P M`` (state weight ``diag(q)``, default ``I``;
+    action weight ``r I``).
 
     ``P`` solves the discrete algebraic Riccati equation.  None where it has no finite solution
     (not stabilisable) or the closed loop's spectral radius ``rho(M + B K)`` is not below ``max_rho``.
     """
     n, m = B.shape
+    Q = np.eye(n) if q is None else np.diag(np.asarray(q, dtype=np.float64))
     try:
-        P = sla.solve_discrete_are(M, B, np.eye(n), r * np.eye(m))
+        P = sla.solve_discrete_are(M, B, Q, r * np.eye(m))
     except (np.linalg.LinAlgError, ValueError):
         return None
     if not np.all(np.isfinite(P)):
