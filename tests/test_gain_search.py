@@ -11,7 +11,7 @@ import scipy.linalg as sla
 from reachsafe import get_system
 from verification.synthesis.linear_mas import feedback_candidates
 from verification.synthesis.plans import plan_for
-from verification.synthesis.templates import lqr_gain
+from verification.synthesis.templates import linearisation, lqr_gain
 
 from .conftest import ROOT
 
@@ -45,10 +45,8 @@ def test_search_keeps_the_best_and_never_loses_volume():
     for c in base:
         np.testing.assert_array_equal(c.state_weight, np.ones(sys_.n))
     # the recorded weights reproduce the recorded gain
-    w_c = 0.5 * (sys_.noise_lo + sys_.noise_hi)
-    _, Ja, _ = sys_.jacobians(best.z_e[None], best.a_e[None], w_c[None])
-    Jx, _, _ = sys_.jacobians(best.z_e[None], best.a_e[None], w_c[None])
-    K = lqr_gain(Jx[0], Ja[0], best.action_weight, max_rho=1 - 1e-9, q=best.state_weight)
+    M, B = linearisation(sys_, best.z_e, best.a_e)
+    K = lqr_gain(M, B, best.action_weight, max_rho=1 - 1e-9, q=best.state_weight)
     np.testing.assert_allclose(K, best.K, rtol=1e-9, atol=1e-12)
 
 

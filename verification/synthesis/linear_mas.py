@@ -248,14 +248,11 @@ def feedback_candidates(sys: ScaledSystem, margin: float, weights: tuple[float, 
     :param margin: added to the error box ``D`` in every coordinate (normalised units): every
         facet keeps at least this much room, which the certifier's rounding and cell
         enclosures consume.
-    :param search_trials: trials of the gain search (0: none).  The LQR weights shape the set
-        as much as the gain's strength does (the planar quadrotor's roll chain: 56 % of X with
-        ``Q = I``, about 80 % after the search), so from the best action weight a random local
-        search perturbs ``log diag(Q)`` and ``log r`` by ``N(0, SEARCH_SIGMA^2)`` and keeps a
-        perturbation when its set is larger.  Seeded, with a fixed number of trials, and a
-        trial whose construction needs more than :data:`TRIAL_STEPS` times the best set's
-        closed-loop powers is abandoned (a step count, not a time): the result does not depend
-        on the machine's speed, unless ``deadline`` stops the search first.
+    :param search_trials: trials of the gain search of the module docstring (0: none); each
+        perturbs ``log diag(Q)`` and ``log r`` by ``N(0, SEARCH_SIGMA^2)``.  A trial whose
+        construction needs more than :data:`TRIAL_STEPS` times the best set's closed-loop
+        powers is abandoned (a step count, not a time), so the result does not depend on the
+        machine's speed, unless ``deadline`` stops the search first.
     """
     eq = find_equilibrium(sys)
     if eq is None:
@@ -267,7 +264,7 @@ def feedback_candidates(sys: ScaledSystem, margin: float, weights: tuple[float, 
     M, B, E0 = Jx[0], Ja[0], Jw[0]
     out: list[FeedbackCandidate] = []
 
-    def build(r: float, q: np.ndarray | None, steps: int, label: str) -> FeedbackCandidate | None:
+    def build(r: float, q: np.ndarray, steps: int, label: str) -> FeedbackCandidate | None:
         K = lqr_gain(M, B, r, max_rho=1 - 1e-9, q=q)
         if K is None:
             return None
@@ -278,12 +275,12 @@ def feedback_candidates(sys: ScaledSystem, margin: float, weights: tuple[float, 
             return None
         A, b, steps, D = best
         vol = _volume_fraction(A, b, n, np.random.default_rng(seed))
-        return FeedbackCandidate(A, b, K, z_e, a_e, r, vol, steps, D, np.ones(n) if q is None else q)
+        return FeedbackCandidate(A, b, K, z_e, a_e, r, vol, steps, D, q)
 
     for r in weights:
         if deadline is not None and time.monotonic() > deadline:
             break
-        c = build(r, None, max_steps, f"action weight {r:g}")
+        c = build(r, np.ones(n), max_steps, f"action weight {r:g}")  # Q = I
         if c is not None:
             out.append(c)
     if not out or search_trials <= 0:
