@@ -159,3 +159,13 @@ def test_compute_invariant_logs_plain_progress_or_nothing(tmp_path, quiet):
         assert any(ln.startswith("pendulum: ") for ln in lines), lines  # the synthesis reports its end
     assert out.exists() and not any(p.name.startswith(".reachsafe-") for p in tmp_path.iterdir())
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("option, value", [("--margin", "-1"), ("--margin", "0"), ("--margin", "nan"),
+                                           ("--margin", "inf"), ("--time-budget", "nan"), ("--time-budget", "-5")])
+def test_compute_invariant_refuses_a_margin_or_budget_that_is_not_positive(tmp_path, capsys, option, value):
+    """Regression: --margin -1 was accepted and looped for the whole budget (every candidate refuted)."""
+    out = tmp_path / "x.json"
+    code, _, err = run_cli(capsys, "compute-invariant", "pendulum", "--out", out, option, value)
+    one_line_error(code, err, f"{option} must be")
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ..errors import UserError
@@ -56,8 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:  # the default folder is created (sets/ in the current folder)
         check_output_dir("sets", "the default output folder").mkdir(exist_ok=True)
     out = check_output_path(args.out or f"sets/{system.name}.json", "--out")
-    if args.time_budget <= 0:
-        raise UserError("--time-budget must be positive (seconds)")
+    if not args.time_budget > 0:  # NaN too
+        raise UserError(f"--time-budget must be positive (seconds), got {args.time_budget}")
+    if args.margin is not None and not (0 < args.margin < math.inf):
+        raise UserError(f"--margin must be a positive number (a fraction of each coordinate's half-range, e.g. "
+                        f"1e-3), got {args.margin}")
     if args.facets is not None and args.facets < 2 * system.n:
         raise UserError(f"--facets must be at least {2 * system.n} (the constraint box) for {system.name}")
     from verification.synthesis.driver import compute_certified_invariant  # lazy: off the CLI start-up path
