@@ -92,6 +92,16 @@ BROKEN = {
         ),
         "Abs",
     ),
+    "division_by_zero_in_X": (  # v = 0 is the centre of X: a grid point of the check
+        lambda t: t.replace("- c_3 * v**3", "- c_3 / v"),
+        "is not finite at the state p = ",
+    ),
+    "log_of_negative_in_X": (  # log(p + 1) is not defined for p < -1, inside X = [-2, 2]
+        lambda t: t.replace("- c_3 * v**3", "- c_3 * sympy.log(p + 1)").replace(
+            "from __future__ import annotations\n", "from __future__ import annotations\nimport sympy\n"
+        ),
+        "not finite at the state",
+    ),
     "syntax_error": (lambda t: t + "\ndef broken(:\n    pass\n", "syntax error"),
     "import_error": (
         lambda t: t.replace(

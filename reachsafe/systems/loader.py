@@ -14,8 +14,9 @@ Loading refuses, with one line naming the file (and line) and the offending part
 that does not run (syntax error, failing import, any exception), that has no
 ``DEFINITION``, whose symbols are inconsistent or whose constraint box is missing
 (:meth:`SystemDefinition.validate`), whose step is not affine in ``(a, w)`` (the compiler's
-exact check), or whose dynamics use an operation the rigorous interval arithmetic cannot
-bound (anything beyond ``+``, ``*``, integer powers, ``sin`` and ``cos``).
+exact check), whose dynamics use an operation the rigorous interval arithmetic cannot
+bound (:func:`check_certifiable`), or whose dynamics are not finite at some sampled state of
+the constraint box (:func:`check_defined_on_box`).
 
 A system loaded by path is registered under its ``DEFINITION.name`` for the rest of the
 process, so set files and run directories, which store the name, find it again.  Each
@@ -35,6 +36,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import sympy as sp
 
 from .compiled import CompiledSystem
@@ -50,6 +52,7 @@ __all__ = [
     "installed_systems",
     "load_installed",
     "check_certifiable",
+    "check_defined_on_box",
 ]
 
 ENTRY_POINT_GROUP = "reachsafe.systems"
@@ -184,6 +187,53 @@ def check_certifiable(compiled: CompiledSystem, where: str) -> None:
             )
 
 
+def _box_points(lo: np.ndarray, hi: np.ndarray, budget: int = 20000, extra: int = 2000,
+                seed: int = 0) -> np.ndarray:
+    """Points of the box ``[lo, hi]`` (n-D): a grid with an odd number k of points per axis (its
+    centre, its corners and the midpoints of its faces among them; ``k^n <= budget``, at least 2 when
+    ``2^n <= budget``) and ``extra`` uniform random points (seeded); ``[N, n]``."""
+    n = len(lo)
+    k = 1
+    while (k + 2) ** n <= budget:
+        k += 2
+    if k == 1 and 2 ** n <= budget:
+        k = 2
+    axes = [np.linspace(a, b, k) if k > 1 else np.array([0.5 * (a + b)]) for a, b in zip(lo, hi)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, n)
+    rng = np.random.default_rng(seed)
+    return np.vstack([grid, 0.5 * (lo + hi)[None], rng.uniform(lo, hi, size=(extra, n))])
+
+
+def check_defined_on_box(compiled: CompiledSystem, where: str) -> None:
+    """Refuse dynamics that are not finite somewhere in the constraint box X.
+
+    ``c(x)``, ``B(x)``, ``E(x)`` (``f(x, a, w) = c + B a + E w``) are evaluated in float64 at the
+    points of :func:`_box_points` (a grid with the centre, corners and face midpoints of X, and
+    random points); a non-finite value there (``1/x`` with ``x = 0`` in X, ``log`` or ``sqrt`` of a
+    negative number) is refused with one line naming the step expression and the state.  A
+    singularity between the points is not caught here; there the certifier's interval
+    enclosures are unbounded and no set that contains it can be proven.
+    """
+    lo, hi = compiled.constraint_box_inner()
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        return  # validate() refuses such boxes; nothing to sample
+    X = _box_points(lo, hi)
+    with np.errstate(all="ignore"):
+        cBE = np.asarray(compiled.affine_flat(X), dtype=np.float64)
+    bad = ~np.isfinite(cBE)
+    if not bad.any():
+        return
+    r, col = (int(v[0]) for v in np.nonzero(bad))
+    n, m = compiled.n, compiled.m
+    row = col if col < n else (col - n) // m if col < n + n * m else (col - n - n * m) // max(compiled.p, 1)
+    part = "its value" if col < n else "its action coefficient" if col < n + n * m else "its noise coefficient"
+    state = ", ".join(f"{name} = {v:.6g}" for name, v in zip(compiled.state_names, X[r]))
+    raise ModelError(
+        f"{where}: step[{row}] is not finite at the state {state} inside X ({part} is {cBE[r, col]}: a division by "
+        "zero, or log or sqrt of a negative number); move the constraint box away from it or rewrite the model"
+    )
+
+
 def _check_user_name(d: SystemDefinition, where: str, builtin: set[str], taken: set[str]) -> None:
     if not _NAME_RE.match(d.name):
         raise ModelError(f"{where}: system name {d.name!r} must start with a letter and use only letters, "
@@ -223,6 +273,7 @@ def load_model_file(path: str | os.PathLike, builtin: set[str]) -> CompiledSyste
         except ModelError as exc:
             raise ModelError(f"{p}: {_one_line(exc)}") from None
         check_certifiable(compiled, str(p))
+        check_defined_on_box(compiled, str(p))
     except ModelError:
         sys.modules.pop(_module_name(digest), None)  # a refused model leaves nothing behind
         raise
@@ -267,4 +318,5 @@ def load_installed(name: str, builtin: set[str]) -> CompiledSystem | None:
     except ModelError as exc:
         raise ModelError(f"{where}: {_one_line(exc)}") from None
     check_certifiable(compiled, where)
+    check_defined_on_box(compiled, where)
     return compiled

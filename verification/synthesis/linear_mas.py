@@ -88,7 +88,10 @@ def find_equilibrium(sys: ScaledSystem) -> tuple[np.ndarray, np.ndarray] | None:
         return sys.step_unwrapped(z[None], a[None], w_c[None])[0] - z
 
     lo = np.r_[-0.9 * np.ones(n), -0.9 * np.ones(m)]
-    sol = least_squares(resid, np.zeros(n + m), bounds=(lo, -lo), xtol=1e-14, ftol=1e-14, gtol=1e-14)
+    try:
+        sol = least_squares(resid, np.zeros(n + m), bounds=(lo, -lo), xtol=1e-14, ftol=1e-14, gtol=1e-14)
+    except ValueError:  # the residual is not finite on the way (a singularity of the model): no equilibrium
+        return None
     if not sol.success or np.max(np.abs(resid(sol.x))) > 1e-9:
         return None
     return sol.x[:n], sol.x[n:]
