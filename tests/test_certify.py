@@ -453,3 +453,29 @@ def test_facets_without_remainder_keep_room_for_the_lp_tolerance(tmp_path):
                  "--time-budget", "240"])
     assert code == 0
     assert load_set(out).certified
+
+
+POLE_MODEL = '''"""A contracting p and a damped v whose drift has a pole at p = 0.1234567 (between the points the loader
+samples), so weak (1e-14) that the box below is invariant except within 1e-14 of it."""
+from reachsafe.systems.definition import SystemDefinition, exact, symbols
+p, v = symbols("p v"); (a,) = symbols("a"); (w,) = symbols("w")
+dt = exact("0.05")
+DEFINITION = SystemDefinition(name="pole_cart", description="drift with a pole inside X", state=(p, v), action=(a,),
+    noise=(w,), params={},
+    step=(p - dt * p + dt * v / 10, v + dt * (a - v + exact("1e-14") / (p - exact("0.1234567")) + w)),
+    constraint_lo=(-exact(1), -exact(1)), constraint_hi=(exact(1), exact(1)), noise_lo=(-exact("0.01"),),
+    noise_hi=(exact("0.01"),), reward=-p**2, observation=(p, v), dt=dt)
+'''
+
+
+def test_a_pole_inside_the_set_leaves_the_certifier_undecided_not_crashed(tmp_path):
+    """Cells around the pole have unbounded enclosures: they are split, never handed to the LP (which
+    refused infinite data with a traceback); the outcome is undecided (exit 3 in the CLI)."""
+    model = tmp_path / "pole_cart.py"
+    model.write_text(POLE_MODEL)
+    sysm = get_system(str(model))  # the loader's sampled check does not hit the pole
+    H = HPolytope.from_box([-0.5, -0.5], [0.5, 0.5])
+    path = saved(SetFile.for_system(sysm, H.A, H.b), tmp_path / "pole.json")
+    res = certify(path, time_budget=3.0, workers=1)
+    assert res.status == "undecided", res.message
+    assert main(["certify", str(path), "--budget", "3", "--quiet", "--no-write"]) == 3

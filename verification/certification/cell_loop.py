@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from . import intervals as ia
-from .cells import cell_center, find_witness, neighbour_rows
+from .cells import WitnessSearch, cell_center, find_witness, neighbour_rows
 from .intervals import CertModel
 from .per_state import Counterexample, local_search, prove_no_safe_action
 from .recheck import CellWitness, cell_terms
@@ -190,7 +190,11 @@ def _process(cell: Cell) -> CellOutcome:
         rec = {"lo": cell.lo.tolist(), "hi": cell.hi.tolist(), "kind": "empty", "rows": [r], "y": [1.0]}
         return CellOutcome(rec, np.inf, -1, None, None, 0)
     terms = cell_terms(model, A, cell.lo, cell.hi)
-    search = find_witness(model, A, b, nrm, cell.lo, cell.hi, terms, hint=cell.hint, neighbours=_STATE["neighbours"])
+    if _bounded(terms):
+        search = find_witness(model, A, b, nrm, cell.lo, cell.hi, terms, hint=cell.hint,
+                              neighbours=_STATE["neighbours"])
+    else:  # an enclosure is unbounded on the cell (a pole of the model, log near 0): no witness; split the widest side
+        search = WitnessSearch(None, None, -np.inf)
     if search.witness is not None:
         slack = float(np.min(search.check.facet_slack / nrm))
         rec = {"lo": cell.lo.tolist(), "hi": cell.hi.tolist(), "kind": "witness",
@@ -210,6 +214,14 @@ def _process(cell: Cell) -> CellOutcome:
                else float(-search.lp_slack) if np.isfinite(search.lp_slack) else np.inf)
     d = _split_dim(model, A, nrm, cell, root_w, search.failing, deficit, terms, search.binding)
     return CellOutcome(None, np.nan, d, search.feedback, None, search.lps)
+
+
+def _bounded(terms: dict) -> bool:
+    """Whether the cell's enclosures (:func:`.recheck.cell_terms`) are finite: a model with a pole or a ``log``
+    near 0 inside the cell has unbounded ones, which no witness can use (the LP refuses infinite data)."""
+    parts = (terms["J"], terms["Bm"], terms["base"], terms["base2"], terms["nonlinear"], terms["AJ"].lo, terms["AJ"].hi,
+             terms["AB0m"].lo, terms["AB0m"].hi, terms["ADB"].lo, terms["ADB"].hi)
+    return all(bool(np.all(np.isfinite(v))) for v in parts)
 
 
 def _split(cell: Cell, d: int, hint: CellWitness | None) -> tuple[Cell, Cell]:
