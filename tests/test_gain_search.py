@@ -74,3 +74,29 @@ def test_search_enlarges_the_quadrotor_roll_chain():
     base = max(c.volume_fraction for c in feedback_candidates(sys_, 1e-4, seed=0))
     best = max(c.volume_fraction for c in feedback_candidates(sys_, 1e-4, seed=0, search_trials=24))
     assert base < 0.6 and best > 0.7
+
+
+def test_later_action_weights_are_capped_by_the_powers_of_the_sets_found(monkeypatch):
+    """After the first set, a base weight may take at most TRIAL_STEPS x the largest powers so far (pitch-like
+    models: weight 10 ran 2,000+ powers and took the route's whole 300 s before the search could start)."""
+    import verification.synthesis.linear_mas as lm
+
+    calls: list[tuple[int, int | None]] = []
+    real = lm._candidate
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append((args[9], None if out is None else out[2]))  # (max_steps given, powers used)
+        return out
+
+    monkeypatch.setattr(lm, "_candidate", spy)
+    sys_ = _part(str(ROOT / "examples" / "double_integrator.py"))
+    assert feedback_candidates(sys_, 1e-4, seed=0, max_steps=4000)
+    assert len(calls) == len(lm.ACTION_WEIGHTS) and calls[0][0] == 4000
+    found: list[int] = []
+    for given, used in calls:
+        if found:
+            assert given == min(4000, lm.TRIAL_STEPS * max(max(found), 10))
+        if used is not None:
+            assert used <= given
+            found.append(used)

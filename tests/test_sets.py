@@ -553,3 +553,35 @@ def test_vertices_survive_cdds_numerical_inconsistency():
     for v in V:  # and nothing else
         assert np.min(np.linalg.norm(ref - v, axis=1)) < 1e-7
     assert P.volume_estimate().method == "exact" and P.volume() > 0
+
+
+MAS_3D = pathlib.Path(__file__).parent / "fixtures" / "mas_3d_548_facets.npz"
+
+
+def _mas_3d() -> HPolytope:
+    """A robust maximal admissible set of a linearised aircraft-pitch model (548 facets, 210 closed-loop powers:
+    many nearly parallel facets), written by ``compute-invariant`` before the vertex enumeration was fixed."""
+    data = np.load(MAS_3D)
+    return HPolytope(data["A"], data["b"])
+
+
+def test_volume_of_a_polytope_with_many_nearly_parallel_facets_matches_monte_carlo():
+    """cdd's floating-point double description lost vertices of this set: its hull had 82 % of the volume
+    (0.004629 instead of 0.005604), and that figure went into the set file as "exact"."""
+    P = _mas_3d()
+    exact = P.volume_estimate()
+    mc = P.volume_estimate(method="monte-carlo", n_samples=400_000, rng=np.random.default_rng(1))
+    assert exact.method == "exact"
+    assert abs(exact.value - mc.value) < 5 * mc.stderr
+    V = P.vertices()
+    assert np.all(V @ P.A.T <= P.b + 1e-9)  # every vertex lies in P
+
+
+@pytest.mark.slow
+def test_volume_of_the_many_facet_polytope_equals_the_exact_rational_vertex_hull():
+    """Independent reference: cdd in exact rationals (about a minute), then the hull of its vertices."""
+    from reachsafe.sets.hpolytope import _vertices_exact
+
+    P = _mas_3d()
+    ref = ConvexHull(np.asarray(_vertices_exact(P.A, P.b), dtype=np.float64)).volume
+    assert P.volume() == pytest.approx(ref, rel=1e-9)

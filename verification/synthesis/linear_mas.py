@@ -248,6 +248,10 @@ def feedback_candidates(sys: ScaledSystem, margin: float, weights: tuple[float, 
                         search_trials: int = 0) -> list[FeedbackCandidate]:
     """One candidate per action weight that yields a non-empty set, then the gain search's best.
 
+    Once a weight has given a set, each later weight may take at most :data:`TRIAL_STEPS` times the
+    largest closed-loop powers so far (a step count, like the trials'), so one slowly contracting
+    design cannot use up the ``deadline`` before the others and the search have run.
+
     :param margin: added to the error box ``D`` in every coordinate (normalised units): every
         facet keeps at least this much room, which the certifier's rounding and cell
         enclosures consume.
@@ -283,7 +287,10 @@ def feedback_candidates(sys: ScaledSystem, margin: float, weights: tuple[float, 
     for r in weights:
         if deadline is not None and time.monotonic() > deadline:
             break
-        c = build(r, np.ones(n), max_steps, f"action weight {r:g}")  # Q = I
+        # the first weight that gives a set bounds the powers the others may take (as for the trials below): a
+        # slowly contracting closed loop (a lightly damped mode, a weak actuator) took the route's whole time share
+        steps = max_steps if not out else min(max_steps, TRIAL_STEPS * max(max(c.steps for c in out), 10))
+        c = build(r, np.ones(n), steps, f"action weight {r:g}")  # Q = I
         if c is not None:
             out.append(c)
     if not out or search_trials <= 0:
