@@ -155,11 +155,23 @@ def test_kernel_cli_in_3d(tmp_path, capsys):
     from reachsafe.cli import main
 
     out = tmp_path / "k.json"
-    assert main(["kernel", str(ROOT / "examples" / "lane_keeping.py"), "--cells", "20", "--json", str(out),
-                 "--quiet"]) == 0
-    assert "exit-time" in capsys.readouterr().out
+    assert main(["kernel", str(ROOT / "examples" / "lane_keeping.py"), "--cells", "20", "--samples", "60",
+                 "--json", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "exit-time" in printed and "open-loop estimate" in printed
     rec = json.loads(out.read_text())
     assert rec["dims"] == 3 and rec["cells"] == 20 and 0.5 < rec["fraction"] < 0.95
+    ol = rec["open_loop"]
+    assert ol["samples"] == 60 and ol["horizon"] >= 100 and 0.0 < ol["fraction"] <= 1.0 and ol["at_equilibrium"]
+    assert ol["area"] == pytest.approx(ol["fraction"] * rec["box_area"])
+
+
+def test_kernel_cli_refuses_negative_samples(capsys):
+    from reachsafe.cli import main
+
+    assert main(["kernel", str(ROOT / "examples" / "lane_keeping.py"), "--samples", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--samples must be >= 0" in err[0]
 
 
 def test_plot_writes_png(tmp_path, published_pendulum):
