@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from reachsafe.cli import main
 from verification.synthesis.bench import default_systems
 
@@ -24,6 +26,17 @@ def test_bench_synthesis_row(tmp_path, capsys):
     assert main(["bench", "synthesis", "--systems", "pendulum", "--no-kernel", "--time-budget", "300",
                  "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "pendulum" in text and "certified" in text
+    assert "pendulum" in text and "certified" in text and "% of open-loop" in text
     (rec,) = json.loads(out.read_text())
     assert rec["certified"] and rec["facets"] >= 4 and 0.9 < rec["fraction_of_X"] < 1.0
+    assert rec["open_loop_fraction_of_X"] is None  # --no-kernel (and a 2-D system has none)
+
+
+@pytest.mark.slow
+def test_bench_synthesis_row_in_3d_has_both_estimates(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    model = str(ROOT / "examples" / "unicycle_path.py")
+    assert main(["bench", "synthesis", "--systems", model, "--time-budget", "300", "--json", str(out)]) == 0
+    (rec,) = json.loads(out.read_text())
+    assert rec["certified"] and 0 < rec["kernel_fraction_of_X"] <= 1 and 0 < rec["open_loop_fraction_of_X"] <= 1
+    assert rec["fraction_of_open_loop"] == pytest.approx(rec["fraction_of_X"] / rec["open_loop_fraction_of_X"])
