@@ -159,7 +159,7 @@ def _shrink(part: PlanPart, facets: int | None, margin: float, seed: int, deadli
 def _linear(part: PlanPart, margin: float, seed: int, deadline: float, log: _Log) -> _Candidate | str:
     """Linear-feedback route for one part: a candidate, or why there is none."""
     if not part.equilibrium:
-        why = "no equilibrium inside X"
+        why = "no equilibrium inside X (a state within 90 % of X held by an action within 90 % of its range)"
         log(f"linear feedback {part.describe()}: {why}")
         return why
     cands = feedback_candidates(part.scaled, margin, seed=seed, deadline=deadline,
@@ -302,9 +302,9 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
                  "too wide (or noise too strong for the action) asks the action to hold states it cannot")
     if stuck is not None and not stuck.equilibrium and not timed:
         # e.g. a unicycle at constant speed: no state stays put, and a convex set must hold whole orbits
-        hint = ("no state of X can stay where it is under any action, so a convex invariant set must hold whole "
-                "orbits; write the model relative to a path or a moving reference (errors that can be held at 0, "
-                "as in examples/lane_keeping.py), or " + hint)
+        hint = ("no state of X can be held where it is with room to spare in the action, so a convex invariant set "
+                "must hold whole orbits; write the model relative to a path or a moving reference (errors that can "
+                "be held at 0, as in examples/lane_keeping.py), or " + hint)
     head = f"no certified set within {time_budget:.0f} s" if timed else "no certified set"
     return Outcome(3, f"{system.name}: {head}: {last}; nothing written. "
                       f"{hint[0].upper() + hint[1:]}.", None, log.lines)
