@@ -17,8 +17,8 @@ is small; it is not a proof either way.
 
 The fraction is measured on ``samples`` uniform states of X (standard error
 ``sqrt(p (1 - p) / samples)``); N doubles from ``first`` while the fraction still falls by more
-than one standard error (only the states feasible at N are tried at 2N; at least two horizons), up
-to ``max_horizon``.
+than one standard error; it stops when two doublings in a row changed it by no more (only the
+states feasible at N are tried at 2N), or at ``max_horizon``.
 
 It complements the grid estimates of :mod:`verification.kernel`, which replace every cell by its
 centre: in 3 to 6 dimensions these can miss slow drifts (a coordinate that moves less than a cell
@@ -53,7 +53,7 @@ class OpenLoopBound:
     :param horizon: N, the steps of the last LPs.
     :param samples: states of X tried.
     :param at_equilibrium: linearised at an equilibrium (else at the centre of X, zero action).
-    :param converged: the last doubling of N changed the fraction by at most one standard error.
+    :param converged: the last two doublings of N changed the fraction by at most one standard error each.
     """
 
     fraction: float
@@ -110,7 +110,7 @@ def open_loop_bound(system, samples: int = 1000, seed: int = 0, first: int = 50,
     rng = np.random.default_rng(seed)
     Z = rng.uniform(-1.0, 1.0, size=(samples, S.n))
     alive = np.arange(samples)
-    N, prev, converged = first, None, False
+    N, prev, converged, settled = first, None, False, 0
     while True:
         A_eq = _equalities(M, B, N)
         keep = []
@@ -122,7 +122,8 @@ def open_loop_bound(system, samples: int = 1000, seed: int = 0, first: int = 50,
         alive = np.asarray(keep, dtype=np.int64)
         frac = len(alive) / samples
         err = float(np.sqrt(max(frac * (1.0 - frac), 1.0 / samples) / samples))
-        if prev is not None and prev - frac <= err:
+        settled = settled + 1 if prev is not None and prev - frac <= err else 0
+        if settled >= 2:  # two doublings in a row changed nothing: a slow mode has had 4x the steps to show
             converged = True
             break
         prev = frac
