@@ -202,6 +202,30 @@ def test_no_equilibrium_says_to_model_relative_to_a_path(tmp_path, capsys):
     assert "no equilibrium inside X" in last and "relative to a path" in last and "lane_keeping" in last
 
 
+STOPPER = """
+from reachsafe.systems.definition import SystemDefinition, exact, symbols
+x, y = symbols("x y"); (a,) = symbols("a")
+DEFINITION = SystemDefinition(name="stopper", description="zero-room corners", state=(x, y), action=(a,), noise=(),
+    step=(x + a / 10, y + a / 10), params={}, constraint_lo=(-exact(1), -exact(1)),
+    constraint_hi=(exact(1), exact(1)), noise_lo=(), noise_hi=(), reward=-x**2, observation=(x, y), dt=exact("0.1"))
+"""
+
+
+def test_states_held_only_in_place_are_named_when_the_candidate_empties(tmp_path, capsys):
+    """One action moves x and y alike, so X's corners (1, -1) and (-1, 1) can only be held exactly where they are:
+    every state has a safe action but none leaves the room a proof needs (a unicycle that stops at a corner).
+    The line says so and what to change, instead of only 'try a smaller --margin'."""
+    model = tmp_path / "stopper.py"
+    model.write_text(STOPPER)
+    out = tmp_path / "out" / "s.json"
+    out.parent.mkdir()
+    code = main(["compute-invariant", str(model), "--out", str(out), "--time-budget", "120", "--margin", "0.05",
+                 "--quiet"])
+    assert code == 3 and list(out.parent.iterdir()) == []
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "became empty" in last and "every sampled state had a safe action" in last and "way inward" in last
+
+
 GYRO = """
 from reachsafe.systems.definition import SystemDefinition, exact, symbols
 p, q = symbols("p q")
