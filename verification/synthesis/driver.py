@@ -144,9 +144,11 @@ def _shrink(part: PlanPart, facets: int | None, margin: float, seed: int, deadli
     res = shrink_to_invariant(part.scaled, A0, start, cfg, progress=report, deadline=deadline, extra_points=extra)
     if res.empty:
         why = f"the candidate became empty (template of {len(A0)} normals, margin {margin:.1e})"
-        if res.history and min(h["min_margin"] for h in res.history) >= 0.0:
-            # no sampled state ever lacked a safe action, only the room a proof needs: states that the
-            # actions can at best keep exactly where they are (a unicycle that stops at X's corner)
+        lacking = sum(h["min_margin"] < 0.0 for h in res.history)
+        if res.history and lacking <= max(1, len(res.history) // 100):
+            # (almost) no sampled state ever lacked a safe action, only the room a proof needs: states that the
+            # actions can at best keep exactly where they are (a unicycle that stops at X's corner); the last
+            # iterations, on a nearly flat polytope, may see a few without one
             why += (": every sampled state had a safe action, but some never with room to spare (the best one "
                     "leaves them exactly where they are); give such states a way inward (damping or drift "
                     "towards the inside of X), or describe them relative to a path or reference "
