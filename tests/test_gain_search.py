@@ -100,3 +100,52 @@ def test_later_action_weights_are_capped_by_the_powers_of_the_sets_found(monkeyp
         if used is not None:
             assert used <= given
             found.append(used)
+
+
+def test_unreachable_modes_are_the_pbh_rank_defects():
+    """Each reported mode is an eigenvalue |lam| >= 1 where rank [M - lam I, B] < n (independent rank test), and
+    every such eigenvalue is reported; a damped unreachable mode and a reachable unstable one are not."""
+    from verification.synthesis.templates import unreachable_modes
+
+    # kinematic unicycle at heading 0: x moves with v, theta with omega, y with nothing (eigenvalue 1)
+    M = np.eye(3)
+    B = np.array([[0.1, 0.0], [0.0, 0.0], [0.0, 0.1]])
+    modes = unreachable_modes(M, B)
+    assert len(modes) >= 1 and all(abs(lam - 1.0) < 1e-12 for lam, _ in modes)
+    np.testing.assert_allclose(modes[0][1], [0.0, 1.0, 0.0], atol=1e-12)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = 4
+        M = rng.normal(size=(n, n))
+        B = rng.normal(size=(n, 1))
+        if rng.uniform() < 0.5:  # make one mode unreachable: B in the span of the other right eigenvectors
+            lam, R = np.linalg.eig(M)
+            B = np.real(R[:, 1:] @ rng.normal(size=(n - 1, 1)).astype(complex)) if np.all(np.isreal(lam)) else B
+        got = {complex(round(lam.real, 6), round(lam.imag, 6)) for lam, _ in unreachable_modes(M, B, tol=1e-7)}
+        want = set()
+        for lam in np.linalg.eigvals(M):
+            if abs(lam) >= 1 - 1e-7 and np.linalg.matrix_rank(np.hstack([M - lam * np.eye(n), B]), tol=1e-6) < n:
+                want.add(complex(round(lam.real, 6), round(lam.imag, 6)))
+        assert got == want
+
+
+UNICYCLE = '''"""Kinematic unicycle with noise on both positions: at heading 0 no action moves y to first order."""
+import sympy as sp
+from reachsafe.systems.definition import SystemDefinition, exact, symbols
+x, y, th = symbols("x y theta"); v, om = symbols("v omega"); w1, w2 = symbols("w1 w2")
+dt = exact("0.1")
+DEFINITION = SystemDefinition(name="unicycle_pbh", description="unicycle", state=(x, y, th), action=(v, om),
+    noise=(w1, w2), step=(x + dt * (v * sp.cos(th) + w1), y + dt * (v * sp.sin(th) + w2), th + dt * om), params={},
+    constraint_lo=(-exact(2), -exact(2), -exact(1)), constraint_hi=(exact(2), exact(2), exact(1)),
+    noise_lo=(-exact("0.05"),) * 2, noise_hi=(exact("0.05"),) * 2, reward=-x**2, observation=(x, y, th), dt=dt)
+'''
+
+
+def test_linear_route_names_the_coordinate_no_action_reaches(tmp_path):
+    from verification.synthesis.driver import _linear, _Log
+
+    model = tmp_path / "unicycle_pbh.py"
+    model.write_text(UNICYCLE)
+    (part,) = plan_for(get_system(str(model)))
+    why = _linear(part, 1e-4, 0, time.monotonic() + 60, _Log(False, "unicycle_pbh"))
+    assert isinstance(why, str) and "no action moves y to first order" in why

@@ -48,7 +48,7 @@ from .linear_mas import SEARCH_TRIALS, feedback_candidates
 from .plans import PlanPart, plan_for, whole_plan
 from .scaling import one_step_authority
 from .structure import embed
-from .templates import template
+from .templates import linearisation, template, unreachable_modes
 
 __all__ = ["Outcome", "compute_certified_invariant", "default_margin", "LINEAR_MARGIN"]
 
@@ -177,6 +177,14 @@ def _linear(part: PlanPart, margin: float, seed: int, deadline: float, log: _Log
     if not cands:
         why = ("its time share ran out before the set construction converged (a slowly contracting closed loop)"
                if time.monotonic() >= deadline else "no stabilising gain gave a non-empty set")
+        modes = unreachable_modes(*linearisation(part.scaled, *part.operating))
+        if modes and time.monotonic() < deadline:
+            names = part.describe()[1:-1].split(", ")
+            lam, v = modes[0]
+            which = " + ".join(nm for nm, vi in zip(names, v) if vi >= 0.3) or names[int(np.argmax(v))]
+            why = (f"no stabilising gain: at the equilibrium no action moves {which} to first order (a mode with "
+                   f"|eigenvalue| {abs(lam):.3g} they do not reach), so the noise there is held, if at all, only "
+                   "through nonlinear terms")
         log(f"linear feedback {part.describe()}: {why}")
         return why
     best = max(cands, key=lambda c: c.volume_fraction)
@@ -314,6 +322,9 @@ def compute_certified_invariant(system, out: Path, facets: int | None = None, ti
         hint = ("no state of X can be held where it is with room to spare in the action, so a convex invariant set "
                 "must hold whole orbits; write the model relative to a path or a moving reference (errors that can "
                 "be held at 0, as in examples/lane_keeping.py), or " + hint)
+    elif "no action moves" in last and not timed:
+        hint = ("describe the system relative to a path or reference whose errors the actions reach to first "
+                "order (as examples/lane_keeping.py does for a heading), or " + hint)
     head = f"no certified set within {time_budget:.0f} s" if timed else "no certified set"
     return Outcome(3, f"{system.name}: {head}: {last}; nothing written. "
                       f"{hint[0].upper() + hint[1:]}.", None, log.lines)

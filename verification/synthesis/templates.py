@@ -32,7 +32,7 @@ from .scaling import ScaledSystem
 
 FAN_PER_QUADRANT_2D = 48  # default fan normals per quadrant in a plane: a polygon hugs a curved kernel boundary
 
-__all__ = ["box_normals", "fan", "closed_loop_normals", "rotation_normals", "dedupe", "template",
+__all__ = ["box_normals", "fan", "closed_loop_normals", "unreachable_modes", "rotation_normals", "dedupe", "template",
            "coupled_pairs", "linearisation"]
 
 
@@ -104,6 +104,25 @@ def lqr_gain(M: np.ndarray, B: np.ndarray, r: float, max_rho: float = 1.0,
     if not np.all(np.isfinite(K)) or np.max(np.abs(np.linalg.eigvals(M + B @ K))) >= max_rho:
         return None
     return K
+
+
+def unreachable_modes(M: np.ndarray, B: np.ndarray, tol: float = 1e-9) -> list[tuple[complex, np.ndarray]]:
+    """Modes of ``z+ = M z + B a`` that are not damped and that no action reaches (the PBH test).
+
+    An eigenvalue ``lam`` of ``M`` with ``|lam| >= 1 - tol`` and a left eigenvector ``v``
+    (``v^H M = lam v^H``) with ``|v^H B| <= tol |v| |B|``: the combination ``v^H z`` evolves as
+    ``lam^t v^H z_0`` whatever the actions, so ``(M, B)`` is not stabilisable.  Returns
+    ``[(lam, |v| normalised to max 1)]``.
+    """
+    lam, V = sla.eig(M, left=True, right=False)
+    scale = max(float(np.linalg.norm(B)), 1e-300)
+    out = []
+    for k in range(len(lam)):
+        v = V[:, k]
+        if abs(lam[k]) >= 1.0 - tol and np.linalg.norm(v.conj() @ B) <= tol * np.linalg.norm(v) * scale:
+            mag = np.abs(v)
+            out.append((complex(lam[k]), mag / mag.max()))
+    return out
 
 
 def closed_loop_normals(sys: ScaledSystem, points: list[tuple[np.ndarray, np.ndarray]], r: float = 1.0,
