@@ -7,10 +7,13 @@ For a state ``x0`` of X it solves the feasibility LP, in the normalised coordina
     find a_0 .. a_{N-1} in [-1, 1]^m, z_1 .. z_N in [-1, 1]^n
     s.t.  z_{k+1} = M z_k + B a_k + c_0,   k = 0 .. N-1                        (1)
 
-with ``M = df/dz``, ``B = df/da`` at the model's equilibrium ``(z_e, a_e)`` (else at the centre of
-X with zero action) and ``c_0 = f(z_e, a_e, w_c) - M z_e - B a_e``, ``w_c`` the centre of the noise
-box.  A state of the (robust) viability kernel of the *linearised* model has a feasible (1) for
-every N, since the nominal noise ``w_c`` is one of the noise values the kernel must tolerate; so
+with ``M = df/dz``, ``B = df/da`` at the model's equilibrium ``(z_e, a_e)`` and
+``c_0 = f(z_e, a_e, w_c) - M z_e - B a_e``, ``w_c`` the centre of the noise box.  A model without an
+equilibrium inside X gets no estimate: a linearisation elsewhere (a Dubins car's at the centre of
+X drifts out of every state) says nothing about its kernel.
+
+A state of the (robust) viability kernel of the *linearised* model has a feasible (1) for every N,
+since the nominal noise ``w_c`` is one of the noise values the kernel must tolerate; so
 the fraction of X whose (1) is feasible bounds that kernel from above, and it only falls as N
 grows.  For the nonlinear model it is an estimate, close where the linearisation error over X
 is small; it is not a proof either way.
@@ -52,7 +55,6 @@ class OpenLoopBound:
     :param stderr: its standard error from the sampling.
     :param horizon: N, the steps of the last LPs.
     :param samples: states of X tried.
-    :param at_equilibrium: linearised at an equilibrium (else at the centre of X, zero action).
     :param converged: the last two doublings of N changed the fraction by at most one standard error each.
     """
 
@@ -60,20 +62,20 @@ class OpenLoopBound:
     stderr: float
     horizon: int
     samples: int
-    at_equilibrium: bool
     converged: bool
 
 
-def _linearisation(S: ScaledSystem) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """``(M, B, c_0, at_equilibrium)`` of (1) in normalised coordinates."""
-    n, m = S.n, S.m
+def _linearisation(S: ScaledSystem) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(M, B, c_0)`` of (1) in normalised coordinates, or None without an equilibrium inside X."""
     w_c = 0.5 * (S.noise_lo + S.noise_hi)
     eq = find_equilibrium(S)
-    z, a = eq if eq is not None else (np.zeros(n), np.zeros(m))
+    if eq is None:
+        return None
+    z, a = eq
     Jx, Ja, _ = S.jacobians(z[None], a[None], w_c[None])
     M, B = Jx[0], Ja[0]
     c0 = S.step_unwrapped(z[None], a[None], w_c[None])[0] - M @ z - B @ a
-    return M, B, c0, eq is not None
+    return M, B, c0
 
 
 def _equalities(M: np.ndarray, B: np.ndarray, N: int) -> sps.csr_matrix:
@@ -96,8 +98,8 @@ def _feasible(A_eq: sps.csr_matrix, M: np.ndarray, c0: np.ndarray, N: int, z0: n
 
 def open_loop_bound(system, samples: int = 1000, seed: int = 0, first: int = 50, max_horizon: int = 1600,
                     deadline: float | None = None,
-                    progress: Callable[[int, int, int], None] | None = None) -> OpenLoopBound:
-    """The fraction of X whose LP (1) is feasible (module docstring).
+                    progress: Callable[[int, int, int], None] | None = None) -> OpenLoopBound | None:
+    """The fraction of X whose LP (1) is feasible (module docstring); None without an equilibrium inside X.
 
     :param samples: uniform states of X (seeded by ``seed``).
     :param first: the first horizon N; it doubles up to ``max_horizon``.
@@ -106,7 +108,10 @@ def open_loop_bound(system, samples: int = 1000, seed: int = 0, first: int = 50,
     :param progress: ``progress(done, total, N)`` after each state.
     """
     S = whole_plan(system)[0].scaled
-    M, B, c0, at_eq = _linearisation(S)
+    lin = _linearisation(S)
+    if lin is None:
+        return None
+    M, B, c0 = lin
     rng = np.random.default_rng(seed)
     Z = rng.uniform(-1.0, 1.0, size=(samples, S.n))
     alive = np.arange(samples)
@@ -130,4 +135,4 @@ def open_loop_bound(system, samples: int = 1000, seed: int = 0, first: int = 50,
         if 2 * N > max_horizon or (deadline is not None and time.monotonic() > deadline):
             break
         N *= 2
-    return OpenLoopBound(frac, float(np.sqrt(frac * (1.0 - frac) / samples)), N, samples, at_eq, converged)
+    return OpenLoopBound(frac, float(np.sqrt(frac * (1.0 - frac) / samples)), N, samples, converged)

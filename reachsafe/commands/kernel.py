@@ -8,9 +8,10 @@ kept while some action sends it, under every vertex, into a kept cell (an exit-t
 abstraction; small time steps move a state far less than a cell).  Coarse grids in 4-D move
 the estimate by several per cent between neighbouring resolutions: compare two --cells.
 
-3-D to 6-D systems also get an open-loop estimate from outside: the share of --samples
-uniform states of X from which the model, linearised at its equilibrium, can stay in X for N
-steps with the nominal noise (one LP per state; N doubles until the share settles).  No state
+3-D to 6-D systems with an equilibrium inside X also get an open-loop estimate from outside:
+the share of --samples uniform states of X from which the model, linearised at its
+equilibrium, can stay in X for N steps with the nominal noise (one LP per state; N doubles
+until the share settles).  No state
 outside it is viable for the linearised model, so for a model close to linear it bounds what
 any invariant set could cover; the grid estimate can be below it (slow drifts are rounded
 away on the grid) or above it (a cell is kept when its centre can be held).
@@ -87,14 +88,17 @@ def run(args: argparse.Namespace) -> int:
                     bar.set_description(f"open-loop N={horizon}")
                 bar.update(done - bar.n)
             ol = open_loop_bound(system, samples=args.samples, progress=report_lp)
-        at = "its equilibrium" if ol.at_equilibrium else "the centre of X (no equilibrium found)"
-        print(f"{system.name}: open-loop estimate {100 * ol.fraction:.1f} +- {100 * ol.stderr:.1f} % of X "
-              f"(volume {ol.fraction * k.box_area:.6g}): {ol.samples} states from which the model linearised at "
-              f"{at} stays in X for {ol.horizon} steps with the nominal noise"
-              + ("" if ol.converged else f" (still falling at {ol.horizon} steps: an upper estimate)"))
-        result["open_loop"] = {"fraction": ol.fraction, "stderr": ol.stderr, "area": ol.fraction * k.box_area,
-                               "horizon": ol.horizon, "samples": ol.samples, "at_equilibrium": ol.at_equilibrium,
-                               "converged": ol.converged}
+        if ol is None:
+            print(f"{system.name}: no open-loop estimate: the model has no equilibrium inside X, and a "
+                  "linearisation elsewhere says nothing about its kernel")
+            result["open_loop"] = None
+        else:
+            print(f"{system.name}: open-loop estimate {100 * ol.fraction:.1f} +- {100 * ol.stderr:.1f} % of X "
+                  f"(volume {ol.fraction * k.box_area:.6g}): {ol.samples} states from which the model linearised "
+                  f"at its equilibrium stays in X for {ol.horizon} steps with the nominal noise"
+                  + ("" if ol.converged else f" (still falling at {ol.horizon} steps: an upper estimate)"))
+            result["open_loop"] = {"fraction": ol.fraction, "stderr": ol.stderr, "area": ol.fraction * k.box_area,
+                                   "horizon": ol.horizon, "samples": ol.samples, "converged": ol.converged}
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=1))
     return 0

@@ -57,8 +57,10 @@ def _kernel_fraction(system) -> float | None:
 
 
 def _open_loop_fraction(system) -> float | None:
-    """Open-loop estimate as a fraction of X (``reachsafe kernel`` defaults) for 3-D to 6-D, else None."""
-    return open_loop_bound(system).fraction if 3 <= system.n <= 6 else None
+    """Open-loop estimate as a fraction of X (``reachsafe kernel`` defaults) for 3-D to 6-D systems with an
+    equilibrium inside X, else None."""
+    ol = open_loop_bound(system) if 3 <= system.n <= 6 else None
+    return None if ol is None else ol.fraction
 
 
 def _pct(x: float | None) -> str:
