@@ -11,15 +11,16 @@ the estimate by several per cent between neighbouring resolutions: compare two -
 3-D to 6-D systems with an equilibrium inside X also get an open-loop estimate from outside:
 the share of --samples uniform states of X from which the model, linearised at its
 equilibrium, can stay in X for N steps with the nominal noise (one LP per state; N doubles
-until the share settles).  No state
-outside it is viable for the linearised model, so for a model close to linear it bounds what
-any invariant set could cover; the grid estimate can be below it (slow drifts are rounded
-away on the grid) or above it (a cell is kept when its centre can be held).
+until the share settles).  No state outside it is viable for the linearised model, so for a
+model close to linear it bounds what any invariant set could cover; the grid estimate can be
+below it (slow drifts are rounded away on the grid) or above it (a cell is kept when its
+centre can be held).
 
 Examples:
   reachsafe kernel pendulum --cells 400 --actions 81
   reachsafe kernel examples/drifting_cart.py         # a 2-D model file of your own
   reachsafe kernel examples/cartpole.py --cells 27   # 4-D: 27^4 cells
+  reachsafe kernel examples/cartpole.py --samples 0  # the grid estimate only
 """
 
 from __future__ import annotations
