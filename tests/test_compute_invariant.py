@@ -188,17 +188,21 @@ DEFINITION = SystemDefinition(
 """
 
 
+def _undecided_line(tmp_path, capsys, text: str, *options: str) -> str:
+    """Run compute-invariant on the model ``text`` (120 s budget): exit 3, nothing written; the last stderr line."""
+    model = tmp_path / "model.py"
+    model.write_text(text)
+    out = tmp_path / "out" / "set.json"
+    out.parent.mkdir()
+    code = main(["compute-invariant", str(model), "--out", str(out), "--time-budget", "120", *options, "--quiet"])
+    assert code == 3 and list(out.parent.iterdir()) == []
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def test_no_equilibrium_says_to_model_relative_to_a_path(tmp_path, capsys):
     """A system that can never stay put (a unicycle at constant speed): exit 3, nothing written, and
     the line says why no convex set exists and what to model instead."""
-    model = tmp_path / "drifter.py"
-    model.write_text(DRIFTER)
-    out = tmp_path / "out" / "d.json"
-    out.parent.mkdir()
-    code = main(["compute-invariant", str(model), "--out", str(out), "--time-budget", "120", "--facets", "12",
-                 "--quiet"])
-    assert code == 3 and list(out.parent.iterdir()) == []
-    last = capsys.readouterr().err.strip().splitlines()[-1]
+    last = _undecided_line(tmp_path, capsys, DRIFTER, "--facets", "12")
     assert "no equilibrium inside X" in last and "relative to a path" in last and "lane_keeping" in last
 
 
@@ -215,14 +219,7 @@ def test_states_held_only_in_place_are_named_when_the_candidate_empties(tmp_path
     """One action moves x and y alike, so X's corners (1, -1) and (-1, 1) can only be held exactly where they are:
     every state has a safe action but none leaves the room a proof needs (a unicycle that stops at a corner).
     The line says so and what to change, instead of only 'try a smaller --margin'."""
-    model = tmp_path / "stopper.py"
-    model.write_text(STOPPER)
-    out = tmp_path / "out" / "s.json"
-    out.parent.mkdir()
-    code = main(["compute-invariant", str(model), "--out", str(out), "--time-budget", "120", "--margin", "0.05",
-                 "--quiet"])
-    assert code == 3 and list(out.parent.iterdir()) == []
-    last = capsys.readouterr().err.strip().splitlines()[-1]
+    last = _undecided_line(tmp_path, capsys, STOPPER, "--margin", "0.05")
     assert "became empty" in last and "every sampled state had a safe action" in last and "way inward" in last
 
 
