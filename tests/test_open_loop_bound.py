@@ -77,3 +77,9 @@ def test_no_equilibrium_gives_no_estimate(tmp_path, capsys):
     assert open_loop_bound(get_system(str(path)), samples=20) is None
     assert main(["kernel", str(path), "--cells", "6", "--samples", "20", "--quiet"]) == 0
     assert "no open-loop estimate: the model has no equilibrium inside X" in capsys.readouterr().out
+
+
+def test_the_time_cap_stops_after_the_first_horizon(unstable_3d):
+    """No larger N is started after the time cap: one horizon, not converged (two settled doublings are needed)."""
+    r = open_loop_bound(unstable_3d("olb_c"), samples=50, seed=3, time_cap=0.0)
+    assert r is not None and r.horizon == 50 and not r.converged

@@ -44,7 +44,9 @@ from .synthesis.linear_mas import find_equilibrium
 from .synthesis.plans import whole_plan
 from .synthesis.scaling import ScaledSystem
 
-__all__ = ["OpenLoopBound", "open_loop_bound"]
+__all__ = ["OpenLoopBound", "open_loop_bound", "TIME_CAP_S"]
+
+TIME_CAP_S = 300.0  # default time cap: no larger horizon is started after this many seconds (the result says so)
 
 
 @dataclass(frozen=True)
@@ -97,16 +99,17 @@ def _feasible(A_eq: sps.csr_matrix, M: np.ndarray, c0: np.ndarray, N: int, z0: n
 
 
 def open_loop_bound(system, samples: int = 1000, seed: int = 0, first: int = 50, max_horizon: int = 1600,
-                    deadline: float | None = None,
+                    time_cap: float | None = TIME_CAP_S,
                     progress: Callable[[int, int, int], None] | None = None) -> OpenLoopBound | None:
     """The fraction of X whose LP (1) is feasible (module docstring); None without an equilibrium inside X.
 
     :param samples: uniform states of X (seeded by ``seed``).
     :param first: the first horizon N; it doubles up to ``max_horizon``.
-    :param deadline: ``time.monotonic()`` value after which no larger N is started (the result then
-        says ``converged=False``).
+    :param time_cap: seconds from the call after which no larger N is started (the result then says
+        ``converged=False``); None: no limit.
     :param progress: ``progress(done, total, N)`` after each state.
     """
+    deadline = None if time_cap is None else time.monotonic() + time_cap
     S = whole_plan(system)[0].scaled
     lin = _linearisation(S)
     if lin is None:

@@ -11,10 +11,10 @@ the estimate by several per cent between neighbouring resolutions: compare two -
 3-D to 6-D systems with an equilibrium inside X also get an open-loop estimate from outside:
 the share of --samples uniform states of X from which the model, linearised at its
 equilibrium, can stay in X for N steps with the nominal noise (one LP per state; N doubles
-until the share settles).  No state outside it is viable for the linearised model, so for a
-model close to linear it bounds what any invariant set could cover; the grid estimate can be
-below it (slow drifts are rounded away on the grid) or above it (a cell is kept when its
-centre can be held).
+until the share settles; no larger N is started after 5 minutes).  No state outside it is
+viable for the linearised model, so for a model close to linear it bounds what any invariant
+set could cover; the grid estimate can be below it (slow drifts are rounded away on the grid)
+or above it (a cell is kept when its centre can be held).
 
 Examples:
   reachsafe kernel pendulum --cells 400 --actions 81
