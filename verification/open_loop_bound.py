@@ -43,6 +43,7 @@ from scipy.optimize import linprog
 from .synthesis.linear_mas import find_equilibrium
 from .synthesis.plans import whole_plan
 from .synthesis.scaling import ScaledSystem
+from .synthesis.templates import linearisation
 
 __all__ = ["OpenLoopBound", "open_loop_bound", "TIME_CAP_S"]
 
@@ -69,13 +70,12 @@ class OpenLoopBound:
 
 def _linearisation(S: ScaledSystem) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``(M, B, c_0)`` of (1) in normalised coordinates, or None without an equilibrium inside X."""
-    w_c = 0.5 * (S.noise_lo + S.noise_hi)
     eq = find_equilibrium(S)
     if eq is None:
         return None
     z, a = eq
-    Jx, Ja, _ = S.jacobians(z[None], a[None], w_c[None])
-    M, B = Jx[0], Ja[0]
+    M, B = linearisation(S, z, a)
+    w_c = 0.5 * (S.noise_lo + S.noise_hi)
     c0 = S.step_unwrapped(z[None], a[None], w_c[None])[0] - M @ z - B @ a
     return M, B, c0
 

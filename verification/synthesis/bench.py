@@ -96,14 +96,14 @@ def run_bench(args: argparse.Namespace) -> int:
             vol = float(sf.volume["value"])
             cert = sf.certificate
             pub = PUBLISHED_VOLUME.get(system.name)
+            of_kernel = None if kern is None else vol / box / kern
+            of_open_loop = None if not olb else vol / box / olb  # a 0 % estimate has no share
             rec.update(facets=int(sf.A.shape[0]), volume=vol, fraction_of_X=vol / box,
-                       fraction_of_kernel=None if kern is None else vol / box / kern,
-                       fraction_of_open_loop=None if not olb else vol / box / olb,
+                       fraction_of_kernel=of_kernel, fraction_of_open_loop=of_open_loop,
                        synthesis_s=sf.provenance.get("synthesis_time_s"), certify_s=cert["time_s"],
                        cells=cert["cells"])
             rows.append([system.name, f"{system.n}", "certified", f"{sf.A.shape[0]}", f"{vol:.4g}",
-                         f"{100 * vol / box:.1f} %", kcol, _pct(None if kern is None else vol / box / kern), ocol,
-                         _pct(None if not olb else vol / box / olb),
+                         f"{100 * vol / box:.1f} %", kcol, _pct(of_kernel), ocol, _pct(of_open_loop),
                          f"{sf.provenance.get('synthesis_time_s', float('nan')):.0f}", f"{cert['time_s']:.0f}",
                          f"{total:.0f}", str(cert["cells"]), "-" if pub is None else f"{vol / pub:.3g}x"])
         records.append(rec)

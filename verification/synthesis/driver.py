@@ -175,13 +175,15 @@ def _linear(part: PlanPart, margin: float, seed: int, deadline: float, log: _Log
                                 progress=lambda msg: log(f"linear feedback {part.describe()}: {msg}"),
                                 search_trials=SEARCH_TRIALS)
     if not cands:
-        why = ("its time share ran out before the set construction converged (a slowly contracting closed loop)"
-               if time.monotonic() >= deadline else "no stabilising gain gave a non-empty set")
-        modes = unreachable_modes(*linearisation(part.scaled, *part.operating))
-        if modes and time.monotonic() < deadline:
-            names = part.describe()[1:-1].split(", ")
+        timed = time.monotonic() >= deadline
+        modes = [] if timed else unreachable_modes(*linearisation(part.scaled, *part.operating))
+        if timed:
+            why = "its time share ran out before the set construction converged (a slowly contracting closed loop)"
+        elif not modes:
+            why = "no stabilising gain gave a non-empty set"
+        else:
             lam, v = modes[0]
-            which = " + ".join(nm for nm, vi in zip(names, v) if vi >= 0.3) or names[int(np.argmax(v))]
+            which = " + ".join(nm for nm, vi in zip(part.names, v) if vi >= 0.3) or part.names[int(np.argmax(v))]
             why = (f"no stabilising gain: at the equilibrium no action moves {which} to first order (a mode with "
                    f"|eigenvalue| {abs(lam):.3g} they do not reach), so the noise there is held, if at all, only "
                    "through nonlinear terms")

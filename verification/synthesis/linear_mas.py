@@ -284,12 +284,16 @@ def feedback_candidates(sys: ScaledSystem, margin: float, weights: tuple[float, 
         vol = _volume_fraction(A, b, n, np.random.default_rng(seed))
         return FeedbackCandidate(A, b, K, z_e, a_e, r, vol, steps, D, q)
 
+    def capped(found: int) -> int:
+        """Powers a later design may take: TRIAL_STEPS x those of the set found (at least 10), at most max_steps."""
+        return min(max_steps, TRIAL_STEPS * max(found, 10))
+
     for r in weights:
         if deadline is not None and time.monotonic() > deadline:
             break
         # the first weight that gives a set bounds the powers the others may take (as for the trials below): a
         # slowly contracting closed loop (a lightly damped mode, a weak actuator) took the route's whole time share
-        steps = max_steps if not out else min(max_steps, TRIAL_STEPS * max(max(c.steps for c in out), 10))
+        steps = max_steps if not out else capped(max(c.steps for c in out))
         c = build(r, np.ones(n), steps, f"action weight {r:g}")  # Q = I
         if c is not None:
             out.append(c)
@@ -302,8 +306,7 @@ def feedback_candidates(sys: ScaledSystem, margin: float, weights: tuple[float, 
         if deadline is not None and time.monotonic() > deadline:
             break
         cand = log_w + rng.normal(0.0, SEARCH_SIGMA, n + 1)
-        c = build(float(np.exp(cand[n])), np.exp(cand[:n]), min(max_steps, TRIAL_STEPS * max(best.steps, 10)),
-                  f"gain search {trial + 1}")
+        c = build(float(np.exp(cand[n])), np.exp(cand[:n]), capped(best.steps), f"gain search {trial + 1}")
         if c is not None and c.volume_fraction > best.volume_fraction:
             best, log_w = c, cand
     if not any(c is best for c in out):

@@ -31,9 +31,13 @@ class PlanPart:
     equilibrium: bool  # operating point is an equilibrium (else the box centre, a = 0)
     coupling: list[dict] = field(default_factory=list)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The part's state names."""
+        return self.system.definition.state_names or tuple(str(s) for s in self.system.definition.state)
+
     def describe(self) -> str:
-        names = self.system.definition.state_names or tuple(str(s) for s in self.system.definition.state)
-        return "(" + ", ".join(names) + ")"
+        return "(" + ", ".join(self.names) + ")"
 
 
 def _part(system, idx, coupling) -> PlanPart:
