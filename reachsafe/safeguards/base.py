@@ -53,6 +53,7 @@ from ..sets.rows import normalize_rows
 from ..setfile import SetFile, load_set
 from ..systems import CompiledSystem, get_system
 from .actionset import _BIG, Tolerances, box_rows, rowdot, tolerances
+from .interval import forward_interval
 from .polygon import Arena
 from .safetynet import centre_of, minmax_action, relevant_rows, verify
 
@@ -184,7 +185,7 @@ class Chunk:
             dL/dE = -A_loc^T (dL/dh_k (sign(A_k E) w_r + w_c)^T)      (state-dependent noise only)
 
         returned flattened like :meth:`~reachsafe.systems.CompiledSystem.affine_flat`
-        (:meth:`_vjp_rows`).
+        (:meth:`Safeguard.affine_rows_vjp`).
         """
         B, K = self.idx.shape
         n = self.Bx.shape[1]
@@ -202,19 +203,8 @@ class Chunk:
         return self._vjp_rows(self.A_rows(loc), gG, gh)
 
     def _vjp_rows(self, Aq: Tensor, gG: Tensor, gh: Tensor) -> Tensor:
-        """``[dL/dc, dL/dB, dL/dE]`` flattened, ``[B, n + n m + n p]``, from rows ``Aq [B, q, n]`` of ``A`` and the
-        gradients ``gG [B, q, m]``, ``gh [B, q]`` of ``G_q = A_q B(x)``, ``h_q = b_q - A_q c(x) - h_W(x)_q``
-        (formulas of :meth:`local_vjp`; one batched product ``A_q^T [dL/dh_q, dL/dG_q]``, ``[n, q] @ [q, 1 + m]``)."""
-        B, q, n = Aq.shape
-        m, p = gG.shape[-1], self.E.shape[-1]
-        AT = Aq.transpose(1, 2)
-        if self.guard._const_noise:
-            o = AT @ torch.cat([gh.unsqueeze(-1), gG], -1)  # [B, n, 1 + m]
-            return torch.cat([-o[..., 0], o[..., 1:].reshape(B, n * m), gh.new_zeros(B, n * p)], -1)
-        w_r, w_c = self.guard._cast(self.guard.w_r, gh), self.guard._cast(self.guard.w_c, gh)
-        dh = torch.sign(Aq @ self.E.detach()) * w_r + w_c  # d h_W(x)_q / d (A_q E), [B, q, p]
-        o = AT @ torch.cat([gh.unsqueeze(-1), gG, gh.unsqueeze(-1) * dh], -1)  # [B, n, 1 + m + p]
-        return torch.cat([-o[..., 0], o[..., 1:1 + m].reshape(B, n * m), -o[..., 1 + m:].reshape(B, n * p)], -1)
+        """:meth:`Safeguard.affine_rows_vjp` with this chunk's ``E(x)``."""
+        return self.guard.affine_rows_vjp(Aq, gG, gh, self.E.detach())
 
     def A_rows(self, loc: Tensor) -> Tensor:
         """Rows of the set's ``A`` behind local rows ``loc [B, q]`` of all states (zero for the box and padding)."""
@@ -370,6 +360,7 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         self.register_buffer("w_r", torch.tensor(0.5 * (w_hi - w_lo), dtype=f64), persistent=False)
         self.register_buffer("a_lo", torch.tensor(self.system.action_lo, dtype=f64), persistent=False)
         self.register_buffer("a_hi", torch.tensor(self.system.action_hi, dtype=f64), persistent=False)
+        self._box1 = (float(self.system.action_lo[0]), float(self.system.action_hi[0]))  # U for m = 1
         # h_W(x) = |A E| w_r + A E w_c is a constant vector when E does not depend on the state
         self._const_noise = not (self.system.E_exprs.free_symbols & set(self.system.definition.state))
         if self._const_noise:
@@ -511,6 +502,20 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         ``actions`` (autograd); the result is re-checked by the safety net.
         """
 
+    def _interval(self, a: Tensor, lo_s: Tensor, hi_s: Tensor, lo: Tensor, hi: Tensor, tol: Tolerances
+                  ) -> tuple[Tensor, Any]:
+        """m = 1 (optional): the map on the interval ``S(x) = [lo_s, hi_s]`` (tightened) inside ``U = [lo, hi]``.
+
+        ``a, lo_s, hi_s [B, 1]`` float64, no graph; returns ``a_s [B, 1]`` and what :meth:`_interval_vjp`
+        needs.  A kind that implements it (with :meth:`_interval_vjp`) is run on intervals by
+        :mod:`reachsafe.safeguards.interval`, which must then give what :meth:`_map` gives.
+        """
+        raise NotImplementedError
+
+    def _interval_vjp(self, saved: Any, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(dL/da, dL/dlo_s, dL/dhi_s)``, each ``[B, 1]``, of :meth:`_interval` for ``v = dL/da_s``."""
+        raise NotImplementedError
+
     # ---------------------------------------------------------------- internals
     def _cast(self, t: Tensor, like: Tensor) -> Tensor:
         """The constant ``t`` (a buffer) in the dtype and on the device of ``like``.
@@ -537,6 +542,27 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         rows = min(self.n_facets, self.direct_facets) + 2 * self.system.m + 16
         per_state = self.n_facets * (self.system.m + 2) + 8 * rows ** 2
         return max(1, self.chunk_entries // per_state)
+
+    def affine_rows_vjp(self, Aq: Tensor, gG: Tensor, gh: Tensor, E: Tensor) -> Tensor:
+        """``[dL/dc, dL/dB, dL/dE]`` flattened like :meth:`~reachsafe.systems.CompiledSystem.affine_flat`,
+        ``[B, n + n m + n p]``, from rows ``Aq [B, q, n]`` of ``A`` (zero rows for the box and the padding) and
+        the gradients ``gG [B, q, m]``, ``gh [B, q]`` of ``G_q = A_q B(x)``, ``h_q = b_q - A_q c(x) - h_W(x)_q``::
+
+            dL/dB = A_q^T dL/dG_q,    dL/dc = -A_q^T dL/dh_q,
+            dL/dE = -A_q^T (dL/dh_q (sign(A_q E) w_r + w_c)^T)      (state-dependent noise only)
+
+        (one batched product ``A_q^T [dL/dh_q, dL/dG_q]``, ``[n, q] @ [q, 1 + m]``); ``E [B, n, p]`` detached.
+        """
+        B, q, n = Aq.shape
+        m, p = gG.shape[-1], E.shape[-1]
+        AT = Aq.transpose(1, 2)
+        if self._const_noise:
+            o = AT @ torch.cat([gh.unsqueeze(-1), gG], -1)  # [B, n, 1 + m]
+            return torch.cat([-o[..., 0], o[..., 1:].reshape(B, n * m), gh.new_zeros(B, n * p)], -1)
+        w_r, w_c = self._cast(self.w_r, gh), self._cast(self.w_c, gh)
+        dh = torch.sign(Aq @ E) * w_r + w_c  # d h_W(x)_q / d (A_q E), [B, q, p]
+        o = AT @ torch.cat([gh.unsqueeze(-1), gG, gh.unsqueeze(-1) * dh], -1)  # [B, n, 1 + m + p]
+        return torch.cat([-o[..., 0], o[..., 1:1 + m].reshape(B, n * m), -o[..., 1 + m:].reshape(B, n * p)], -1)
 
     def _facet_rows(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``G = A B(x)`` [B, k, m] and ``h = b - A c(x) - h_W(x)`` [B, k] for all k facets.
@@ -596,6 +622,7 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
                     "safeguard is only defined on the set: reset such states, or pass outside='fallback'"
                 )
             cols, rhs, depth = self._facet_pass(cd, Bd, E.detach(), ws)
+            assert depth is not None
             theta = min(-tol.tighten, -self.margin - 1e-10)
             # pos[:, i]: how many of facets 0..i are selected (float64 counts, exact; no bool-to-long copy); the s-th
             # selected facet of a state is the first i with pos[:, i] >= s (a binary search per slot: no scatter, no
@@ -644,15 +671,16 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         return self._consts[key]
 
     @torch.no_grad()
-    def _facet_pass(self, c: Tensor, Bx: Tensor, E: Tensor,
-                    ws: dict[str, Tensor] | None = None) -> tuple[list[Tensor], Tensor, Tensor]:
+    def _facet_pass(self, c: Tensor, Bx: Tensor, E: Tensor, ws: dict[str, Tensor] | None = None,
+                    with_depth: bool = True) -> tuple[list[Tensor], Tensor, Tensor | None]:
         """``(cols, rhs, depth)`` for the k facets and the padding facet (:meth:`_prepare`), float64, no gradient.
 
         ``cols[j]``: column j of ``A B(x)``, ``[B, k + 1]`` (or ``[k + 1]`` when it does not depend on the
         state); ``rhs = b - A c(x) - h_W(x)`` ``[B, k + 1]`` (``+_BIG`` for the padding facet);
         ``depth = max_U (A B(x)) a - rhs = top0 + sum_j (|col_j| rad_j + col_j mid_j) - rhs`` ``[B, k + 1]``
         (``top0``: the constant columns' part; the sum over the state-dependent columns).  With ``ws``
-        (:meth:`_workspace`) the results live in its buffers (valid until the next call).
+        (:meth:`_workspace`) the results live in its buffers (valid until the next call).  ``with_depth=False``:
+        ``depth`` is not computed (None).
         """
         ws = ws or {}
         Ap = self._cast(self.Ap, c)
@@ -664,8 +692,10 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
             AE = (E.transpose(1, 2).reshape(-1, n) @ Ap.T).view(E.shape[0], p, -1).transpose(1, 2)
             Ac = c @ Ap.T + rowdot(AE.abs(), self._cast(self.w_r, c)) + rowdot(AE, self._cast(self.w_c, c))
             rhs = self._cast(self.bhp, c) - Ac
-        top0 = self._cast(self.top0, c)
-        depth = torch.sub(top0, rhs, out=ws["depth"]) if ws else top0 - rhs
+        depth = None
+        if with_depth:
+            top0 = self._cast(self.top0, c)
+            depth = torch.sub(top0, rhs, out=ws["depth"]) if ws else top0 - rhs
         cols: list[Tensor] = []
         AB0 = self._cast(self.AB0, c)
         for j, rows in enumerate(self._var_rows):
@@ -676,6 +706,8 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
             Bv, Av = Bx[:, r0:r1, j], self._cast(getattr(self, f"A_var{j}"), c)
             col = torch.addmm(AB0[:, j], Bv, Av, out=ws[f"col{j}"]) if ws else torch.addmm(AB0[:, j], Bv, Av)
             cols.append(col)
+            if depth is None:
+                continue
             term = torch.abs(col, out=ws["tmp"]) if ws else col.abs()
             depth.add_(term, alpha=float(self.a_rad[j]))
             if not self._box_symmetric:
@@ -687,6 +719,10 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         that does not shield, only the count of unsafe actions)."""
         grad = (self.shields and not self.passthrough and torch.is_grad_enabled()
                 and (states.requires_grad or actions.requires_grad))
+        if self.system.m == 1 and self.shields and type(self)._interval is not Safeguard._interval:
+            fast = forward_interval(self, states, actions, grad)
+            if fast is not None:
+                return fast
         ch = self._prepare(states, actions.dtype, grad)
         out = self._solve(actions, ch)
         if self.shields:

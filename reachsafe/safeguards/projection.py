@@ -244,6 +244,17 @@ class ProjectionSafeguard(Safeguard):
 
     kind = "projection"
 
+    def _interval(self, a: Tensor, lo_s: Tensor, hi_s: Tensor, lo: Tensor, hi: Tensor, tol: Tolerances
+                  ) -> tuple[Tensor, Any]:
+        """m = 1: ``a_s = clamp(a, lo_s, hi_s)``."""
+        below, above = a < lo_s, a > hi_s
+        return torch.where(below, lo_s, torch.where(above, hi_s, a)), (below, above)
+
+    def _interval_vjp(self, saved: Any, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        below, above = saved
+        zero = v.new_zeros(())
+        return torch.where(below | above, zero, v), torch.where(below, v, zero), torch.where(above, v, zero)
+
     def _map(self, actions: Tensor, G: Tensor, h: Tensor, tol: Tolerances) -> Tensor:
         return project(actions, G, h, tol)
 

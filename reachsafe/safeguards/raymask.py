@@ -51,7 +51,8 @@ from torch import Tensor
 from .actionset import _BIG, Tolerances, tolerances
 from .base import Chunk, Safeguard
 from .centre import analytic_centre, differentiable_centre, row_weights
-from .raytail import RowsRayTail, StateRayTail, _centre_rows, _centroid, _centroid_vjp, ray_plan
+from .raytail import (RowsRayTail, StateRayTail, _centre_rows, _centroid, _centroid_vjp, interval_ray,
+                      interval_ray_vjp, ray_plan)
 
 __all__ = ["RayMaskSafeguard", "TanhRayMaskSafeguard", "ray_mask", "safe_centre"]
 
@@ -244,6 +245,14 @@ class RayMaskSafeguard(Safeguard):
     def _map(self, actions: Tensor, G: Tensor, h: Tensor, tol: Tolerances) -> Tensor:
         lo, hi = self._cast(self.a_lo, actions), self._cast(self.a_hi, actions)
         return ray_mask(actions, G, h, lo, hi, tol, self.mapping)
+
+    def _interval(self, a: Tensor, lo_s: Tensor, hi_s: Tensor, lo: Tensor, hi: Tensor, tol: Tolerances
+                  ) -> tuple[Tensor, dict]:
+        """m = 1: :func:`~reachsafe.safeguards.raytail.interval_ray` (centre: the midpoint of ``S(x)``)."""
+        return interval_ray(a, lo_s, hi_s, lo, hi, self.mapping, tol.centre)
+
+    def _interval_vjp(self, saved: dict, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return interval_ray_vjp(saved, v)
 
     def _solve(self, actions: Tensor, ch: Chunk) -> Tensor:
         if self.system.m <= 2:

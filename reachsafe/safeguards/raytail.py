@@ -31,7 +31,7 @@ from torch import Tensor
 from .actionset import _BIG, Tolerances
 from .polygon import Arena, edge_rows
 
-__all__ = ["RayPlan", "ray_plan", "RowsRayTail", "StateRayTail"]
+__all__ = ["RayPlan", "ray_plan", "RowsRayTail", "StateRayTail", "interval_ray", "interval_ray_vjp"]
 
 
 @dataclass
@@ -218,54 +218,65 @@ def _profile(s: dict, r: Tensor, tS: Tensor, t_U: Tensor, mapping: str) -> tuple
     return tS * T1 / T2, tS / (ts * T2), tUc
 
 
-def _plan_interval(a: Tensor, G: Tensor, h: Tensor, lo: Tensor, hi: Tensor, tol: Tolerances, mapping: str) -> RayPlan:
-    """m = 1: ``S = [l, u]`` (``l = h_i / g_i`` of the row bounding it below, ``u`` above), centre ``C = (l + u)/2``.
+def interval_ray(a: Tensor, lb: Tensor, ub: Tensor, lo: Tensor, hi: Tensor, mapping: str, tiny: float
+                 ) -> tuple[Tensor, dict]:
+    """The ray mask on an interval ``S = [l, u]`` inside ``U = [lo, hi]`` (m = 1), float64, no graph.
 
-    Along the side ``sg = +-1`` of ``a``: ``t = sg (a - C)``, ``t_S = (u - l)/2`` (clipped to ``[0, t_U]``),
-    ``t_U = sg (U_sg - C)`` with ``U_sg`` the bound of U on that side, ``a_s = C + sg phi(min(t, t_U))``.
+    Centre ``C = (l + u)/2``; along the side ``sg = +-1`` of ``a``: ``t = sg (a - C)``, ``t_S = (u - l)/2``
+    (clipped to ``[0, t_U]``), ``t_U = sg (U_sg - C)`` with ``U_sg`` the bound of U on that side,
+    ``a_s = C + sg phi(min(t, t_U))`` (``|a - C| <= tiny``: ``a_s = C + (a - C) phi'(0)``).
+    ``a, lb, ub [B, 1]``, ``lo, hi [1]``; returns ``a_s [B, 1]`` and what :func:`interval_ray_vjp` needs.
     """
-    B, M, _ = G.shape
-    crow = _centre_rows(G, h, tol, False)[1]
-    Gc = G[..., 0].gather(1, crow)
-    hc = h.gather(1, crow)
-    lu = hc / Gc  # [B, 2]: l, u
-    lb, ub = lu[:, :1], lu[:, 1:]
     C = 0.5 * (lb + ub)
     diff = a - C
-    small = diff.abs() <= tol.centre
+    small = diff.abs() <= tiny
     sg = torch.where(small | (diff > 0), 1.0, -1.0)
     t = diff.abs()
     t_U = sg * (torch.where(sg > 0, hi, lo) - C)
     raw = 0.5 * (ub - lb)
     tS = torch.minimum(raw.clamp_min(0.0), t_U)
     r = torch.minimum(t, t_U)
-    s: dict[str, Any] = {"m": 1, "mapping": mapping, "tiny": tol.centre}
+    s: dict[str, Any] = {"m": 1, "mapping": mapping, "tiny": tiny}
     phi, slope, tUc = _profile(s, r, tS, t_U, mapping)
     out = torch.where(small, C + diff * slope, C + sg * phi)
-    s.update(crow=crow, Gc=Gc, lu=lu, diff=diff, small=small, sg=sg, t=t, t_U=t_U, raw=raw, tS=tS, r=r, tUc=tUc,
-             slope=slope, phi=phi, shape=(B, M, 1))
+    s.update(diff=diff, small=small, sg=sg, t=t, t_U=t_U, raw=raw, tS=tS, r=r, tUc=tUc, slope=slope, phi=phi)
+    return out, s
+
+
+def interval_ray_vjp(s: dict, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(dL/da, dL/dl, dL/du)``, each ``[B, 1]``, of :func:`interval_ray`'s value for ``v = dL/da_s``."""
+    small, sg, tS, t_U, r, tUc, raw = (s[k] for k in ("small", "sg", "tS", "t_U", "r", "tUc", "raw"))
+    zero = v.new_zeros(())
+    uncl = (t_U > s["tiny"]).to(v.dtype)
+    gr, gtS, gtU = _profile_partials(s, r, tS, tUc, uncl, torch.where(small, zero, v * sg),
+                                     torch.where(small, v * s["diff"], zero))
+    r_is_t = s["t"] < t_U  # r = min(t, t_U)
+    gtU = gtU + torch.where(r_is_t, zero, gr)
+    cap = raw > t_U  # t_S = min(max(raw, 0), t_U)
+    graw = torch.where(cap | (raw <= 0), zero, gtS)
+    gtU = gtU + torch.where(cap, gtS, zero)
+    # out = C + sg phi (general) or C + diff slope (small); t = sg (a - C), t_U = sg (U - C), raw = (u - l) / 2
+    ga = torch.where(small, v * s["slope"], torch.where(r_is_t, gr, zero) * sg)
+    half_C, half_raw = 0.5 * (v - ga - gtU * sg), 0.5 * graw
+    return ga, half_C - half_raw, half_C + half_raw
+
+
+def _plan_interval(a: Tensor, G: Tensor, h: Tensor, lo: Tensor, hi: Tensor, tol: Tolerances, mapping: str) -> RayPlan:
+    """m = 1 on explicit rows: ``S = [l, u]`` (``l = h_i / g_i`` of the row bounding it below, ``u`` above), then
+    :func:`interval_ray`."""
+    B, M, _ = G.shape
+    crow = _centre_rows(G, h, tol, False)[1]
+    Gc = G[..., 0].gather(1, crow)
+    lu = h.gather(1, crow) / Gc  # [B, 2]: l, u
+    out, s = interval_ray(a, lu[:, :1], lu[:, 1:], lo, hi, mapping, tol.centre)
+    s.update(crow=crow, Gc=Gc, lu=lu, shape=(B, M, 1))
     return RayPlan(out=out, saved=s)
 
 
 def _interval_vjp(s: dict, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`_ray_vjp` for :func:`_plan_interval`."""
-    f64 = v.dtype
-    small = s["small"].to(f64)
-    gen = 1.0 - small
-    sg, tS, t_U, r, tUc = s["sg"], s["tS"], s["t_U"], s["r"], s["tUc"]
-    uncl = (t_U > s["tiny"]).to(f64)
-    gr, gtS, gtU = _profile_partials(s, r, tS, tUc, uncl, v * sg * gen, v * s["diff"] * small)
-    r_is_t = (s["t"] < t_U).to(f64)
-    gt = gr * r_is_t
-    gtU = gtU + gr * (1.0 - r_is_t)
-    raw = s["raw"]
-    cap = (raw > t_U).to(f64)
-    graw = gtS * (raw > 0).to(f64) * (1.0 - cap)
-    gtU = gtU + gtS * cap
-    # out = C + sg phi (general) or C + diff slope (small); t = sg (a - C), t_U = sg (U - C), raw = (u - l) / 2
-    ga = gt * sg * gen + v * s["slope"] * small
-    gC = v - ga - gtU * sg
-    glu = torch.cat([0.5 * gC - 0.5 * graw, 0.5 * gC + 0.5 * graw], 1)  # d/dl, d/du
+    ga, gl, gu = interval_ray_vjp(s, v)
+    glu = torch.cat([gl, gu], 1)
     Gc, lu, crow = s["Gc"], s["lu"], s["crow"]
     ghc = glu / Gc  # l = h / g: dl/dh = 1/g, dl/dg = -l/g
     B, M, _ = s["shape"]
