@@ -147,3 +147,24 @@ def test_empty_safe_set_is_handed_to_the_general_path(kind, monkeypatch):
         ref, rinfo = make_safeguard(kind, system, (A, b))(torch.tensor(x), torch.tensor(a), return_info=True)
     assert info.n_empty == rinfo.n_empty > 0
     torch.testing.assert_close(out, ref, atol=1e-12, rtol=0)
+
+
+def test_a_subclass_that_changes_the_map_keeps_the_general_path():
+    """A subclass of a kind that overrides ``_map`` but not ``_interval`` must run its own map."""
+    from reachsafe.safeguards import ProjectionSafeguard
+    from reachsafe.safeguards.base import _runs_on_intervals
+
+    class Centre(ProjectionSafeguard):
+        def _map(self, actions, G, h, tol):
+            return super()._map(actions * 0.0, G, h, tol)
+
+        def _solve(self, actions, ch):
+            return self._map(actions.to(torch.float64), ch.G, ch.h, ch.tol64).to(actions.dtype)
+
+    system, sf = case("pendulum")
+    x = torch.tensor(states("pendulum", 16, np.random.default_rng(3)))
+    out = Centre(system, sf)(x, torch.full((16, 1), 0.7, dtype=torch.float64))
+    ref = make_safeguard("projection", system, sf)(x, torch.zeros(16, 1, dtype=torch.float64))
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=0)
+    assert not _runs_on_intervals(Centre)
+    assert all(_runs_on_intervals(make_safeguard(k, system, sf).__class__) for k in KINDS)

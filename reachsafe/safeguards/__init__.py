@@ -38,6 +38,8 @@ is the exact Jacobian in closed form:
   closed-form backward.
 * ``raymask`` / ``raytail`` — the ray masks (closed-form ray exits; centre: interval midpoint,
   polygon centroid, analytic centre) and, for m <= 2, their closed-form backward.
+* ``interval``   — m = 1: every shielding kind on ``S(x) = [l, u]`` in closed form (bounds from all facets,
+  one autograd node, the same float64 check); chunks it cannot finish go to the general path.
 * ``safetynet``  — float64 re-check of every returned action against all facets with a
   margin; failures get the float64 centre of ``S(x)``; empty ``S(x)`` gets the
   min-max-violation action (counted as unsafe in :class:`SafeguardInfo`).

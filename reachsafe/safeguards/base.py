@@ -263,6 +263,24 @@ def _resolve_set(system: CompiledSystem, invariant_set: InvariantSetLike) -> tup
     return A, b, where
 
 
+_ON_INTERVALS: dict[type, bool] = {}
+
+
+def _runs_on_intervals(cls: type) -> bool:
+    """Whether a kind takes the m = 1 interval path: it implements :meth:`Safeguard._interval`, in a class
+    that also defines (or inherits unchanged) its ``_map`` and ``_solve``; a subclass that changes the map
+    of a kind without changing ``_interval`` keeps the general path, which runs its map."""
+    hit = _ON_INTERVALS.get(cls)
+    if hit is None:
+        def owner(name: str) -> type:
+            return next(k for k in cls.__mro__ if name in vars(k))
+
+        o = owner("_interval")
+        hit = o is not Safeguard and issubclass(o, owner("_map")) and issubclass(o, owner("_solve"))
+        _ON_INTERVALS[cls] = hit
+    return hit
+
+
 def regularizer(actions: Tensor, safe_actions: Tensor, lam: float) -> Tensor:
     """``lam * mean_b |a_s - a|^2`` for policy actions ``a`` and safe actions ``a_s`` ([B, m]).
 
@@ -719,7 +737,7 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         that does not shield, only the count of unsafe actions)."""
         grad = (self.shields and not self.passthrough and torch.is_grad_enabled()
                 and (states.requires_grad or actions.requires_grad))
-        if self.system.m == 1 and self.shields and type(self)._interval is not Safeguard._interval:
+        if self.system.m == 1 and self.shields and _runs_on_intervals(type(self)):
             fast = forward_interval(self, states, actions, grad)
             if fast is not None:
                 return fast
