@@ -740,7 +740,9 @@ class Safeguard(torch.nn.Module, metaclass=ABCMeta):
         if self.system.m == 1 and self.shields and _runs_on_intervals(type(self)):
             fast = forward_interval(self, states, actions, grad)
             if fast is not None:
-                return fast
+                out, dist = fast
+                return out, SafeguardInfo(intervened=dist > INTERVENTION_TOL, distance=dist,
+                                          unsafe=torch.zeros_like(dist, dtype=torch.bool))
         ch = self._prepare(states, actions.dtype, grad)
         out = self._solve(actions, ch)
         if self.shields:

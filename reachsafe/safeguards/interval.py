@@ -24,17 +24,13 @@ back (None) to the general path, which has the fallbacks, the counts and the err
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..intervention import INTERVENTION_TOL
 from .actionset import _BIG, tolerances
 from .safetynet import verify
-
-if TYPE_CHECKING:
-    from .base import Safeguard, SafeguardInfo
 
 __all__ = ["forward_interval", "IntervalTail"]
 
@@ -70,14 +66,13 @@ class IntervalTail(torch.autograd.Function):
         return ga.to(ctx.a_dtype), gcBE, None, None, None, None, None, None, None
 
 
-def forward_interval(guard: "Safeguard", states: Tensor, actions: Tensor, grad: bool
-                     ) -> tuple[Tensor, "SafeguardInfo"] | None:
-    """One chunk through the m = 1 path (module docstring), or None to hand it to the general path.
+def forward_interval(guard: Any, states: Tensor, actions: Tensor, grad: bool) -> tuple[Tensor, Tensor] | None:
+    """One chunk through the m = 1 path (module docstring): ``(a_s [B, 1], |a_s - a| [B])``, or None to hand it
+    to the general path.
 
+    ``guard``: the :class:`~reachsafe.safeguards.base.Safeguard` (its constants and facet pass);
     ``states [B, n]``, ``actions [B, 1]``; ``grad``: attach the gradient to the states and actions.
     """
-    from .base import SafeguardInfo  # base imports this module
-
     f64 = torch.float64
     tol = guard.tolerances(actions.dtype)
     tol64 = tolerances(f64)
@@ -118,6 +113,4 @@ def forward_interval(guard: "Safeguard", states: Tensor, actions: Tensor, grad: 
             bounds = torch.cat([u, l], 1)
     if grad:
         out = IntervalTail.apply(actions, cBE, out, guard, saved, rows, g_rows, bounds, E)
-    info = SafeguardInfo(intervened=dist > INTERVENTION_TOL, distance=dist,
-                         unsafe=torch.zeros(B, dtype=torch.bool, device=actions.device))
-    return out, info
+    return out, dist
