@@ -5,7 +5,7 @@ Every representation is a :class:`ConvexSet` (``dim``, ``contains``, ``support``
 are in :mod:`reachsafe.sets.convert` (:func:`as_hpolytope`).
 """
 
-from ._geometry import EmptySetError, UnboundedSetError
+from ._geometry import EmptySetError, LPFailedError, UnboundedSetError
 from .base import ConvexSet
 from .box import Box
 from .convert import UnsupportedSetError, as_hpolytope
@@ -20,6 +20,7 @@ __all__ = [
     "Zonotope",
     "as_hpolytope",
     "EmptySetError",
+    "LPFailedError",
     "UnboundedSetError",
     "UnsupportedSetError",
 ]

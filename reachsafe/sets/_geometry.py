@@ -38,6 +38,11 @@ class UnboundedSetError(ValueError):
     """Raised when an operation needs a bounded set but the set is unbounded."""
 
 
+class LPFailedError(RuntimeError):
+    """Raised when an LP about a set fails numerically with every method tried (HiGHS "unknown" status):
+    the set is then degenerate (a sliver, nearly empty) at the LP's tolerances."""
+
+
 # --------------------------------------------------------------------------- #
 # validation
 # --------------------------------------------------------------------------- #

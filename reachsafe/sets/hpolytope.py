@@ -18,6 +18,7 @@ from scipy.optimize import linprog
 
 from ._geometry import (
     EmptySetError,
+    LPFailedError,
     RngLike,
     UnboundedSetError,
     as_directions,
@@ -51,10 +52,21 @@ class VolumeEstimate(NamedTuple):
     method: str
 
 
+_LP_METHODS = ("highs", "highs-ipm", "highs-ds")  # HiGHS's choice first; the others when it fails numerically
+
+
 def _linprog(c: np.ndarray, A: np.ndarray, b: np.ndarray,
              bounds: Union[Tuple, Sequence[Tuple]] = (None, None)):
-    """minimise c^T x s.t. A x <= b (free variables by default); returns the scipy result."""
-    return linprog(c, A_ub=A, b_ub=b, bounds=bounds, method="highs")
+    """minimise c^T x s.t. A x <= b (free variables by default); returns the scipy result.
+
+    A numerical failure (status 4: HiGHS ended with an unknown model status, as on nearly degenerate
+    polytopes) is retried with HiGHS's interior-point and dual simplex methods; the last result is returned.
+    """
+    for method in _LP_METHODS:
+        res = linprog(c, A_ub=A, b_ub=b, bounds=bounds, method=method)
+        if res.status != 4:
+            break
+    return res
 
 
 class HPolytope(ConvexSet):
@@ -205,8 +217,9 @@ class HPolytope(ConvexSet):
         r"""Centre and radius of the largest inscribed ball (Chebyshev centre).
 
         Solves  max_{x, r} r  s.t.  A_i x + r ||A_i||_2 <= b_i,  r >= 0.
-        Returns (x [n], r).  Raises EmptySetError if P is empty and
-        UnboundedSetError if arbitrarily large balls fit.
+        Returns (x [n], r).  Raises EmptySetError if P is empty,
+        UnboundedSetError if arbitrarily large balls fit, and LPFailedError if the LP fails
+        numerically with every method (:func:`_linprog`).
         """
         n = self.dim
         norms = np.linalg.norm(self.A, axis=1)
@@ -220,7 +233,8 @@ class HPolytope(ConvexSet):
         if res.status == 3:
             raise UnboundedSetError("chebyshev_center: inscribed-ball radius is unbounded")
         if res.status != 0:
-            raise RuntimeError(f"chebyshev_center: LP failed (status {res.status}): {res.message}")
+            raise LPFailedError(f"chebyshev_center: LP failed (status {res.status}) with "
+                                f"{', '.join(_LP_METHODS)}: {res.message}")
         return np.asarray(res.x[:n], dtype=np.float64), float(res.x[n])
 
     def remove_redundant(self, tol: float = 1e-9) -> "HPolytope":
@@ -297,8 +311,8 @@ class HPolytope(ConvexSet):
             c, r = self.chebyshev_center()
         except EmptySetError:
             return np.empty((0, self.dim))
-        except UnboundedSetError:
-            return None  # cdd says so in its words
+        except (UnboundedSetError, LPFailedError):
+            return None  # cdd says so in its words, or tries a degenerate set its own way
         bb = self.bounding_box()  # raises UnboundedSetError for a polyhedron with a ray (Qhull would not)
         scale = max(1.0, float(np.max(np.abs(bb.lo))), float(np.max(np.abs(bb.hi))))
         if not r > 1e-9 * scale:  # flat or nearly so: Qhull needs a strictly interior point

@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from reachsafe.sets import EmptySetError, HPolytope
+from reachsafe.sets import EmptySetError, HPolytope, LPFailedError
 
 from .margins import normalize_rows, robust_margins
 
@@ -241,7 +241,7 @@ def shrink_to_invariant(
         P = HPolytope(A, b)
         try:
             center, radius = P.chebyshev_center()
-        except EmptySetError:
+        except (EmptySetError, LPFailedError):  # LPFailedError: a sliver at the LP's tolerances, no room left
             radius = -1.0
         if radius <= 0:
             return SynthesisResult(A=A, b=b, iterations=it, converged=False, min_margin=min_margin,
