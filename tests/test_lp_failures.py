@@ -59,3 +59,18 @@ def test_shrinking_treats_a_failed_chebyshev_lp_as_no_room(monkeypatch):
     monkeypatch.setattr(hp, "linprog", fake)
     res = shrink_to_invariant(part.scaled, A0, config=SynthesisConfig(margin=1e-3, n_interior=50, n_boundary=50))
     assert res.empty and not res.converged and res.iterations == 1
+
+
+def test_the_hovercraft_candidate_that_failed_is_handled():
+    """The 6-D candidate (221 facets) on which HiGHS's default method ended with status 4: the retry
+    settles it (the interior-point method finds it infeasible), so no bare RuntimeError escapes."""
+    from pathlib import Path
+
+    from reachsafe.sets import EmptySetError
+
+    d = np.load(Path(__file__).parent / "fixtures" / "hovercraft_degenerate_candidate.npz")
+    try:
+        _, r = HPolytope(d["A"], d["b"]).chebyshev_center()
+    except (EmptySetError, LPFailedError):
+        return
+    assert r < 1e-6  # a solver that does solve it finds no room
