@@ -95,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
             result["open_loop"] = None
         else:
             print(f"{system.name}: open-loop estimate {100 * ol.fraction:.1f} +- {100 * ol.stderr:.1f} % of X "
-                  f"(volume {ol.fraction * k.box_area:.6g}): {ol.samples} states from which the model linearised "
-                  f"at its equilibrium stays in X for {ol.horizon} steps with the nominal noise"
+                  f"(volume {ol.fraction * k.box_area:.6g}): {round(ol.fraction * ol.samples)} of {ol.samples} uniform "
+                  f"states of X from which the model linearised at its equilibrium can stay in X for {ol.horizon} "
+                  "steps with the nominal noise"
                   + ("" if ol.converged else f" (still falling at {ol.horizon} steps: an upper estimate)"))
             result["open_loop"] = {"fraction": ol.fraction, "stderr": ol.stderr, "area": ol.fraction * k.box_area,
                                    "horizon": ol.horizon, "samples": ol.samples, "converged": ol.converged}

@@ -180,7 +180,10 @@ def _linear(part: PlanPart, margin: float, seed: int, deadline: float, log: _Log
         if timed:
             why = "its time share ran out before the set construction converged (a slowly contracting closed loop)"
         elif not modes:
-            why = "no stabilising gain gave a non-empty set"
+            at = ", ".join(f"{nm} {v:+.2f}" for nm, v in zip(part.names, part.operating[0]))
+            why = (f"every LQR gain tried gave an empty set about the equilibrium at {at} (normalised: -1 and +1 "
+                   "are the bounds of X); the noise and the linearisation error, bounded over boxes around it, "
+                   "outgrow what the closed loop contracts")
         else:
             lam, v = modes[0]
             which = " + ".join(nm for nm, vi in zip(part.names, v) if vi >= 0.3) or part.names[int(np.argmax(v))]
